@@ -1,0 +1,320 @@
+"""``assistant.toml`` -> validated, typed settings.
+
+Every section is a dataclass; its field names are the TOML keys (units in the name). Loading checks
+every key and type and says, in one paragraph, which key, what was expected and what was found.
+Environment overrides: ``ASSISTANT__SECTION__KEY=value`` (the value is read as TOML when it parses,
+else as a string), e.g. ``ASSISTANT__SERVER__PORT=9000``.
+
+Relative paths in the file are relative to the file's own folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+DEFAULT_CONFIG = "assistant.toml"
+ENV_PREFIX = "ASSISTANT__"
+
+
+class ConfigError(Exception):
+    """A bad configuration; the message is meant for the person who wrote the file."""
+
+
+@dataclass
+class General:
+    language: str = "zh"
+    """The interface language (avatar page text, fallback lines when a question's language is unknown)."""
+    models_dir: str = "models"
+    cache_dir: str = "cache"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass
+class KB:
+    paths: list[str] = field(default_factory=lambda: ["kb"])
+    """Files and folders ingested by `assistant kb build` when no path is given."""
+    index_dir: str = "index"
+    embedder: str = "use-multilingual"
+    """``use-multilingual`` (embedded default) or ``sentence-transformers``."""
+    embedder_path: str = ""
+    """A local sentence-transformers model folder (for ``embedder = "sentence-transformers"``)."""
+    top_k: int = 5
+    chunk_chars: int = 400
+    chunk_overlap_chars: int = 80
+
+
+@dataclass
+class Answer:
+    faq_threshold: float = 0.80
+    """An FAQ match scoring at least this is answered with its stored answer, verbatim (route ``faq``)."""
+    relevance_threshold: float = 0.45
+    """Passages scoring below this are not relevant; none left means route ``fallback``."""
+    max_passages: int = 3
+    """How many relevant passages the LLM sees."""
+    max_tokens: int = 160
+    history_turns: int = 4
+    """How many earlier question/answer pairs the LLM sees (and query rewriting uses)."""
+
+
+@dataclass
+class LLM:
+    engine: Literal["llamacpp", "transformers", "openai"] = "llamacpp"
+    model: str = "qwen2.5-0.5b"
+    """A model pack name (`assistant models list`) or, for ``transformers``, a folder under models/."""
+    model_path: str = ""
+    """An explicit model file or folder; overrides ``model``."""
+    context_tokens: int = 4096
+    threads: int = 2
+    temperature: float = 0.2
+    device: str = "auto"
+    """transformers: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``."""
+    dtype: str = "auto"
+    """transformers: ``auto``, ``float16``, ``bfloat16``, ``float32``."""
+    trust_remote_code: bool = False
+    """transformers: allow a model folder's own code (ChatGLM3 needs it). Off unless you trust the folder."""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """openai: the server's ``/v1`` URL (vLLM, llama.cpp server, Ollama)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """openai: the environment variable holding the API key (may be unset for local servers)."""
+    timeout_s: float = 30.0
+    retries: int = 2
+
+
+@dataclass
+class ASR:
+    engine: Literal["faster-whisper", "openai-whisper", "openai"] = "faster-whisper"
+    model: str = "whisper-base"
+    model_path: str = ""
+    language: str = ""
+    """``""`` detects the language per utterance; ``zh`` or ``en`` fixes it."""
+    compute_type: str = "int8"
+    threads: int = 2
+    beam_size: int = 1
+    device: str = "auto"
+    partials: bool = True
+    """Transcribe the growing utterance while the visitor is still talking."""
+    partial_interval_ms: int = 700
+    prompt_from_kb: bool = True
+    """Offer the knowledge base's own vocabulary to Whisper as a prompt."""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 30.0
+
+
+@dataclass
+class VAD:
+    threshold: float = 0.5
+    silence_ms: int = 500
+    """Silence after speech that ends a turn."""
+    min_speech_ms: int = 250
+    max_utterance_s: float = 20.0
+    pre_roll_ms: int = 300
+
+
+@dataclass
+class Audio:
+    input: Literal["auto", "on", "off"] = "auto"
+    """Local microphone: ``auto`` uses it when a device exists, ``off`` never."""
+    output: Literal["auto", "on", "off"] = "auto"
+    input_device: str = ""
+    output_device: str = ""
+    sample_rate_hz: int = 16_000
+    jitter_buffer_ms: int = 60
+
+
+@dataclass
+class TTS:
+    enabled: bool = True
+    voices_dir: str = "voices"
+    voice: str = "joe"
+    """The voice for English (and any language without its own voice)."""
+    voice_zh: str = "zh-default"
+    """The voice for Chinese sentences."""
+    faq_cache: bool = True
+    """Render FAQ answers once per voice and play them instantly."""
+
+
+@dataclass
+class Server:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str = ""
+    """Required by clients when ``host`` is not a loopback address (``?token=...``)."""
+    allowed_origins: list[str] = field(default_factory=list)
+    """Origins allowed to open the WebSocket besides the page's own; empty: same origin and local tools."""
+    max_message_bytes: int = 262_144
+    max_clients: int = 400
+
+
+@dataclass
+class Settings:
+    general: General = field(default_factory=General)
+    kb: KB = field(default_factory=KB)
+    answer: Answer = field(default_factory=Answer)
+    llm: LLM = field(default_factory=LLM)
+    asr: ASR = field(default_factory=ASR)
+    vad: VAD = field(default_factory=VAD)
+    audio: Audio = field(default_factory=Audio)
+    tts: TTS = field(default_factory=TTS)
+    server: Server = field(default_factory=Server)
+    root: Path = field(default_factory=Path.cwd)
+    """The folder relative paths are resolved against (the config file's folder)."""
+
+    def path(self, value: str) -> Path:
+        """Resolve a path setting: ``~`` expanded, relative to ``root``."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def models_dir(self) -> Path:
+        return self.path(self.general.models_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) is list:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
+
+
+def _check(where: str, tp: Any, value: Any) -> Any:
+    origin = get_origin(tp)
+    ok: bool
+    if origin is Literal:
+        ok = value in get_args(tp)
+    elif origin is list:
+        if not isinstance(value, list):
+            ok = False
+        else:
+            return [_check(f"{where}[{i}]", get_args(tp)[0], v) for i, v in enumerate(value)]
+    elif origin in (types.UnionType, typing.Union):
+        for arg in get_args(tp):
+            try:
+                return _check(where, arg, value)
+            except ConfigError:
+                continue
+        ok = False
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif tp is type(None):
+        ok = value is None
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, found {_describe(value)}")
+    return value
+
+
+def _build_section(name: str, cls: type, table: Any, source: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table, found {_describe(table)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in table.items():
+        if key not in known:
+            close = ", ".join(sorted(known))
+            raise ConfigError(f"{source}: unknown key '{key}' in [{name}]; the keys of [{name}] are: {close}")
+        kwargs[key] = _check(f"{source}: [{name}] {key}", hints[key], value)
+    return cls(**kwargs)
+
+
+def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2:
+            raise ConfigError(f"environment variable {name}: expected {ENV_PREFIX}SECTION__KEY")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out.setdefault(parts[0], {})[parts[1]] = value
+    return out
+
+
+def load(path: str | Path | None = None, *, environ: typing.Mapping[str, str] | None = None) -> Settings:
+    """Load settings from ``path`` (default: ``./assistant.toml`` if present, else built-in defaults).
+
+    Raises ConfigError with a one-paragraph message on any problem.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = path is not None or "ASSISTANT_CONFIG" in environ
+    cfg_path = Path(path or environ.get("ASSISTANT_CONFIG", DEFAULT_CONFIG)).expanduser()
+    data: dict[str, Any] = {}
+    if cfg_path.exists():
+        try:
+            data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{cfg_path}: not valid TOML: {err}") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{cfg_path}: cannot be read: {err}") from err
+        root = cfg_path.resolve().parent
+    elif explicit:
+        raise ConfigError(f"config file {cfg_path} does not exist")
+    else:
+        root = Path.cwd()
+    for section, values in _env_overrides(environ).items():
+        data.setdefault(section, {})
+        if isinstance(data[section], dict):
+            data[section].update(values)
+    hints = typing.get_type_hints(Settings)
+    sections = {f.name for f in dataclasses.fields(Settings)} - {"root"}
+    kwargs: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in sections:
+            raise ConfigError(
+                f"{cfg_path}: unknown section [{name}]; the sections are: {', '.join(sorted(sections))}"
+            )
+        kwargs[name] = _build_section(name, hints[name], table, str(cfg_path))
+    settings = Settings(**kwargs, root=root)
+    _validate(settings, str(cfg_path))
+    return settings
+
+
+def _validate(s: Settings, source: str) -> None:
+    """Cross-field and range checks the types alone cannot express."""
+    checks: list[tuple[bool, str]] = [
+        (0.0 <= s.answer.relevance_threshold <= 1.0, "[answer] relevance_threshold must be within 0..1"),
+        (0.0 <= s.answer.faq_threshold <= 1.0, "[answer] faq_threshold must be within 0..1"),
+        (
+            s.answer.relevance_threshold <= s.answer.faq_threshold,
+            "[answer] relevance_threshold must not be above faq_threshold",
+        ),
+        (s.kb.top_k >= 1, "[kb] top_k must be at least 1"),
+        (s.answer.max_tokens >= 8, "[answer] max_tokens must be at least 8"),
+        (0 < s.server.port < 65536, "[server] port must be within 1..65535"),
+        (s.kb.chunk_overlap_chars < s.kb.chunk_chars, "[kb] chunk_overlap_chars must be below chunk_chars"),
+        (0.0 < s.vad.threshold < 1.0, "[vad] threshold must be within 0..1 (exclusive)"),
+        (s.vad.silence_ms >= 100, "[vad] silence_ms must be at least 100"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{source}: {message}")
