@@ -257,6 +257,8 @@ def decode_audio_frame(data: bytes) -> AudioFrame:
         raise FrameError(f"audio frame has magic {magic!r}, expected {AUDIO_MAGIC!r}")
     if channels != 1:
         raise FrameError(f"audio frame has {channels} channels; only mono is accepted")
+    if n_env and frame_ms != ENVELOPE_FRAME_MS:
+        raise FrameError(f"audio frame envelope step is {frame_ms} ms; protocol 1 uses {ENVELOPE_FRAME_MS} ms")
     if not 8_000 <= rate <= 48_000:
         raise FrameError(f"audio frame sample rate {rate} Hz is outside 8000..48000")
     pcm = data[AUDIO_HEADER_BYTES + n_env :]

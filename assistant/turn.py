@@ -1,0 +1,349 @@
+"""One turn, top to bottom: question -> transcript -> retrieval -> route -> reply text -> speech.
+
+A turn is one asyncio task. It streams all the way: reply text is split into sentences as it is
+written, and the first sentence is synthesised while the LLM still writes the rest. Cancelling the
+task is barge-in: generation and synthesis stop, an ``interrupted`` event says what was heard, and
+``heard_text(played_ms)`` tells the caller what to keep in the history.
+
+Every step emits a typed event (assistant/events.py) through ``emit``, stamped with the turn number
+and the session clock. ``emit`` must not block (the daemon puts events on bounded queues).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from assistant import events as ev
+from assistant.config import Settings
+from assistant.language import detect_language
+from assistant.sentences import SentenceSplitter
+from assistant.stages import (
+    AssistantError,
+    LanguageModel,
+    Message,
+    Passage,
+    Retriever,
+    Synthesizer,
+    Transcriber,
+    Transcript,
+    Utterance,
+    Voice,
+)
+
+if TYPE_CHECKING:
+    from assistant.events import Route
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[ev.Event], None]
+
+
+@dataclass
+class Engines:
+    """The shared engine instances a turn uses. ``transcriber`` and ``synthesizer`` are optional:
+    a typed question needs no ASR, a text-only answer no TTS."""
+
+    retriever: Retriever
+    llm: LanguageModel
+    transcriber: Transcriber | None = None
+    synthesizer: Synthesizer | None = None
+    voice_for: Callable[[str], Voice] | None = None
+    """Picks the voice for a sentence's language (required with a synthesizer)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, asr: bool = True, tts: bool = True) -> Engines:
+        from assistant import registry
+
+        synthesizer = registry.synthesizer(settings) if tts and settings.tts.enabled else None
+        return cls(
+            retriever=registry.retriever(settings),
+            llm=registry.language_model(settings),
+            transcriber=registry.transcriber(settings) if asr else None,
+            synthesizer=synthesizer,
+            voice_for=getattr(synthesizer, "voice_for", None),
+        )
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    route: Route
+    passages: list[Passage]
+    """The passages shown as sources: the FAQ entry on ``faq``, the relevant ones on ``generated``."""
+
+
+def decide_route(passages: list[Passage], settings: Settings) -> RouteDecision:
+    """``faq`` when the best FAQ match clears the FAQ threshold, ``generated`` when anything clears the
+    relevance threshold, else ``fallback``."""
+    faq = [p for p in passages if p.kind == "faq" and p.answer]
+    if faq:
+        best = max(faq, key=lambda p: p.score)
+        if best.score >= settings.answer.faq_threshold:
+            return RouteDecision("faq", [best])
+    relevant = sorted((p for p in passages if p.score >= settings.answer.relevance_threshold), key=lambda p: -p.score)
+    if relevant:
+        return RouteDecision("generated", relevant[: settings.answer.max_passages])
+    return RouteDecision("fallback", [])
+
+
+@dataclass
+class TurnResult:
+    question: str = ""
+    language: str = ""
+    route: Route | None = None
+    answer: str = ""
+    sources: list[Passage] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    error: AssistantError | None = None
+    interrupted: bool = False
+
+
+@dataclass
+class _Spoken:
+    text: str
+    duration_ms: float = 0.0
+    done: bool = False
+
+
+class Turn:
+    def __init__(
+        self,
+        number: int,
+        *,
+        engines: Engines,
+        settings: Settings,
+        history: list[Message] | None = None,
+        emit: Emit | None = None,
+        clock_ms: Callable[[], float] | None = None,
+    ) -> None:
+        self.number = number
+        self.engines = engines
+        self.settings = settings
+        self.history = list(history or [])
+        self._emit_to = emit or (lambda _e: None)
+        start = time.monotonic()
+        self._clock_ms = clock_ms or (lambda: (time.monotonic() - start) * 1000.0)
+        self.result = TurnResult()
+        self._spoken: list[_Spoken] = []
+        self._reference_ms = 0.0
+        self._sequence = 0
+        """Audio frame sequence, per turn from 0 (the wire promises this)."""
+
+    # --- events ---------------------------------------------------------------------------
+
+    def emit(self, event: ev.Event) -> None:
+        event.turn = self.number
+        event.t_ms = self._clock_ms()
+        self._emit_to(event)
+
+    def _mark(self, name: str) -> None:
+        self.result.timings_ms.setdefault(name, round(self._clock_ms() - self._reference_ms, 1))
+
+    # --- what was heard -------------------------------------------------------------------
+
+    def heard_text(self, played_ms: float | None = None) -> str:
+        """The part of the reply the listener heard.
+
+        ``played_ms`` is the playback position reported by the client (milliseconds of this turn's
+        audio played). Without it, every sentence whose audio was completely sent counts as heard.
+        A sentence cut mid-way keeps the share of its characters that was played.
+        """
+        if not self._spoken:
+            # Nothing was spoken (no synthesizer): what was written is what the visitor read.
+            return self.result.answer if played_ms is None else ""
+        parts: list[str] = []
+        remaining = played_ms
+        for s in self._spoken:
+            if remaining is None:
+                if s.done:
+                    parts.append(s.text)
+                continue
+            if remaining >= s.duration_ms and s.done:
+                parts.append(s.text)
+                remaining -= s.duration_ms
+            else:
+                if s.duration_ms > 0 and remaining > 0:
+                    parts.append(s.text[: int(len(s.text) * min(1.0, remaining / s.duration_ms))])
+                break
+        sep = "" if self.result.language == "zh" else " "
+        return sep.join(p for p in parts if p).strip()
+
+    # --- the turn -------------------------------------------------------------------------
+
+    async def run(
+        self, question: str | Utterance | Transcript, *, end_of_speech_ms: float | None = None
+    ) -> TurnResult:
+        """Run the turn. ``end_of_speech_ms`` (session clock) is when the visitor stopped talking;
+        the latency trace counts from it (default: now)."""
+        self._reference_ms = self._clock_ms() if end_of_speech_ms is None else end_of_speech_ms
+        try:
+            transcript = await self._hear(question)
+            if not transcript.text.strip():
+                raise AssistantError("asr-empty", "nothing intelligible was heard")
+            await self._answer(transcript)
+        except asyncio.CancelledError:
+            self.result.interrupted = True
+            heard = self.heard_text()
+            self.emit(ev.Interrupted(heard_text=heard))
+            self.emit(ev.StateEvent(state="idle"))
+            raise
+        except AssistantError as err:
+            self._fail(err)
+        except Exception as err:  # a bug or an engine failure nobody wrapped: the daemon keeps serving
+            log.exception("turn %d failed", self.number)
+            self._fail(AssistantError("internal", f"{type(err).__name__}: {err}"))
+        else:
+            self._mark("total")
+            self.emit(ev.Trace(route=self.result.route or "fallback", **self._trace_fields()))
+            self.emit(ev.StateEvent(state="idle"))
+        return self.result
+
+    def _fail(self, err: AssistantError) -> None:
+        self.result.error = err
+        self.emit(ev.ErrorEvent(code=err.code, message=err.message))
+        self.emit(ev.StateEvent(state="idle"))
+
+    def _trace_fields(self) -> dict[str, float | None]:
+        t = self.result.timings_ms
+        return {
+            "endpoint_ms": t.get("endpoint"),
+            "transcript_ms": t.get("transcript"),
+            "retrieve_ms": t.get("retrieve"),
+            "first_token_ms": t.get("first_token"),
+            "first_sentence_ms": t.get("first_sentence"),
+            "first_audio_ms": t.get("first_audio"),
+            "total_ms": t.get("total"),
+        }
+
+    async def _hear(self, question: str | Utterance | Transcript) -> Transcript:
+        if isinstance(question, str):
+            transcript = Transcript(question.strip(), detect_language(question))
+        elif isinstance(question, Transcript):
+            transcript = question
+        else:
+            if self.engines.transcriber is None:
+                raise AssistantError("asr-unavailable", "this turn got audio but no transcriber is loaded")
+            self.emit(ev.StateEvent(state="transcribing"))
+            transcript = await self.engines.transcriber.transcribe(question)
+            self._mark("transcript")
+            self.emit(ev.TranscriptEvent(text=transcript.text, language=transcript.language, final=True))
+        language = transcript.language if transcript.language in ("zh", "en") else detect_language(transcript.text)
+        self.result.question = transcript.text
+        self.result.language = language
+        return Transcript(transcript.text, language, True)
+
+    async def _answer(self, transcript: Transcript) -> None:
+        from assistant import prompts
+
+        self.emit(ev.StateEvent(state="thinking"))
+        query = prompts.rewrite_query(transcript.text, self.history)
+        passages = await self.engines.retriever.search(query, k=self.settings.kb.top_k)
+        self._mark("retrieve")
+        decision = decide_route(passages, self.settings)
+        self.result.route = decision.route
+        self.result.sources = decision.passages
+        self.emit(ev.Sources(sources=[ev.Source.of(p) for p in decision.passages]))
+        self.emit(ev.ReplyStart(route=decision.route, language=transcript.language))
+
+        if decision.route == "generated":
+            messages = prompts.build_messages(
+                transcript.text, decision.passages, self.history[-2 * self.settings.answer.history_turns :],
+                language=transcript.language,
+            )
+            deltas = self.engines.llm.stream(messages, max_tokens=self.settings.answer.max_tokens)
+        else:
+            text = decision.passages[0].answer or "" if decision.route == "faq" else prompts.fallback_line(
+                transcript.language
+            )
+            deltas = _once(text)
+        # A FAQ answer is spoken as one piece: the instant-reply cache holds whole answers.
+        whole = decision.route != "generated"
+        await self._write_and_speak(deltas, language=transcript.language, whole=whole)
+
+    async def _write_and_speak(self, deltas: AsyncIterator[str], *, language: str, whole: bool) -> None:
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        speak = self.engines.synthesizer is not None
+
+        async def write() -> None:
+            splitter = SentenceSplitter()
+            parts: list[str] = []
+            try:
+                async with contextlib.aclosing(deltas) as stream:  # closing stops generation
+                    async for delta in stream:
+                        if not delta:
+                            continue
+                        self._mark("first_token")
+                        parts.append(delta)
+                        self.result.answer = "".join(parts)
+                        self.emit(ev.ReplyDelta(text=delta))
+                        if not whole:
+                            for s in splitter.feed(delta):
+                                self._queue_sentence(sentences, s)
+                rest = [self.result.answer.strip()] if whole else splitter.flush()
+                for s in rest:
+                    if s:
+                        self._queue_sentence(sentences, s)
+                self.result.answer = self.result.answer.strip()
+                self.emit(ev.ReplyEnd(text=self.result.answer, route=self.result.route or "generated"))
+            finally:
+                sentences.put_nowait(None)
+
+        async def say() -> None:
+            index = 0
+            while (sentence := await sentences.get()) is not None:
+                if speak:
+                    await self._speak(index, sentence, language)
+                else:
+                    self.emit(ev.Sentence(index=index, text=sentence, language=detect_language(sentence, default=language)))
+                index += 1
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(write())
+                group.create_task(say())
+        except BaseExceptionGroup as group_error:
+            # Report the first real failure as the turn's error, not a group of them.
+            first = group_error.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
+
+    def _queue_sentence(self, queue: asyncio.Queue[str | None], sentence: str) -> None:
+        self._mark("first_sentence")
+        queue.put_nowait(sentence)
+
+    async def _speak(self, index: int, sentence: str, language: str) -> None:
+        assert self.engines.synthesizer is not None
+        lang = detect_language(sentence, default=language)
+        if self.engines.voice_for is None:
+            raise AssistantError("tts-voice", "a synthesizer was given without a voice_for function")
+        voice = self.engines.voice_for(lang)
+        spoken = _Spoken(sentence)
+        self._spoken.append(spoken)
+        self.emit(ev.Sentence(index=index, text=sentence, language=lang))
+        started = False
+        stream = self.engines.synthesizer.synthesize(sentence, voice=voice)
+        async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
+            async for chunk in chunks:
+                if not started:
+                    started = True
+                    if "first_audio" not in self.result.timings_ms:
+                        self.emit(ev.StateEvent(state="speaking"))
+                    self._mark("first_audio")
+                    self.emit(ev.AudioStart(sentence=index, sample_rate_hz=chunk.sample_rate_hz))
+                self.emit(ev.Audio(sequence=self._sequence, sentence=index, chunk=chunk))
+                self._sequence += 1
+                spoken.duration_ms += chunk.duration_ms
+        spoken.done = True
+        if started:
+            self.emit(ev.AudioStop(sentence=index, duration_ms=round(spoken.duration_ms, 1)))
+
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text
