@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.cli import main
+from assistant.config import ConfigError, Settings, load
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "assistant.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load(environ={})
+    assert s.server.host == "127.0.0.1"
+    assert s.llm.engine == "llamacpp"
+    assert s.root == tmp_path
+
+
+def test_shipped_assistant_toml_loads_and_matches_defaults(repo_root: Path) -> None:
+    s = load(repo_root / "assistant.toml", environ={})
+    d = Settings()
+    assert s.answer.faq_threshold == d.answer.faq_threshold
+    assert s.server.port == d.server.port
+
+
+def test_values_and_relative_paths(tmp_path: Path) -> None:
+    p = write(tmp_path, '[kb]\nindex_dir = "data/index"\ntop_k = 7\n[answer]\nfaq_threshold = 1\n')
+    s = load(p, environ={})
+    assert s.kb.top_k == 7
+    assert s.answer.faq_threshold == 1.0 and isinstance(s.answer.faq_threshold, float)
+    assert s.path(s.kb.index_dir) == tmp_path / "data" / "index"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("[kb]\ntop_kk = 3\n", ["unknown key 'top_kk'", "[kb]", "top_k"]),
+        ("[kbb]\n", ["unknown section [kbb]"]),
+        ('[kb]\ntop_k = "five"\n', ["[kb] top_k", "expected an integer", "str 'five'"]),
+        ("[llm]\nengine = \"gpt\"\n", ["[llm] engine", "'llamacpp'", "'gpt'"]),
+        ("[tts]\nenabled = 1\n", ["[tts] enabled", "true or false"]),
+        ("[kb]\npaths = [1]\n", ["[kb] paths[0]", "a string"]),
+        ("[answer]\nfaq_threshold = 0.3\nrelevance_threshold = 0.5\n", ["relevance_threshold must not be above"]),
+        ("[server]\nport = 70000\n", ["port"]),
+        ("this is = not toml [", ["not valid TOML"]),
+    ],
+)
+def test_bad_files_say_which_key_what_was_expected_and_found(tmp_path: Path, text: str, fragments: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, text), environ={})
+    message = str(info.value)
+    assert "\n" not in message.strip() or "TOML" in message
+    for f in fragments:
+        assert f in message
+
+
+def test_missing_explicit_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "nope.toml", environ={})
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    p = write(tmp_path, "[server]\nport = 9000\n")
+    s = load(p, environ={"ASSISTANT__SERVER__PORT": "9100", "ASSISTANT__LLM__MODEL": "qwen2.5-1.5b"})
+    assert s.server.port == 9100
+    assert s.llm.model == "qwen2.5-1.5b"
+    with pytest.raises(ConfigError, match=r"\[server\] port"):
+        load(p, environ={"ASSISTANT__SERVER__PORT": "many"})
+
+
+def test_cli_reports_a_bad_file_in_one_paragraph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = write(tmp_path, "[kb]\ntop_k = -1\n")
+    assert main(["kb", "stats", "--config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("assistant: configuration error:")
+    assert "Traceback" not in err
+    assert "top_k must be at least 1" in err
+
+
+def test_every_setting_is_documented_in_assistant_toml(repo_root: Path) -> None:
+    import dataclasses
+    import tomllib
+
+    shipped = tomllib.loads((repo_root / "assistant.toml").read_text(encoding="utf-8"))
+    for section in dataclasses.fields(Settings):
+        if section.name == "root":
+            continue
+        keys = {f.name for f in dataclasses.fields(section.type if isinstance(section.type, type) else getattr(Settings(), section.name))}
+        assert set(shipped.get(section.name, {})) == keys, f"[{section.name}] in assistant.toml differs from config.py"
