@@ -1,0 +1,85 @@
+# The commands the README shows. `make run` sets up everything and starts the daemon;
+# `make test` sets up everything the tests need and runs them. Both are idempotent.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SITE    = $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+# Debian packages: what the daemon needs at run time, and what the tests add (a PulseAudio null sink,
+# a real browser, real speech and documents to test and benchmark on).
+DEBIAN_RUN  := libportaudio2 libsndfile1 ffmpeg espeak-ng sox
+DEBIAN_TEST := pulseaudio pulseaudio-utils libasound2-plugins chromium pocketsphinx-testdata \
+               debian-faq debian-faq-zh-cn debian-reference-en debian-reference-zh-cn
+
+.PHONY: help run setup setup-dev system system-test models models-all index test test-fast lint bench clean
+
+help:
+	@echo "make run        set up (Debian packages, venv, model packs, sample index) and start the daemon"
+	@echo "make test       set up everything the tests need, then run the whole test suite"
+	@echo "make test-fast  the tests without real models, browsers or tiny torch models"
+	@echo "make lint       ruff and mypy"
+	@echo "make bench      run the benchmarks under bench/ (JSON in bench/results/)"
+
+# --- set-up -------------------------------------------------------------------------------
+
+system:
+	@scripts/apt-install $(DEBIAN_RUN)
+
+system-test: system
+	@scripts/apt-install $(DEBIAN_TEST)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# The embedded default profile: no torch.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Everything, for the tests: torch first, pinned to the CPU build, so no resolver pulls a CUDA one.
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[heavy,dev]'
+	# openai-whisper without triton (1 GB, CUDA only) and its other light dependencies
+	$(BIN)/pip install -q --no-deps openai-whisper==20250625
+	$(BIN)/pip install -q tiktoken more-itertools numba
+	# torchaudio's bundled libraries link CUDA; coqui-tts does not need them (forced alignment only)
+	rm -f $(SITE)/torchaudio/lib/*.so
+	touch $(VENV)/.installed-run $@
+
+setup: system $(VENV)/.installed-run
+
+setup-dev: system-test $(VENV)/.installed-dev
+
+models: setup
+	$(BIN)/assistant models fetch
+
+models-all: setup
+	$(BIN)/assistant models fetch whisper-base whisper-tiny-en qwen2.5-0.5b qwen2.5-1.5b
+
+index: models
+	$(BIN)/assistant kb build
+
+# --- the two commands ---------------------------------------------------------------------
+
+run: index
+	$(BIN)/assistant run
+
+test: setup-dev
+	$(BIN)/assistant models fetch
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: setup-dev
+	$(BIN)/python -m pytest -q -m "not embedded and not slow and not browser"
+
+lint: setup-dev
+	$(BIN)/ruff check assistant tests bench
+	$(BIN)/mypy
+
+bench: setup-dev models-all
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) index cache test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,203 @@
+"""Whole turns with fake engines: the event sequences are pinned, because they are the contract the
+daemon, the protocol and every avatar rely on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fakes import (
+    FakeLanguageModel,
+    FakeRetriever,
+    FakeSynthesizer,
+    event_types,
+    fake_engines,
+    settings_for_tests,
+    speech_utterance,
+)
+
+from assistant import events as ev
+from assistant.stages import Passage, RetrieveError
+from assistant.turn import Turn, TurnResult, decide_route
+
+
+def run_turn(question, engines, *, history=None) -> tuple[TurnResult, list[ev.Event]]:
+    seen: list[ev.Event] = []
+    turn = Turn(1, engines=engines, settings=settings_for_tests(), history=history, emit=seen.append)
+    result = asyncio.run(turn.run(question))
+    return result, seen
+
+
+def test_faq_turn_answers_verbatim_without_the_llm() -> None:
+    engines = fake_engines()
+    result, seen = run_turn("请问商旅的出差制度", engines)
+    assert event_types(seen) == [
+        "state:thinking", "sources", "reply-start", "reply-delta", "reply-end",
+        "sentence", "state:speaking", "audio-start", "audio", "audio-stop", "trace", "state:idle",
+    ]
+    assert result.route == "faq"
+    assert result.answer.startswith("出差需提前三个工作日")
+    assert [s.id for s in result.sources] == ["travel-policy"]
+    assert engines.llm.calls == []  # type: ignore[attr-defined]
+    sources = next(e for e in seen if isinstance(e, ev.Sources))
+    assert sources.sources[0].id == "travel-policy" and sources.sources[0].kind == "faq"
+    assert all(e.turn == 1 for e in seen)
+    assert [e.t_ms for e in seen] == sorted(e.t_ms for e in seen)
+
+
+def test_voice_turn_transcribes_first() -> None:
+    result, seen = run_turn(speech_utterance(), fake_engines())
+    assert event_types(seen)[:4] == ["state:transcribing", "transcript", "state:thinking", "sources"]
+    transcript = next(e for e in seen if isinstance(e, ev.TranscriptEvent))
+    assert transcript.final and transcript.text == "请问商旅的出差制度" and transcript.language == "zh"
+    assert result.route == "faq"
+    trace = next(e for e in seen if isinstance(e, ev.Trace))
+    assert trace.transcript_ms is not None and trace.first_audio_ms is not None
+    assert trace.transcript_ms <= trace.retrieve_ms <= trace.first_audio_ms <= trace.total_ms  # type: ignore[operator]
+
+
+def test_generated_turn_streams_sentences_and_audio() -> None:
+    engines = fake_engines()
+    result, seen = run_turn("Where do visitors get a badge?", engines)
+    types = event_types(seen)
+    assert types[:3] == ["state:thinking", "sources", "reply-start"]
+    assert types[-2:] == ["trace", "state:idle"]
+    assert result.route == "generated"
+    assert [s.id for s in result.sources] == ["kb/docs/visitor-guide.md#2"]
+    # the reply text streams in deltas that add up to the answer
+    deltas = "".join(e.text for e in seen if isinstance(e, ev.ReplyDelta))
+    assert deltas.strip() == result.answer
+    # every sentence is announced, then spoken, in order; audio sequence counts from 0 without gaps
+    sentences = [e for e in seen if isinstance(e, ev.Sentence)]
+    assert [s.text for s in sentences] == [
+        "Visitors get a badge at reception, and the guest Wi-Fi is Acme-Guest.",
+        "Enjoy your visit.",
+    ]
+    audio = [e for e in seen if isinstance(e, ev.Audio)]
+    assert [a.sequence for a in audio] == list(range(len(audio)))
+    assert [a.sentence for a in audio] == [0, 0, 1, 1]
+    assert sum(1 for e in seen if isinstance(e, ev.StateEvent) and e.state == "speaking") == 1
+    # the LLM saw the passage, numbered, and the question
+    prompt = "\n".join(m.content for m in engines.llm.calls[0])  # type: ignore[attr-defined]
+    assert "Acme-Guest" in prompt and "Where do visitors get a badge?" in prompt
+
+
+def test_first_sentence_is_spoken_while_the_llm_is_still_writing() -> None:
+    llm = FakeLanguageModel(delay_s=0.01)
+    _, seen = run_turn("Where do visitors get a badge?", fake_engines(llm=llm))
+    first_audio = next(i for i, e in enumerate(seen) if isinstance(e, ev.Audio))
+    last_delta = max(i for i, e in enumerate(seen) if isinstance(e, ev.ReplyDelta))
+    assert first_audio < last_delta
+
+
+@pytest.mark.parametrize(("question", "language"), [("火星上今天天气怎么样", "zh"), ("what's the weather on Mars", "en")])
+def test_fallback_turn_says_it_does_not_know_in_the_question_language(question: str, language: str) -> None:
+    engines = fake_engines()
+    result, seen = run_turn(question, engines)
+    assert result.route == "fallback"
+    assert result.language == language
+    assert result.sources == []
+    assert engines.llm.calls == []  # type: ignore[attr-defined]
+    assert event_types(seen) == [
+        "state:thinking", "sources", "reply-start", "reply-delta", "reply-end",
+        "sentence", "state:speaking", "audio-start", "audio", "audio-stop", "trace", "state:idle",
+    ]
+    sentence = next(e for e in seen if isinstance(e, ev.Sentence))
+    assert sentence.language == language
+
+
+def test_text_only_turn_emits_captions_without_audio() -> None:
+    result, seen = run_turn("Where do visitors get a badge?", fake_engines(speak=False))
+    assert not any(isinstance(e, ev.Audio | ev.AudioStart) for e in seen)
+    assert [e.text for e in seen if isinstance(e, ev.Sentence)][-1] == "Enjoy your visit."
+    assert result.answer.endswith("Enjoy your visit.")
+
+
+def test_retrieval_error_becomes_an_error_event_and_the_turn_ends_idle() -> None:
+    engines = fake_engines(retriever=FakeRetriever(fail=RetrieveError("kb-missing", "no index; run `assistant kb build`")))
+    result, seen = run_turn("hello", engines)
+    assert event_types(seen) == ["state:thinking", "error", "state:idle"]
+    error = next(e for e in seen if isinstance(e, ev.ErrorEvent))
+    assert error.code == "kb-missing" and "kb build" in error.message
+    assert result.error is not None and result.error.code == "kb-missing"
+
+
+def test_llm_failure_mid_reply_is_reported_once() -> None:
+    engines = fake_engines(llm=FakeLanguageModel(fail_after=3))
+    result, seen = run_turn("Where do visitors get a badge?", engines)
+    assert [e.code for e in seen if isinstance(e, ev.ErrorEvent)] == ["llm-failed"]
+    assert event_types(seen)[-1] == "state:idle"
+    assert "trace" not in event_types(seen)
+    assert result.error is not None
+
+
+def test_unexpected_exception_is_wrapped_as_internal() -> None:
+    engines = fake_engines(retriever=FakeRetriever(fail=ZeroDivisionError("boom")))
+    result, _ = run_turn("hello", engines)
+    assert result.error is not None and result.error.code == "internal"
+    assert "ZeroDivisionError" in result.error.message
+
+
+def test_barge_in_stops_generation_and_reports_what_was_heard() -> None:
+    llm = FakeLanguageModel(delay_s=0.02)
+    synth = FakeSynthesizer(delay_s=0.01)
+    engines = fake_engines(llm=llm, synthesizer=synth)
+    seen: list[ev.Event] = []
+
+    async def scenario() -> Turn:
+        first_sentence_spoken = asyncio.Event()
+
+        def emit(event: ev.Event) -> None:
+            seen.append(event)
+            if isinstance(event, ev.AudioStop):
+                first_sentence_spoken.set()
+
+        turn = Turn(3, engines=engines, settings=settings_for_tests(), emit=emit)
+        task = asyncio.create_task(turn.run("Where do visitors get a badge?"))
+        await first_sentence_spoken.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return turn
+
+    turn = asyncio.run(scenario())
+    assert llm.stopped_early
+    assert event_types(seen)[-2:] == ["interrupted", "state:idle"]
+    interrupted = next(e for e in seen if isinstance(e, ev.Interrupted))
+    first = "Visitors get a badge at reception, and the guest Wi-Fi is Acme-Guest."
+    assert interrupted.heard_text == first
+    assert turn.result.interrupted
+    # with a playback position, only what was played counts; half a sentence keeps half its text
+    first_ms = next(e for e in seen if isinstance(e, ev.AudioStop)).duration_ms
+    assert turn.heard_text(first_ms / 2) == first[: len(first) // 2]
+    assert turn.heard_text(0) == ""
+
+
+def test_history_reaches_the_prompt() -> None:
+    from assistant.stages import Message
+
+    engines = fake_engines()
+    history = [Message("user", "Where is the canteen?"), Message("assistant", "On the second floor.")]
+    run_turn("Where do visitors get a badge?", engines, history=history)
+    contents = [m.content for m in engines.llm.calls[0]]  # type: ignore[attr-defined]
+    assert any("second floor" in c for c in contents)
+
+
+def p(score: float, kind: str = "document", answer: str | None = None) -> Passage:
+    return Passage(id=f"{kind}-{score}", text="q", source="s", score=score, kind=kind, answer=answer)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("passages", "route", "ids"),
+    [
+        ([p(0.9, "faq", "a"), p(0.7)], "faq", ["faq-0.9"]),
+        ([p(0.7), p(0.79, "faq", "a"), p(0.3)], "generated", ["faq-0.79", "document-0.7"]),
+        ([p(0.44), p(0.2, "faq", "a")], "fallback", []),
+        ([], "fallback", []),
+        ([p(0.95, "faq", None), p(0.5)], "generated", ["faq-0.95", "document-0.5"]),
+    ],
+)
+def test_decide_route_thresholds(passages: list[Passage], route: str, ids: list[str]) -> None:
+    decision = decide_route(passages, settings_for_tests(faq_threshold=0.8, relevance_threshold=0.45))
+    assert decision.route == route
+    assert [x.id for x in decision.passages] == ids
