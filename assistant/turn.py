@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from assistant import events as ev
 from assistant.config import Settings
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Emit = Callable[[ev.Event], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -199,7 +200,7 @@ class Turn:
             self._fail(AssistantError("internal", f"{type(err).__name__}: {err}"))
         else:
             self._mark("total")
-            self.emit(ev.Trace(route=self.result.route or "fallback", **self._trace_fields()))
+            self.emit(self._trace())
             self.emit(ev.StateEvent(state="idle"))
         return self.result
 
@@ -208,17 +209,18 @@ class Turn:
         self.emit(ev.ErrorEvent(code=err.code, message=err.message))
         self.emit(ev.StateEvent(state="idle"))
 
-    def _trace_fields(self) -> dict[str, float | None]:
+    def _trace(self) -> ev.Trace:
         t = self.result.timings_ms
-        return {
-            "endpoint_ms": t.get("endpoint"),
-            "transcript_ms": t.get("transcript"),
-            "retrieve_ms": t.get("retrieve"),
-            "first_token_ms": t.get("first_token"),
-            "first_sentence_ms": t.get("first_sentence"),
-            "first_audio_ms": t.get("first_audio"),
-            "total_ms": t.get("total"),
-        }
+        return ev.Trace(
+            route=self.result.route or "fallback",
+            endpoint_ms=t.get("endpoint"),
+            transcript_ms=t.get("transcript"),
+            retrieve_ms=t.get("retrieve"),
+            first_token_ms=t.get("first_token"),
+            first_sentence_ms=t.get("first_sentence"),
+            first_audio_ms=t.get("first_audio"),
+            total_ms=t.get("total"),
+        )
 
     async def _hear(self, question: str | Utterance | Transcript) -> Transcript:
         if isinstance(question, str):
@@ -273,7 +275,7 @@ class Turn:
             splitter = SentenceSplitter()
             parts: list[str] = []
             try:
-                async with contextlib.aclosing(deltas) as stream:  # closing stops generation
+                async with _closing(deltas) as stream:  # closing stops generation
                     async for delta in stream:
                         if not delta:
                             continue
@@ -328,7 +330,7 @@ class Turn:
         self.emit(ev.Sentence(index=index, text=sentence, language=lang))
         started = False
         stream = self.engines.synthesizer.synthesize(sentence, voice=voice)
-        async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
+        async with _closing(stream) as chunks:
             async for chunk in chunks:
                 if not started:
                     started = True
@@ -343,6 +345,18 @@ class Turn:
         if started:
             self.emit(ev.AudioStop(sentence=index, duration_ms=round(spoken.duration_ms, 1)))
 
+
+
+@contextlib.asynccontextmanager
+async def _closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close an engine's stream when the consumer stops early (barge-in, an error): async
+    generators only stop their work when closed, not when merely dropped."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _once(text: str) -> AsyncIterator[str]:
