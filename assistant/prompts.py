@@ -1,0 +1,180 @@
+"""Grounded prompting: every prompt text the assistant sends, in one place per language.
+
+The original FAQ bot's failure was a model that "made up" answers contradicting what retrieval
+returned. So the model is given numbered passages, told to use nothing else, told exactly what to say
+when the passages do not hold the answer (one fixed sentence per language, which the faithfulness
+benchmark and the tests can recognise), to answer in the question's language, and to stay short and
+plain enough to be spoken: two or three sentences, no markdown, no lists, no links to read out.
+
+Query rewriting for follow-ups ("and for interns?", "那实习生呢？") is deterministic: an elliptical
+question is joined to the previous question before retrieval. An LLM rewrite was considered and not
+used: on the embedded CPU models it adds a whole generation (0.3-1 s) before retrieval can even
+start, small models rewrite unreliably (they answer the question instead of rewriting it), and the
+joined query already retrieves the right entry because both the dense and the lexical index see the
+topic words of the previous question plus the new qualifier.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from assistant.language import detect_language
+from assistant.stages import Message, Passage
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    system: str
+    passage_header: str
+    question_label: str
+    faq_question: str
+    faq_answer: str
+    decline: str
+    """The exact sentence the model is told to say when the passages do not contain the answer."""
+    fallback: str
+    """What the assistant says, without the LLM, when retrieval found nothing relevant."""
+
+
+PROMPTS: dict[str, PromptSet] = {
+    "zh": PromptSet(
+        system=(
+            "你是公司前台的语音助手，回答访客和员工的问题。\n"
+            "规则：\n"
+            "1. 只根据用户消息里编号的资料回答，不要使用资料以外的任何知识，不要编造数字、网址、人名或流程。\n"
+            "2. 如果资料里没有问题的答案，只回答这一句：“{decline}”\n"
+            "3. 用中文回答。\n"
+            "4. 回答要简短，两到三句话，口语化，适合直接朗读；不要用列表、标题、星号、编号或表格，"
+            "不要说“根据资料”。"
+        ),
+        passage_header="资料：",
+        question_label="问题：",
+        faq_question="问：",
+        faq_answer="答：",
+        decline="抱歉，我的资料里没有这个问题的答案，请咨询前台工作人员。",
+        fallback="抱歉，这个问题我暂时回答不了，请咨询前台工作人员。",
+    ),
+    "en": PromptSet(
+        system=(
+            "You are the voice assistant at a company's front desk, answering visitors and employees.\n"
+            "Rules:\n"
+            "1. Answer only from the numbered passages in the user's message. Use no other knowledge and "
+            "never invent numbers, addresses, names or procedures.\n"
+            '2. If the passages do not contain the answer, reply with exactly this sentence: "{decline}"\n'
+            "3. Answer in English, even when the passages are in another language.\n"
+            "4. Keep it short and spoken: two or three plain sentences. No lists, headings, asterisks, "
+            'numbering or tables, and do not say "according to the passages".'
+        ),
+        passage_header="Passages:",
+        question_label="Question:",
+        faq_question="Q:",
+        faq_answer="A:",
+        decline="Sorry, my documents don't cover that. Please ask the front desk staff.",
+        fallback="Sorry, I don't know the answer to that. Please ask the front desk staff.",
+    ),
+}
+
+
+def prompt_set(language: str) -> PromptSet:
+    """The prompts for ``language``; anything but Chinese gets English (the lingua franca fallback)."""
+    return PROMPTS["zh" if language == "zh" else "en"]
+
+
+def format_passage(number: int, passage: Passage, p: PromptSet) -> str:
+    """One numbered passage: an FAQ entry as its question and answer, a document chunk with its title."""
+    if passage.kind == "faq" and passage.answer:
+        return f"[{number}] {p.faq_question}{passage.text.strip()} {p.faq_answer}{passage.answer.strip()}"
+    heading = " - ".join(h for h in (passage.title.strip(), passage.section.strip()) if h)
+    body = " ".join(passage.text.split())
+    return f"[{number}] {heading}: {body}" if heading else f"[{number}] {body}"
+
+
+def build_messages(question: str, passages: list[Passage], history: list[Message], *, language: str) -> list[Message]:
+    """The chat for one generated answer: system rules, the earlier turns, then the numbered
+    passages with the question.
+
+    ``language`` is the question's language (``zh`` / ``en``; anything else is detected from the
+    question). The passages go only into the last user message: earlier turns stay as they were
+    spoken, so the model resolves "and for interns?" from the history while grounding on the new
+    passages.
+    """
+    lang = language if language in PROMPTS else detect_language(question)
+    p = prompt_set(lang)
+    lines = [format_passage(i, passage, p) for i, passage in enumerate(passages, start=1)]
+    user = f"{p.passage_header}\n" + "\n".join(lines) + f"\n\n{p.question_label}{question.strip()}"
+    messages = [Message("system", p.system.format(decline=p.decline))]
+    messages.extend(m for m in history if m.role in ("user", "assistant") and m.content.strip())
+    messages.append(Message("user", user))
+    return messages
+
+
+def fallback_line(language: str) -> str:
+    """The honest hand-off line spoken when nothing relevant was found (no LLM involved)."""
+    return prompt_set(language).fallback
+
+
+def decline_line(language: str) -> str:
+    """The sentence the model is told to say when its passages do not hold the answer."""
+    return prompt_set(language).decline
+
+
+# --------------------------------------------------------------------------------------------
+# Follow-up questions
+# --------------------------------------------------------------------------------------------
+
+_ZH_FOLLOW_START = re.compile(r"^(那么|那|还有|另外|再问一下|那如果|如果是|对于|至于|要是|换成)")
+_ZH_FOLLOW_END = re.compile(r"(呢|的话)[？?。.!！\s]*$")
+_ZH_PRONOUN = re.compile(r"(这个|那个|它|他们|她们|这些|那些|也|同样)")
+_EN_FOLLOW_START = re.compile(r"^(and|but|also|so|what about|how about|what if|same for|or|then|plus)\b", re.IGNORECASE)
+_EN_QUESTION_START = re.compile(
+    r"^(what|where|when|who|whom|whose|which|why|how|can|could|do|does|did|is|are|was|were|may|might|should|"
+    r"will|would|shall|i|we|my|our|please|tell|show|explain|give|list)\b",
+    re.IGNORECASE,
+)
+_EN_BACK_REFERENCE = re.compile(r"\b(it|its|that|those|these|they|them|the same)\b", re.IGNORECASE)
+_PUNCT = re.compile(r"[\s，。？！、,.?!;；:：\"'“”‘’()（）]+")
+
+ZH_SHORT_CHARS = 8
+"""A Chinese question with this many Han characters or fewer may lean on the previous one."""
+EN_SHORT_WORDS = 4
+"""An English fragment this short without a question word ("for interns?") leans on the previous one."""
+
+
+def _is_follow_up(question: str, language: str) -> bool:
+    text = question.strip()
+    if language == "zh":
+        core = _PUNCT.sub("", text)
+        han = len(re.findall(r"[\u3400-\u9fff]", core))
+        return bool(
+            _ZH_FOLLOW_START.search(core)
+            or len(core) <= 4
+            or (han <= ZH_SHORT_CHARS and (_ZH_FOLLOW_END.search(text) or _ZH_PRONOUN.search(core)))
+        )
+    words = re.findall(r"[A-Za-z0-9'-]+", text)
+    return bool(
+        _EN_FOLLOW_START.search(text)
+        or (len(words) <= EN_SHORT_WORDS and not _EN_QUESTION_START.search(text))
+        or (len(words) <= 7 and _EN_BACK_REFERENCE.search(text))
+    )
+
+
+def rewrite_query(question: str, history: list[Message]) -> str:
+    """The retrieval query for ``question`` given the conversation so far.
+
+    A question that stands on its own is returned unchanged (stripped). A follow-up (it starts with
+    "and / what about / 那 / 还有", ends with "呢", or is so short or pronoun-laden that it cannot
+    stand alone) is joined after the previous user question, so retrieval sees both the topic and the
+    new qualifier: "What is the annual leave?" + "and for interns?" becomes
+    "What is the annual leave? and for interns?". The anchor is the last question that stood on
+    its own. Deterministic and instant (see the module note).
+    """
+    q = question.strip()
+    if not q or not _is_follow_up(q, detect_language(q)):
+        return q
+    # The anchor is the last question that stood on its own: after "annual leave?" -> "and for
+    # interns?" -> "and contractors?", the third is about annual leave, not about interns.
+    asked = [m.content.strip() for m in history if m.role == "user" and m.content.strip()]
+    for previous in reversed(asked):
+        if not _is_follow_up(previous, detect_language(previous)):
+            return f"{previous} {q}"
+    return f"{asked[-1]} {q}" if asked else q
