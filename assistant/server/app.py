@@ -1,0 +1,385 @@
+"""HTTP and WebSocket on one port (websockets 17): the avatar page, /healthz, /metrics and protocol v1.
+
+The server knows the wire, not the assistant: each connection becomes a ``Client`` with a bounded
+outbound queue, every received frame goes through ``assistant.server.protocol`` and valid messages go
+to the ``Hub`` (the daemon). Sending never waits: ``Client.send`` queues and returns, one writer task
+per client drains the queue, and a client that falls too far behind is closed (1008), so a slow or
+dead client can stall neither a turn nor other clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import hmac
+import http
+import ipaddress
+import itertools
+import json
+import logging
+import mimetypes
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server as WSServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from assistant.config import Settings
+from assistant.events import ErrorEvent, Event, to_wire
+from assistant.server.metrics import DaemonMetrics
+from assistant.server.protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    MAX_BAD_MESSAGES,
+    ClientMessage,
+    MicFrame,
+    ProtocolError,
+    Role,
+    parse_binary,
+    parse_text,
+)
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WS_PATH = "/ws"
+CLIENT_QUEUE_BYTES = 8 * 1024 * 1024
+"""Outbound bytes a client may have pending (about 3 minutes of 22 kHz reply audio) before it is closed."""
+CLIENT_QUEUE_FRAMES = 4_000
+
+
+class Hub(Protocol):
+    """What the server needs from the daemon."""
+
+    def attach(self, client: Client, role: Role) -> None:
+        """A client connected (and was sent nothing yet): greet it and subscribe it to a session."""
+
+    def detach(self, client: Client) -> None:
+        """The client is gone (any reason); forget it, and cancel its session's turn if it owned one."""
+
+    async def handle(self, client: Client, message: ClientMessage | MicFrame) -> None:
+        """A valid message from the client."""
+
+    def healthy(self) -> dict[str, object]:
+        """The /healthz body (``{"ok": true, ...}``)."""
+        ...
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Client:
+    """One WebSocket connection, as the hub sees it: an id, a role, a session and a non-blocking send."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, conn: ServerConnection, *, max_bytes: int, max_frames: int, metrics: DaemonMetrics) -> None:
+        self.conn = conn
+        self.id = f"c{next(self._ids)}"
+        self.role: Role = "watcher"
+        self.session_id = ""
+        self.bad_messages = 0
+        self._queue: deque[str | bytes] = deque()
+        self._pending_bytes = 0
+        self._max_bytes = max_bytes
+        self._max_frames = max_frames
+        self._ready = asyncio.Event()
+        self._closing: tuple[int, str] | None = None
+        self._metrics = metrics
+        self.sent_frames = 0
+
+    # -- sending, never waiting ---------------------------------------------------------------
+
+    def send(self, event: Event | str | bytes) -> bool:
+        """Queue one frame; False when the client is closing or was just dropped for being too slow."""
+        if self._closing is not None:
+            return False
+        frame = to_wire(event) if isinstance(event, Event) else event
+        size = len(frame)
+        if self._pending_bytes + size > self._max_bytes or len(self._queue) >= self._max_frames:
+            self._metrics.dropped.inc(reason="slow")
+            log.warning("client %s is too slow (%d bytes pending); closing it", self.id, self._pending_bytes)
+            self.close(CLOSE_POLICY, "client too slow to keep up")
+            return False
+        self._queue.append(frame)
+        self._pending_bytes += size
+        self._ready.set()
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after what is already queued is written (``writer`` does it); never waits."""
+        if self._closing is None:
+            self._closing = (code, reason)
+            if code == CLOSE_POLICY and "slow" in reason:
+                # a slow client gets no more of its backlog: close now
+                self._queue.clear()
+                self._pending_bytes = 0
+            self._ready.set()
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    async def writer(self) -> None:
+        """Drain the queue into the socket; the only place that awaits a client's pace."""
+        try:
+            while True:
+                await self._ready.wait()
+                while self._queue:
+                    frame = self._queue.popleft()
+                    self._pending_bytes -= len(frame)
+                    await self.conn.send(frame)
+                    self.sent_frames += 1
+                self._ready.clear()
+                if self._closing is not None:
+                    await self.conn.close(*self._closing)
+                    return
+        except ConnectionClosed:
+            return
+
+
+class AssistantServer:
+    """The one listening port. ``start()`` binds it; ``close()`` closes every client with 1001."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        hub: Hub,
+        *,
+        metrics: DaemonMetrics | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        web_dir: Path = WEB_DIR,
+        client_queue_bytes: int = CLIENT_QUEUE_BYTES,
+    ) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.metrics = metrics or DaemonMetrics()
+        self.host = host if host is not None else settings.server.host
+        self.port = port if port is not None else settings.server.port
+        self.web_dir = web_dir.resolve()
+        self.token = settings.server.token
+        self.max_bytes = settings.server.max_message_bytes
+        self.client_queue_bytes = client_queue_bytes
+        self.clients: set[Client] = set()
+        self._server: WSServer | None = None
+        if not is_loopback(self.host) and not self.token:
+            from assistant.stages import AssistantError
+
+            raise AssistantError(
+                "server-token",
+                f"binding to {self.host} exposes the assistant beyond this machine: set [server] token "
+                "(or ASSISTANT__SERVER__TOKEN) so clients must present it",
+            )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=self._process_request,
+            max_size=self.max_bytes,
+            # the client's own frames queue here; a flood beyond it is TCP backpressure, not memory
+            max_queue=32,
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=2,
+            server_header=None,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    async def close(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)
+        for client in list(self.clients):
+            client.close(code, reason)
+        conns = [c.conn for c in self.clients]
+        if conns:
+            await asyncio.wait([asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=3)
+        self._server.close(close_connections=True)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), timeout=3)
+        self._server = None
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _response(
+        self, status: int, body: bytes | str, content_type: str, extra: dict[str, str] | None = None
+    ) -> Response:
+        data = body.encode() if isinstance(body, str) else body
+        st = http.HTTPStatus(status)
+        headers = Headers(
+            [
+                ("Date", email.utils.formatdate(usegmt=True)),
+                ("Connection", "close"),
+                ("Content-Length", str(len(data))),
+                ("Content-Type", content_type),
+                ("Cache-Control", "no-cache"),
+                ("X-Content-Type-Options", "nosniff"),
+            ]
+        )
+        for k, v in (extra or {}).items():
+            headers[k] = v
+        return Response(st.value, st.phrase, headers, data)
+
+    def _token_ok(self, request: Request, query: dict[str, list[str]]) -> bool:
+        if not self.token:
+            return True
+        given = query.get("token", [""])[0]
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            given = auth[len("Bearer ") :]
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def origin_ok(self, request: Request) -> bool:
+        """No Origin (a local tool), the page's own origin, or one in ``[server] allowed_origins``."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True
+        host = request.headers.get("Host", "")
+        if origin in (f"http://{host}", f"https://{host}"):
+            return True
+        return origin in self.settings.server.allowed_origins
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        query = parse_qs(url.query)
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if upgrade:
+            if url.path not in (WS_PATH, "/"):
+                return self._response(404, "no WebSocket here; connect to /ws\n", "text/plain; charset=utf-8")
+            if not self.origin_ok(request):
+                self.metrics.dropped.inc(reason="origin")
+                return self._response(403, "origin not allowed\n", "text/plain; charset=utf-8")
+            if not self._token_ok(request, query):
+                self.metrics.dropped.inc(reason="token")
+                return self._response(401, "a valid token is required\n", "text/plain; charset=utf-8")
+            if len(self.clients) >= self.settings.server.max_clients:
+                self.metrics.dropped.inc(reason="full")
+                return self._response(503, "too many clients\n", "text/plain; charset=utf-8")
+            return None
+        if url.path == "/healthz":
+            body = json.dumps(self.hub.healthy() | {"clients": len(self.clients)})
+            return self._response(200, body + "\n", "application/json")
+        if url.path == "/metrics":
+            if not self._token_ok(request, query):
+                return self._response(401, "a valid token is required\n", "text/plain; charset=utf-8")
+            self.metrics.clients.set(len(self.clients))
+            return self._response(200, self.metrics.render(), DaemonMetrics.CONTENT_TYPE)
+        return self._static(url.path)
+
+    def _static(self, path: str) -> Response:
+        rel = path.lstrip("/") or "index.html"
+        target = (self.web_dir / rel).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        # resolve() collapses "..": anything outside the web folder is simply not found
+        if not target.is_relative_to(self.web_dir) or not target.is_file():
+            if rel == "index.html":
+                return self._response(
+                    200,
+                    "<!doctype html><meta charset=utf-8><title>assistant</title>"
+                    "<p>The assistant is running; the avatar page is not installed (assistant/web/).",
+                    "text/html; charset=utf-8",
+                )
+            return self._response(404, "not found\n", "text/plain; charset=utf-8")
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if target.suffix in (".js", ".mjs"):
+            ctype = "text/javascript"
+        if ctype.startswith("text/") or ctype in ("application/json", "image/svg+xml"):
+            ctype += "; charset=utf-8"
+        return self._response(200, target.read_bytes(), ctype)
+
+    # -- WebSocket -----------------------------------------------------------------------------
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        client = Client(conn, max_bytes=self.client_queue_bytes, max_frames=CLIENT_QUEUE_FRAMES, metrics=self.metrics)
+        query = parse_qs(urlsplit(conn.request.path if conn.request else "").query)
+        role: Role = "visitor" if query.get("role", [""])[0] == "visitor" else "watcher"
+        self.clients.add(client)
+        self.metrics.clients.set(len(self.clients))
+        writer = asyncio.create_task(client.writer(), name=f"writer-{client.id}")
+        try:
+            self.hub.attach(client, role)
+            async for data in conn:
+                if client._closing is not None:
+                    break
+                await self._receive(client, data)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.clients.discard(client)
+            self.metrics.clients.set(len(self.clients))
+            self.hub.detach(client)
+            if client._closing is None:
+                client.close(CLOSE_GOING_AWAY, "")
+            with contextlib.suppress(asyncio.TimeoutError, ConnectionClosed):
+                await asyncio.wait_for(writer, timeout=3)
+            if not writer.done():
+                writer.cancel()
+
+    async def _receive(self, client: Client, data: str | bytes) -> None:
+        try:
+            message: ClientMessage | MicFrame
+            if isinstance(data, str):
+                message = parse_text(data, max_bytes=self.max_bytes)
+                kind = type(message).__name__.removesuffix("Message").lower()
+            else:
+                message = parse_binary(data, max_bytes=self.max_bytes)
+                kind = "audio"
+        except ProtocolError as err:
+            self._reject(client, err)
+            return
+        self.metrics.messages_in.inc(type=kind)
+        # Awaited inline so a client's messages are handled in the order sent; the hub's handlers
+        # are quick (they hand work to the session's turn task and return).
+        try:
+            await self.hub.handle(client, message)
+        except ProtocolError as err:
+            self._reject(client, err)
+        except Exception:
+            log.exception("handling a message from %s failed", client.id)
+            self.metrics.errors.inc(code="internal")
+            client.send(ErrorEvent(code="internal", message="the server failed to handle that message"))
+
+    def _reject(self, client: Client, err: ProtocolError) -> None:
+        self.metrics.errors.inc(code=err.code)
+        client.bad_messages += 1
+        client.send(ErrorEvent(code=err.code, message=err.message))
+        if err.close_code is not None:
+            client.close(err.close_code, err.message[:120])
+        elif client.bad_messages > MAX_BAD_MESSAGES:
+            client.close(CLOSE_POLICY, "too many malformed messages")
+
+
+def make_emitter(clients: Callable[[], list[Client]]) -> Callable[[Event], None]:
+    """Fan an event out to whatever ``clients()`` returns now, never waiting on any of them."""
+
+    def emit(event: Event) -> None:
+        frame = to_wire(event)  # encode once for all clients
+        for client in clients():
+            client.send(frame)
+
+    return emit

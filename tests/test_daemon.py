@@ -1,0 +1,385 @@
+"""Whole turns through the daemon over a real WebSocket client, with fake engines: the event sequences
+a browser sees are pinned (faq, generated, fallback, barge-in, error), plus sessions, fairness,
+vanishing clients, the echo filter and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import pytest
+from daemon_support import (
+    EnergyEndpointer,
+    collect,
+    hello,
+    mic_frames,
+    open_client,
+    running_daemon,
+    silence_pcm,
+    speech_pcm,
+)
+from fakes import FakeLanguageModel, FakeRetriever, FakeSynthesizer, FakeTranscriber, fake_engines
+
+from assistant.daemon import EchoFilter, echo_similarity
+from assistant.stages import RetrieveError
+
+FAQ_TURN = [
+    "state:thinking",
+    "sources",
+    "reply-start",
+    "reply-delta",
+    "reply-end",
+    "sentence",
+    "state:speaking",
+    "audio-start",
+    "audio",
+    "audio-stop",
+    "trace",
+    "state:idle",
+]
+
+
+async def test_faq_turn_over_websocket_is_pinned() -> None:
+    async with running_daemon() as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        greeting = await hello(ws)
+        assert greeting["role"] == "visitor" and greeting["protocol"] == 1 and greeting["session"].startswith("s-")
+        await ws.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
+        got = await collect(ws)
+        assert got.types() == FAQ_TURN
+        assert {e["turn"] for e in got.events} == {1}
+        assert got.of("reply-end")[0]["route"] == "faq"
+        assert got.of("sources")[0]["sources"][0]["id"] == "travel-policy"
+        # audio frames carry the turn, a gapless sequence from 0, the sentence and the mouth envelope
+        assert [f.sequence for f in got.audio] == list(range(len(got.audio)))
+        assert all(f.turn == 1 and f.sentence == 0 and f.chunk.envelope for f in got.audio)
+        times = [e["t_ms"] for e in got.events]
+        assert times == sorted(times)
+
+
+async def test_generated_turn_streams_sentences_and_audio_in_order() -> None:
+    async with running_daemon() as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "Where do visitors get a badge?"}))
+        got = await collect(ws)
+        types = got.types()
+        assert types[:3] == ["state:thinking", "sources", "reply-start"]
+        assert types[-2:] == ["trace", "state:idle"]
+        assert got.of("reply-start")[0]["route"] == "generated"
+        sentences = got.of("sentence")
+        assert [s["index"] for s in sentences] == list(range(len(sentences))) and len(sentences) >= 2
+        # every sentence's audio is framed by audio-start/-stop of the same index, in order
+        starts = [e["sentence"] for e in got.of("audio-start")]
+        stops = [e["sentence"] for e in got.of("audio-stop")]
+        assert starts == stops == [s["index"] for s in sentences]
+        assert sorted({f.sentence for f in got.audio}) == starts
+        trace = got.of("trace")[0]
+        assert trace["first_token_ms"] is not None and trace["first_audio_ms"] is not None
+        assert trace["retrieve_ms"] <= trace["first_token_ms"] <= trace["first_audio_ms"] <= trace["total_ms"]
+        assert "".join(e["text"] for e in got.of("reply-delta")) == got.of("reply-end")[0]["text"]
+
+
+async def test_fallback_turn_says_it_does_not_know() -> None:
+    async with running_daemon() as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "What is the airspeed of a swallow?"}))
+        got = await collect(ws)
+        assert got.types() == [
+            "state:thinking",
+            "sources",
+            "reply-start",
+            "reply-delta",
+            "reply-end",
+            "sentence",
+            "state:speaking",
+            "audio-start",
+            "audio",
+            "audio-stop",
+            "trace",
+            "state:idle",
+        ]
+        assert got.of("sources")[0]["sources"] == []
+        assert got.of("reply-start")[0]["route"] == "fallback"
+        assert d.engines.llm.calls == []  # type: ignore[attr-defined]
+
+
+async def test_error_turn_reports_a_stable_code_and_the_daemon_keeps_serving() -> None:
+    retriever = FakeRetriever(fail=RetrieveError("kb-missing", "no index"))
+    async with (
+        running_daemon(fake_engines(retriever=retriever)) as d,
+        await open_client(d.ws_url + "?role=visitor") as ws,
+    ):
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "hello?"}))
+        got = await collect(ws)
+        assert got.types() == ["state:thinking", "error", "state:idle"]
+        assert got.of("error")[0]["code"] == "kb-missing"
+        retriever.fail = None
+        await ws.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
+        again = await collect(ws)
+        assert again.types() == FAQ_TURN and again.events[0]["turn"] == 2
+
+
+async def test_voice_turn_from_microphone_frames() -> None:
+    async with running_daemon() as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        await hello(ws)
+        for frame in mic_frames(np.concatenate([silence_pcm(100), speech_pcm(600), silence_pcm(400)])):
+            await ws.send(frame)
+        got = await collect(ws)
+        assert got.types()[:6] == [
+            "speech-start",
+            "state:listening",
+            "speech-end",
+            "state:transcribing",
+            "transcript",
+            "state:thinking",
+        ]
+        assert got.types()[-2:] == ["trace", "state:idle"]
+        assert got.of("transcript")[0]["final"] is True
+        assert 550 <= got.of("speech-end")[0]["duration_ms"] <= 900
+        trace = got.of("trace")[0]
+        # the endpoint decision waited for the endpointer's silence (200 ms), and the trace says so
+        assert 150 <= trace["endpoint_ms"] <= 400
+        assert trace["endpoint_ms"] <= trace["transcript_ms"] <= trace["first_audio_ms"]
+        utterance = d.engines.transcriber.calls[0]  # type: ignore[attr-defined]
+        assert 0.55 <= utterance.duration_s <= 0.9
+
+
+async def test_push_to_talk_uses_the_button_not_the_vad() -> None:
+    async with running_daemon() as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "mode", "mode": "push-to-talk"}))
+        await ws.send(json.dumps({"type": "talk-start"}))
+        # quiet speech the energy VAD would ignore still counts while the button is down
+        for frame in mic_frames(speech_pcm(500, amplitude=100)):
+            await ws.send(frame)
+        await ws.send(json.dumps({"type": "talk-end"}))
+        got = await collect(ws)
+        assert got.types()[:5] == ["speech-start", "state:listening", "speech-end", "state:transcribing", "transcript"]
+        assert got.of("trace")[0]["endpoint_ms"] == 0.0
+
+
+async def test_barge_in_by_interrupt_keeps_only_what_was_heard() -> None:
+    llm = FakeLanguageModel(
+        reply="First sentence is short. The second one takes longer to say. A third follows it.", delay_s=0.03
+    )
+    synth = FakeSynthesizer(delay_s=0.05)
+    async with (
+        running_daemon(fake_engines(llm=llm, synthesizer=synth)) as d,
+        await open_client(d.ws_url + "?role=visitor") as ws,
+    ):
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "Tell me about the visitor badge"}))
+        got = await collect(ws, "audio-stop")
+        first = got.of("sentence")[0]["text"]
+        played = got.of("audio-stop")[0]["duration_ms"]  # the listener heard exactly the first sentence
+        await ws.send(json.dumps({"type": "playback", "turn": 1, "played_ms": played}))
+        t0 = time.monotonic()
+        await ws.send(json.dumps({"type": "interrupt", "turn": 1}))
+        rest = await collect(ws, "state:idle")
+        assert (time.monotonic() - t0) < 0.2
+        assert rest.types()[-2:] == ["interrupted", "state:idle"]
+        assert "trace" not in rest.types() and "reply-end" not in rest.types()
+        assert rest.of("interrupted")[0]["heard_text"] == first
+        session = d.daemon.sessions[next(iter(d.daemon.sessions.keys() - {"kiosk"}))]
+        assert [m.content for m in session.history] == ["Tell me about the visitor badge", first]
+        assert llm.stopped_early
+        # nothing more of turn 1 arrives after interrupted
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.3)
+        assert d.daemon.metrics.turns.value(outcome="interrupted") == 1
+
+
+async def test_barge_in_by_speech_while_speaking() -> None:
+    synth = FakeSynthesizer(delay_s=0.1, chunks_per_sentence=4)
+    async with (
+        running_daemon(fake_engines(synthesizer=synth)) as d,
+        await open_client(d.ws_url + "?role=visitor") as ws,
+    ):
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "Where do visitors get a badge?"}))
+        await collect(ws, "audio-start")
+        await ws.send(json.dumps({"type": "playback", "turn": 1, "played_ms": 0}))
+        t0 = time.monotonic()
+        for frame in mic_frames(speech_pcm(40)):
+            await ws.send(frame)
+        got = await collect(ws, "state:listening")
+        assert time.monotonic() - t0 < 0.2
+        assert got.types()[-4:] == ["speech-start", "interrupted", "state:idle", "state:listening"]
+        assert got.of("interrupted")[0]["heard_text"] == ""  # played_ms 0: nothing was heard
+        session = next(s for s in d.daemon.sessions.values() if s.kind == "visitor")
+        assert session.history == []
+
+
+async def test_a_new_question_interrupts_the_running_turn() -> None:
+    llm = FakeLanguageModel(delay_s=0.05)
+    async with running_daemon(fake_engines(llm=llm)) as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "Where do visitors get a badge?"}))
+        await collect(ws, "reply-start")
+        await ws.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
+        got = await collect(ws, "state:idle", after=2)
+        assert got.of("interrupted")[0]["turn"] == 1
+        second = [e for e in got.events if e["turn"] == 2]
+        assert [e["type"] for e in second][-2:] == ["trace", "state"]
+
+
+async def test_watchers_follow_the_kiosk_and_text_makes_a_visitor() -> None:
+    async with running_daemon() as d, await open_client(d.ws_url) as watcher, await open_client(d.ws_url) as ws:
+        first = await hello(watcher)
+        assert first["role"] == "watcher" and first["session"] == "kiosk"
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
+        again = await hello(ws)
+        assert again["role"] == "visitor" and again["session"] != "kiosk"
+        await collect(ws)
+        # the watcher follows the kiosk session, not the visitor's
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(watcher.recv(), 0.3)
+        # a kiosk turn reaches the watcher
+        await d.daemon.kiosk.ask("请问商旅的出差制度")
+        got = await collect(watcher)
+        assert got.types() == FAQ_TURN
+
+
+async def test_concurrent_sessions_queue_fairly_and_never_mix_replies() -> None:
+    n = 12
+    llm = FakeLanguageModel(delay_s=0.002)
+    async with running_daemon(fake_engines(llm=llm)) as d:
+        clients = [await open_client(d.ws_url + "?role=visitor") for _ in range(n)]
+        try:
+            for ws in clients:
+                await hello(ws)
+            questions = ["请问商旅的出差制度" if i % 2 else "Where do visitors get a badge?" for i in range(n)]
+            await asyncio.gather(
+                *(ws.send(json.dumps({"type": "text", "text": q})) for ws, q in zip(clients, questions, strict=True))
+            )
+            results = await asyncio.gather(*(collect(ws, timeout_s=30) for ws in clients))
+        finally:
+            for ws in clients:
+                await ws.close()
+        for q, got in zip(questions, results, strict=True):
+            assert "error" not in got.types()
+            end = got.of("reply-end")[0]
+            assert end["route"] == ("faq" if q.startswith("请问") else "generated")
+            assert end["text"] == (
+                "出差需提前三个工作日在OA提交申请。住宿标准为一线城市每晚600元。" if q.startswith("请问") else llm.reply
+            )
+            assert [f.sequence for f in got.audio] == list(range(len(got.audio)))
+        llm_gate = next(g for g in d.daemon.gates if g.name == "llm")
+        assert llm_gate.entries == n // 2 and llm_gate.waiting == 0
+
+
+async def test_a_client_that_vanishes_mid_turn_leaves_the_daemon_serving() -> None:
+    llm = FakeLanguageModel(delay_s=0.05)
+    async with running_daemon(fake_engines(llm=llm)) as d:
+        ws = await open_client(d.ws_url + "?role=visitor")
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "Where do visitors get a badge?"}))
+        await collect(ws, "reply-start")
+        ws.transport.abort()  # gone without a close frame
+        for _ in range(50):
+            if len(d.daemon.sessions) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert set(d.daemon.sessions) == {"kiosk"}
+        await asyncio.sleep(0.1)
+        assert llm.stopped_early
+        async with await open_client(d.ws_url + "?role=visitor") as other:
+            await hello(other)
+            await other.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
+            assert (await collect(other)).types() == FAQ_TURN
+
+
+async def test_shutdown_cancels_turns_and_closes_clients_with_1001() -> None:
+    llm = FakeLanguageModel(delay_s=0.05)
+    async with running_daemon(fake_engines(llm=llm)) as d:
+        ws = await open_client(d.ws_url + "?role=visitor")
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "Where do visitors get a badge?"}))
+        await collect(ws, "reply-start")
+        t0 = time.monotonic()
+        await d.daemon.close()
+        await d.server.close()
+        with pytest.raises(Exception):  # noqa: B017 - ConnectionClosed, whichever subclass
+            while True:
+                await asyncio.wait_for(ws.recv(), 3)
+        assert ws.close_code == 1001
+        assert time.monotonic() - t0 < 3
+        assert llm.stopped_early
+
+
+def test_echo_filter_matches_fragments_of_what_was_said() -> None:
+    echo = EchoFilter()
+    echo.said("Visitors get a badge at reception, and the guest Wi-Fi is Acme-Guest.", now_s=100.0)
+    assert echo.is_echo("the guest wifi is acme guest", now_s=101.0)
+    assert not echo.is_echo("where is the toilet please", now_s=101.0)
+    assert not echo.is_echo("the guest wifi is acme guest", now_s=200.0)  # forgotten after 30 s
+    assert echo_similarity("出差需提前三个工作日", "出差需提前三个工作日在OA提交申请。") == 1.0
+    assert echo_similarity("", "anything") == 0.0
+
+
+class _Local:
+    """A fake kiosk sound card: a microphone fed by the test and a speaker that 'plays' instantly."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[np.ndarray] = asyncio.Queue()
+        self.played: list[int] = []
+        self.playing = False
+        self.played_ms = 0.0
+        self.stopped = 0
+
+    async def frames(self):  # type: ignore[no-untyped-def]
+        while True:
+            yield await self.queue.get()
+
+    def play(self, chunk) -> None:  # type: ignore[no-untyped-def]
+        self.played.append(len(chunk.pcm))
+        self.played_ms += chunk.duration_ms
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+    def new_reply(self) -> None:
+        self.played_ms = 0.0
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_kiosk_drops_transcripts_of_its_own_voice() -> None:
+    # the fake ASR "hears" the kiosk's own FAQ answer, as a microphone beside the speaker would
+    transcriber = FakeTranscriber(text="出差需提前三个工作日在OA提交申请")
+    async with running_daemon(fake_engines(transcriber=transcriber)) as d, await open_client(d.ws_url) as watcher:
+        await hello(watcher)
+        local = _Local()
+        d.daemon.attach_local_audio(local)
+        await d.daemon.kiosk.ask("请问商旅的出差制度")
+        await collect(watcher)
+        assert local.played  # the reply went to the speaker
+        # after the echo tail, the microphone hears the reply again
+        await asyncio.sleep(0.45)
+        for pcm in (speech_pcm(500), silence_pcm(400)):
+            await local.queue.put(pcm)
+        got = await collect(watcher, "state:idle")
+        assert "error" not in got.types() and "sources" not in got.types()
+        assert d.daemon.metrics.echo_dropped.value() == 1
+        assert d.daemon.metrics.turns.value(outcome="echo") == 1
+
+
+async def test_kiosk_microphone_is_gated_while_the_speaker_plays() -> None:
+    async with running_daemon() as d:
+        local = _Local()
+        d.daemon.attach_local_audio(local)
+        kiosk = d.daemon.kiosk
+        kiosk.endpointer = EnergyEndpointer()
+        local.playing = True
+        await kiosk.hear(speech_pcm(500))
+        await kiosk.hear(silence_pcm(400))
+        assert not kiosk.busy and d.engines.transcriber.calls == []  # type: ignore[union-attr]
+        local.playing = False
+        await asyncio.sleep(0.45)
+        await kiosk.hear(speech_pcm(500))
+        await kiosk.hear(silence_pcm(400))
+        assert kiosk.busy or kiosk.results
