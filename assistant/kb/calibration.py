@@ -1,0 +1,113 @@
+"""Raw retrieval signals -> one score in [0, 1] that reads as a probability.
+
+For every candidate record the retriever measures:
+
+- ``dense``: the best cosine between the query and any of the record's keys (an FAQ entry's
+  question and alternates, a chunk's text);
+- ``proto``: the cosine between the query and the mean of the record's key vectors (an FAQ entry
+  with many phrasings is a cloud; its centre is a steadier target than its nearest point);
+- ``lexical``: the best normalised BM25 over the record's keys (``lexical.normalized_scores``);
+- ``doc``: 1 for a document chunk, 0 for an FAQ entry (chunks are longer, so their cosines run lower).
+
+The score is a logistic model over these features:
+``score = 1 / (1 + exp(-(bias + Σ weight·feature)))``, fitted by ``fit`` on labelled (query,
+candidate, correct?) pairs from real data (``python -m assistant.kb.calibration`` refits and prints
+the weights; see docs/configuration.md). Because the model is fitted on all the candidates a query
+meets, a score reads as "the chance that this record is the one that answers the query": the
+``[answer] faq_threshold`` of 0.80 means "answer verbatim when at least 4 times in 5 the match is
+right", and ``relevance_threshold`` 0.45 "drop what is more likely wrong than right".
+
+The same model ranks (it is a linear fusion of dense and lexical evidence) and calibrates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+FEATURES = ("dense", "proto", "lexical", "doc", "doc_dense", "doc_lexical")
+
+
+def feature_matrix(dense: np.ndarray, proto: np.ndarray, lexical: np.ndarray, doc: np.ndarray) -> np.ndarray:
+    """Stack the raw signals (each shape (n,)) into the model's design matrix, shape (n, len(FEATURES))."""
+    doc = doc.astype(np.float32)
+    return np.stack([dense, proto, lexical, doc, doc * dense, doc * lexical], axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    bias: float
+    weights: tuple[float, ...]
+    source: str = ""
+    """Where the weights come from (data set and date), shown by `assistant kb stats`."""
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return x @ np.asarray(self.weights, dtype=np.float32) + np.float32(self.bias)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        z = np.clip(self.logits(x), -30.0, 30.0)
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+    def to_json(self) -> dict[str, object]:
+        return {"bias": self.bias, "weights": dict(zip(FEATURES, self.weights, strict=True)), "source": self.source}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Calibration:
+        weights = data["weights"]
+        assert isinstance(weights, dict)
+        return cls(float(data["bias"]), tuple(float(weights[f]) for f in FEATURES), str(data.get("source", "")))  # type: ignore[arg-type]
+
+
+def fit(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-3, iterations: int = 50, source: str = "") -> Calibration:
+    """Logistic regression by Newton's method (IRLS); ``x`` from ``feature_matrix``, ``y`` in {0, 1}.
+
+    A constant feature (e.g. no documents in the training data) gets weight 0 through the ridge term.
+    """
+    x64 = np.hstack([np.ones((len(x), 1)), x.astype(np.float64)])
+    y64 = y.astype(np.float64)
+    w = np.zeros(x64.shape[1])
+    ridge = l2 * len(x64) * np.eye(x64.shape[1])
+    ridge[0, 0] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x64 @ w, -30, 30)))
+        grad = x64.T @ (p - y64) + ridge @ w
+        hess = (x64 * (p * (1 - p))[:, None]).T @ x64 + ridge
+        step = np.linalg.solve(hess + 1e-9 * np.eye(len(w)), grad)
+        w -= step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    return Calibration(float(w[0]), tuple(float(v) for v in w[1:]), source)
+
+
+def reliability(scores: Sequence[float], labels: Sequence[int], bins: int = 10) -> list[dict[str, float]]:
+    """Per score bin: mean predicted score, observed precision and count (a reliability diagram)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    out = []
+    for i in range(bins):
+        lo, hi = i / bins, (i + 1) / bins
+        mask = (s >= lo) & ((s < hi) if i < bins - 1 else (s <= hi))
+        if mask.any():
+            out.append({"from": lo, "to": hi, "mean_score": float(s[mask].mean()), "precision": float(y[mask].mean()), "n": int(mask.sum())})
+    return out
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+# Fitted weights per embedder family (the part of the identity before the first space or colon).
+# Filled in from `python -m assistant.kb.calibration`; see its docstring for the data.
+FITTED: dict[str, Calibration] = {}
+
+# Until a fit exists for an embedder: a conservative hand-set model, documented as such (dense
+# cosine 0.9 with a good lexical match -> ~0.9; cosine 0.5 and no shared words -> ~0.1).
+GENERIC = Calibration(-9.0, (6.0, 4.0, 5.0, 0.0, 0.0, 0.0), "generic prior (not fitted)")
+
+
+def for_embedder(identity: str) -> Calibration:
+    family = identity.split(" ")[0].split(":")[0]
+    return FITTED.get(family, GENERIC)

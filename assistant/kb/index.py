@@ -1,0 +1,454 @@
+"""The persistent index folder: layout, atomic publication, incremental build.
+
+Layout of ``index_dir``::
+
+    CURRENT                 the name of the live generation (replaced atomically with os.replace)
+    gen-<time>-<pid>/       one complete, immutable index
+        manifest.json       format, embedder identity and dimensions, per-file sha256, counts,
+                            skipped files, calibration, domain terms
+        records.jsonl       one record per line (FAQ entry or document chunk), in key order
+        vectors.faiss       one vector per key (flat inner product, or HNSW above HNSW_MIN_KEYS)
+        lexical/            bm25s index over the same keys + document frequencies
+    .build-<pid>-<n>/       a build in progress (removed by the next build if it was killed)
+    .lock                   held (flock) while a build runs
+
+A build writes a whole new generation beside the live one and only then points CURRENT at it, so
+a crash, Ctrl-C or kill at any moment leaves the previous index answering. Files whose sha256 (and
+chunking settings) did not change keep their records and vectors: only changed files are embedded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.kb import calibration
+from assistant.kb.ingest import Record, SkipFile, discover, read_file
+from assistant.stages import Embedder, RetrieveError
+
+FORMAT = 1
+HNSW_MIN_KEYS = 50_000
+"""Exact (flat) search below this many keys; HNSW above, where a flat scan would cost > ~10 ms."""
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+EMBED_BATCH = 256
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Skip:
+    file: str
+    reason: str
+
+
+@dataclass
+class BuildReport:
+    """What a build did; ``to_json`` is what ``assistant kb build --json`` prints."""
+
+    index_dir: str
+    files: int = 0
+    entries: int = 0
+    chunks: int = 0
+    keys: int = 0
+    embedded_files: int = 0
+    reused_files: int = 0
+    removed_files: list[str] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    embedder: str = ""
+    index_type: str = "flat"
+    seconds: float = 0.0
+    changed: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index_dir": self.index_dir,
+            "files": self.files,
+            "entries": self.entries,
+            "chunks": self.chunks,
+            "keys": self.keys,
+            "embedded_files": self.embedded_files,
+            "reused_files": self.reused_files,
+            "removed_files": self.removed_files,
+            "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
+            "warnings": self.warnings,
+            "embedder": self.embedder,
+            "index_type": self.index_type,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a generation
+# --------------------------------------------------------------------------------------------
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    pointer = index_dir / "CURRENT"
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    gen = index_dir / name
+    return gen if (gen / "manifest.json").is_file() else None
+
+
+def read_manifest(generation: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
+    if data.get("format") != FORMAT:
+        raise RetrieveError(
+            "kb-format",
+            f"the index at {generation.parent} has format {data.get('format')}, this version reads {FORMAT}; "
+            f"rebuild it with `assistant kb build --index {generation.parent}`",
+        )
+    return data
+
+
+def read_records(generation: Path) -> list[Record]:
+    with (generation / "records.jsonl").open(encoding="utf-8") as f:
+        return [Record.from_json(json.loads(line)) for line in f if line.strip()]
+
+
+def read_vectors(generation: Path) -> Any:
+    import faiss
+
+    return faiss.read_index(str(generation / "vectors.faiss"))
+
+
+def flat_view(index: Any) -> np.ndarray:
+    """The stored vectors of a flat or HNSW-flat faiss index as a (n, d) numpy view (no copy)."""
+    import faiss
+
+    storage = faiss.downcast_index(index.storage) if hasattr(index, "storage") else index
+    n, d = storage.ntotal, storage.d
+    if n == 0:
+        return np.zeros((0, d), dtype=np.float32)
+    return faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d)
+
+
+def check_embedder(manifest: dict[str, Any], where: Path, *, name: str, identity: str | None = None, dimensions: int | None = None) -> None:
+    """Refuse an index built with a different embedder (its vectors live in another space).
+
+    Checked twice by ``open_retriever``: by configured name before loading the model (cheap), then by
+    the loaded model's identity and dimensions.
+    """
+    built = manifest.get("embedder", {})
+    same = (
+        built.get("name") == name
+        and (identity is None or built.get("identity") == identity)
+        and (dimensions is None or built.get("dimensions") == dimensions)
+    )
+    if not same:
+        raise RetrieveError(
+            "kb-embedder-mismatch",
+            f"the index at {where} was built with the embedder '{built.get('identity', built.get('name'))}', "
+            f"but [kb] embedder is now '{identity or name}'; vectors from two embedders cannot be "
+            f"compared. Rebuild it with `assistant kb build --index {where}` (or switch the embedder back).",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _build_lock(index_dir: Path) -> Iterator[None]:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / ".lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise RetrieveError("kb-busy", f"another `assistant kb build` is writing {index_dir}; wait for it") from err
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _source_name(path: Path, root: Path) -> str:
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def _make_faiss(vectors: np.ndarray, dimensions: int) -> Any:
+    import faiss
+
+    if len(vectors) >= HNSW_MIN_KEYS:
+        index = faiss.IndexHNSWFlat(dimensions, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    else:
+        index = faiss.IndexFlatIP(dimensions)
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+_NOT_TERMS = frozenset(
+    "https http com www example 怎么 什么 哪里 多少 如何 可以 需要 请问 公司 员工 每天 每个 之后 以后 以上 之前".split()
+)
+
+
+def _domain_terms(records: Sequence[Record], limit: int = 200) -> list[str]:
+    """Words of this knowledge base that general language rarely uses (jieba's TF-IDF keywords):
+    names, places, products. Whisper, prompted with them, spells them as the knowledge base does."""
+    import jieba.analyse
+
+    parts: list[str] = []
+    for r in records:
+        parts.append(r.text)
+        parts.extend(r.alternates[:3])
+        if r.answer:
+            parts.append(r.answer)
+        if r.section:
+            parts.append(r.section)
+    text = "\n".join(parts)
+    terms = jieba.analyse.extract_tags(text, topK=limit * 4)
+    out = []
+    for t in terms:
+        t = t.strip()
+        if len(t) < 2 or t.isdigit() or t.lower() in _NOT_TERMS:
+            continue
+        if t.isascii():
+            # Latin words: only names and codes (DiDi, WeCom, HB-Guest, OA, 8:30), not "How" or "desk".
+            if not (any(c.isupper() for c in t[1:]) or any(c.isdigit() or c in "-_" for c in t)):
+                continue
+        out.append(t)
+    return out[:limit]
+
+
+def build(
+    paths: Sequence[Path],
+    index_dir: Path,
+    *,
+    embedder: Embedder,
+    embedder_name: str,
+    root: Path,
+    chunk_chars: int,
+    overlap_chars: int,
+    progress: bool = True,
+    before_publish: Callable[[Path], None] | None = None,
+) -> BuildReport:
+    """Build (or update) the index in ``index_dir`` from ``paths``; see the module docstring.
+
+    ``before_publish`` is called with the finished temporary folder just before it goes live (tests
+    use it to kill a build at the worst moment).
+    """
+    started = time.perf_counter()
+    report = BuildReport(index_dir=str(index_dir), embedder=embedder.identity)
+    with _build_lock(index_dir):
+        for stale in index_dir.glob(".build-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build; we hold the lock
+        old_gen = current_generation(index_dir)
+        old_manifest: dict[str, Any] = {}
+        old_records: list[Record] = []
+        old_index: Any = None
+        chunking = {"chunk_chars": chunk_chars, "overlap_chars": overlap_chars}
+        if old_gen is not None:
+            try:
+                old_manifest = read_manifest(old_gen)
+                if old_manifest.get("embedder", {}).get("identity") != embedder.identity:
+                    report.warnings.append(
+                        f"the old index was built with '{old_manifest.get('embedder', {}).get('identity')}': "
+                        "everything is embedded again"
+                    )
+                    old_manifest = {}
+                else:
+                    old_records = read_records(old_gen)
+                    old_index = read_vectors(old_gen)
+            except (RetrieveError, OSError, ValueError, KeyError, RuntimeError) as err:
+                report.warnings.append(f"the old index could not be read ({err}): everything is embedded again")
+                old_manifest, old_records, old_index = {}, [], None
+        old_files: dict[str, Any] = old_manifest.get("files", {})
+        old_vectors = flat_view(old_index) if old_index is not None else None
+        # key offset of each old record, to copy its vectors
+        old_offsets: dict[str, list[tuple[Record, int]]] = {}
+        offset = 0
+        for rec in old_records:
+            old_offsets.setdefault(rec.source, []).append((rec, offset))
+            offset += len(rec.keys)
+
+        files, missing = discover(paths)
+        for p, why in missing:
+            report.skipped.append(Skip(str(p), why))
+
+        records: list[Record] = []
+        per_record: list[np.ndarray | None] = []  # reused vectors, or None: embed
+        manifest_files: dict[str, Any] = {}
+        bar = _progress(files, progress)
+        for path in bar:
+            source = _source_name(path, root)
+            if source in manifest_files:
+                continue
+            try:
+                sha = file_sha256(path)
+            except OSError as err:
+                report.skipped.append(Skip(source, f"cannot read: {err.strerror or err}"))
+                continue
+            old = old_files.get(source)
+            if (
+                old is not None
+                and old.get("sha256") == sha
+                and old.get("chunking") == chunking
+                and source in old_offsets
+                and old_vectors is not None
+            ):
+                for rec, off in old_offsets[source]:
+                    records.append(rec)
+                    per_record.append(old_vectors[off : off + len(rec.keys)])
+                manifest_files[source] = old
+                report.reused_files += 1
+                continue
+            try:
+                result = read_file(path, source, chunk_chars=chunk_chars, overlap_chars=overlap_chars)
+            except SkipFile as err:
+                report.skipped.append(Skip(source, str(err)))
+                continue
+            except Exception as err:  # a parser bug must not end the build; report it like a skip
+                report.skipped.append(Skip(source, f"unexpected {type(err).__name__}: {err}"))
+                continue
+            report.warnings.extend(f"{source}: {w}" for w in result.warnings)
+            records.extend(result.records)
+            per_record.extend([None] * len(result.records))
+            manifest_files[source] = {
+                "sha256": sha,
+                "size": path.stat().st_size,
+                "kind": result.kind,
+                "records": len(result.records),
+                "chunking": chunking,
+            }
+            report.embedded_files += 1
+
+        report.removed_files = sorted(set(old_files) - set(manifest_files))
+        # Embed the fresh records' keys in one batched pass, then lay all vectors out in key order.
+        fresh_keys = [k for r, v in zip(records, per_record, strict=True) if v is None for k in r.keys]
+        fresh_vectors = _embed_all(embedder, fresh_keys, progress)
+        ordered: list[np.ndarray] = []
+        cursor = 0
+        for r, v in zip(records, per_record, strict=True):
+            if v is None:
+                v = fresh_vectors[cursor : cursor + len(r.keys)]
+                cursor += len(r.keys)
+            ordered.append(v)
+        dims = embedder.dimensions
+        matrix = np.concatenate(ordered) if ordered else np.zeros((0, dims), dtype=np.float32)
+        n_keys_total = sum(len(r.keys) for r in records)
+        assert matrix.shape == (n_keys_total, dims), (matrix.shape, n_keys_total)
+
+        report.files = len(manifest_files)
+        report.entries = sum(1 for r in records if r.kind == "faq")
+        report.chunks = sum(1 for r in records if r.kind == "document")
+        report.keys = n_keys_total
+        if not records:
+            raise RetrieveError(
+                "kb-empty",
+                "nothing to index: no readable FAQ table or document in "
+                + ", ".join(str(p) for p in paths)
+                + (f" ({len(report.skipped)} skipped: " + "; ".join(f"{s.file}: {s.reason}" for s in report.skipped[:3]) + ")" if report.skipped else ""),
+            )
+
+        tmp = index_dir / f".build-{os.getpid()}-{time.time_ns()}"
+        tmp.mkdir()
+        try:
+            index = _make_faiss(matrix, dims)
+            report.index_type = "hnsw" if len(matrix) >= HNSW_MIN_KEYS else "flat"
+            import faiss
+
+            faiss.write_index(index, str(tmp / "vectors.faiss"))
+            from assistant.kb.lexical import LexicalIndex
+
+            LexicalIndex.build([k for r in records for k in r.keys]).save(tmp / "lexical")
+            with (tmp / "records.jsonl").open("w", encoding="utf-8") as f:
+                for r in records:
+                    f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+            report.seconds = time.perf_counter() - started
+            manifest = {
+                "format": FORMAT,
+                "embedder": {"name": embedder_name, "identity": embedder.identity, "dimensions": dims},
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "index_type": report.index_type,
+                "counts": {"files": report.files, "entries": report.entries, "chunks": report.chunks, "keys": report.keys},
+                "files": manifest_files,
+                "skipped": [{"file": s.file, "reason": s.reason} for s in report.skipped],
+                "calibration": calibration.for_embedder(embedder.identity).to_json(),
+                "domain_terms": _domain_terms(records),
+                "build_s": round(report.seconds, 3),
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+            _fsync_tree(tmp)
+            if before_publish is not None:
+                before_publish(tmp)
+            gen = index_dir / f"gen-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{time.time_ns() % 10**6}"
+            os.rename(tmp, gen)
+            pointer_tmp = index_dir / f".CURRENT-{os.getpid()}"
+            pointer_tmp.write_text(gen.name + "\n", encoding="utf-8")
+            with pointer_tmp.open("rb") as f:
+                os.fsync(f.fileno())
+            os.replace(pointer_tmp, index_dir / "CURRENT")  # the one atomic step that publishes
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        # Old generations are no longer pointed at; a daemon that loaded one keeps it in memory.
+        for other in index_dir.glob("gen-*"):
+            if other.name != gen.name:
+                shutil.rmtree(other, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as f:
+                os.fsync(f.fileno())
+
+
+def _progress(items: Sequence[Path], enabled: bool) -> Any:
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="reading", unit="file", file=sys.stderr, leave=False)
+
+
+def _embed_all(embedder: Embedder, texts: Sequence[str], progress: bool) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, embedder.dimensions), dtype=np.float32)
+    out = np.empty((len(texts), embedder.dimensions), dtype=np.float32)
+    bar: Any = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(texts), desc="embedding", unit="text", file=sys.stderr, leave=False)
+    try:
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start : start + EMBED_BATCH]
+            out[start : start + len(batch)] = embedder.embed(batch)
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    return out

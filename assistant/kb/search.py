@@ -1,0 +1,141 @@
+"""Hybrid search over one index generation: dense (faiss) + lexical (BM25), fused and calibrated.
+
+Per query: embed it (one BLAS thread, ~3 ms), take the nearest keys from faiss and the best
+records from BM25, score every candidate record on the features of ``calibration`` and return the
+best ``k`` as Passages with scores in [0, 1]. An FAQ entry comes back as ``kind="faq"`` with the
+phrasing that matched best as ``text`` and its canonical ``answer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.kb import calibration as cal
+from assistant.kb.index import flat_view, read_manifest, read_records, read_vectors
+from assistant.kb.ingest import Record
+from assistant.kb.lexical import LexicalIndex
+from assistant.stages import Embedder, Passage
+
+DENSE_CANDIDATE_KEYS = 128
+"""How many nearest keys faiss returns; their records become candidates."""
+LEXICAL_CANDIDATES = 32
+"""How many best BM25 records become candidates besides the dense ones."""
+HNSW_EF_SEARCH = 128
+
+
+class KnowledgeBase:
+    """A loaded index generation; ``search_sync`` is thread-safe and does not block on I/O."""
+
+    def __init__(self, generation: Path, embedder: Embedder) -> None:
+        self.generation = generation
+        self.manifest = read_manifest(generation)
+        self.records: list[Record] = read_records(generation)
+        self.embedder = embedder
+        self._index = read_vectors(generation)
+        if hasattr(self._index, "hnsw"):
+            self._index.hnsw.efSearch = HNSW_EF_SEARCH
+        self._vectors = flat_view(self._index)
+        self._lexical = LexicalIndex.load(generation / "lexical")
+        self._lexical.normalized_scores("预热 warm-up")  # loads jieba's dictionary now, not on the first turn
+        counts = np.fromiter((len(r.keys) for r in self.records), dtype=np.int64, count=len(self.records))
+        self._key_start = np.zeros(len(self.records), dtype=np.int64)
+        np.cumsum(counts[:-1], out=self._key_start[1:])
+        self._key_count = counts
+        self._key_record = np.repeat(np.arange(len(self.records)), counts)
+        self._is_doc = np.fromiter((r.kind == "document" for r in self.records), dtype=bool, count=len(self.records))
+        # Prototype (mean of the key vectors) of every FAQ entry with several phrasings.
+        self._proto: dict[int, np.ndarray] = {}
+        for i in np.flatnonzero(counts > 1):
+            start = self._key_start[i]
+            mean = self._vectors[start : start + counts[i]].mean(axis=0)
+            self._proto[int(i)] = mean / max(float(np.linalg.norm(mean)), 1e-9)
+        self.calibration = cal.Calibration.from_json(self.manifest["calibration"])
+        # faiss releases the GIL and keeps per-call state, but one search at a time keeps latency
+        # predictable and the HNSW efSearch setting shared.
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------
+
+    def candidates(self, query: str, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate record ids and their (dense, proto, lexical) signals; ``q`` is the query's vector."""
+        n_keys = len(self._vectors)
+        with self._lock:
+            _, ids = self._index.search(q[None, :], min(DENSE_CANDIDATE_KEYS, n_keys))
+        lexical_keys = self._lexical.normalized_scores(query)
+        lexical_records = np.maximum.reduceat(lexical_keys, self._key_start) if n_keys else lexical_keys
+        dense_ids = ids[0][ids[0] >= 0]
+        cand = set(self._key_record[dense_ids].tolist())
+        if len(lexical_records):
+            top = np.argpartition(-lexical_records, min(LEXICAL_CANDIDATES, len(lexical_records) - 1))[:LEXICAL_CANDIDATES]
+            cand.update(int(i) for i in top if lexical_records[i] > 0)
+        rec = np.fromiter(cand, dtype=np.int64, count=len(cand))
+        dense = np.empty(len(rec), dtype=np.float32)
+        proto = np.empty(len(rec), dtype=np.float32)
+        for j, r in enumerate(rec):
+            start, count = self._key_start[r], self._key_count[r]
+            dense[j] = float((self._vectors[start : start + count] @ q).max())
+            p = self._proto.get(int(r))
+            proto[j] = float(p @ q) if p is not None else dense[j]
+        return rec, dense, proto, lexical_records[rec]
+
+    def features(self, query: str, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate record ids and their calibration features (``calibration.FEATURES``)."""
+        if q is None:
+            q = self.embedder.embed([query])[0]
+        rec, dense, proto, lexical = self.candidates(query, q)
+        return rec, cal.feature_matrix(dense, proto, lexical, self._is_doc[rec])
+
+    def search_sync(self, query: str, *, k: int) -> list[Passage]:
+        query = query.strip()
+        if not query or not self.records:
+            return []
+        q_vec = self.embedder.embed([query])[0]
+        rec, x = self.features(query, q_vec)
+        scores = self.calibration.scores(x)
+        order = np.argsort(-scores, kind="stable")[:k]
+        out: list[Passage] = []
+        for j in order:
+            r = self.records[int(rec[j])]
+            text = r.text
+            if r.kind == "faq" and len(r.keys) > 1:
+                # Show the phrasing that matched best (what the visitor's question resembled).
+                start = self._key_start[rec[j]]
+                best = int(np.argmax(self._vectors[start : start + len(r.keys)] @ q_vec))
+                text = r.keys[best]
+            out.append(
+                Passage(
+                    id=r.id,
+                    text=text,
+                    source=r.source,
+                    score=round(float(scores[j]), 4),
+                    kind=r.kind,
+                    answer=r.answer,
+                    title=r.title,
+                    section=r.section,
+                    page=r.page,
+                    language=r.language,
+                )
+            )
+        return out
+
+
+class IndexRetriever:
+    """The ``Retriever`` the turn uses: ``search`` runs the (CPU-bound) work off the event loop."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+
+    async def search(self, query: str, *, k: int) -> list[Passage]:
+        return await asyncio.to_thread(self.kb.search_sync, query, k=k)
+
+    def search_sync(self, query: str, *, k: int) -> list[Passage]:
+        return self.kb.search_sync(query, k=k)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.kb.manifest
