@@ -1,0 +1,496 @@
+// The avatar page: wires the connection, the player, the microphone and the character together,
+// and keeps the captions. It speaks only docs/protocol.md (messages built in protocol.js).
+
+import { Avatar } from "./avatar.js";
+import { Connection } from "./connection.js";
+import { translator, pickLanguage } from "./i18n.js";
+import { Microphone } from "./mic.js";
+import { Player } from "./player.js";
+import * as proto from "./protocol.js";
+
+const MAX_BUBBLES = 10; // caption history on screen; older lines are removed (the tab runs for days)
+const KEEP_REPLIES = 4; // per-turn bookkeeping kept for late events
+
+const params = new URLSearchParams(location.search);
+const role = params.get("role") === "watcher" ? "watcher" : "visitor";
+const token = params.get("token");
+const $ = (id) => document.getElementById(id);
+const ui = {
+  body: document.body,
+  connText: $("conn-text"),
+  stateText: $("state-text"),
+  captions: $("captions"),
+  greeting: $("greeting"),
+  fallback: $("fallback"),
+  sources: $("sources"),
+  sourceList: $("source-list"),
+  talk: $("talk"),
+  talkLabel: $("talk-label"),
+  levelBar: $("level-bar"),
+  form: $("ask"),
+  question: $("question"),
+  stop: $("stop"),
+  modePtt: $("mode-ptt"),
+  modeHf: $("mode-hf"),
+  toast: $("toast"),
+  overlay: $("start-overlay"),
+};
+
+let t = translator(params.get("lang") || "");
+let language = pickLanguage(params.get("lang") || "");
+
+const page = {
+  session: "",
+  serverState: "idle",
+  turn: 0,
+  talking: false, // push-to-talk button held
+  mode: params.get("mode") === "hands-free" ? "hf" : localStorage.getItem("assistant.mode") || "ptt",
+  paused: false, // hands-free microphone paused by the visitor
+  micSequence: 0,
+  replies: new Map(), // turn -> {bubble, sentences: Map, heard: [], text, route, ended, interrupted, audio}
+  youBubble: null,
+  stats: { audioFrames: 0, micFramesSent: 0, hellos: 0, sentencesHeard: 0, lastTrace: null, errors: [] },
+};
+
+// --- audio ---------------------------------------------------------------------------------
+
+const ctx = new AudioContext({ latencyHint: "interactive" });
+const player = new Player(ctx, {
+  onSentence: (turn, index) => {
+    const reply = page.replies.get(turn);
+    if (reply && !reply.heard.includes(index)) reply.heard.push(index);
+    page.stats.sentencesHeard++;
+    if (reply) renderReply(reply);
+    updateLook();
+  },
+  onPosition: (pos) => {
+    if (pos.turn > 0) conn.send(proto.playbackMessage(pos));
+  },
+  onIdle: () => {
+    for (const reply of page.replies.values()) if (reply.ended) renderReply(reply);
+    updateLook();
+  },
+});
+if (role === "watcher" && params.get("sound") !== "on") {
+  // A screen beside the kiosk: the kiosk's own speaker plays the reply; this page only lip-syncs.
+  player.out.gain.value = 0;
+}
+
+function ensureAudio() {
+  if (ctx.state !== "running") ctx.resume().catch(() => {});
+}
+ctx.addEventListener("statechange", () => {
+  ui.overlay.hidden = ctx.state === "running";
+});
+setTimeout(() => {
+  ui.overlay.hidden = ctx.state === "running";
+}, 300);
+ui.overlay.addEventListener("click", ensureAudio);
+document.addEventListener("pointerdown", ensureAudio, { capture: true });
+document.addEventListener("keydown", ensureAudio, { capture: true });
+
+const mic = new Microphone(ctx, {
+  onFrame: (pcm) => {
+    const sending = page.talking || (page.mode === "hf" && !page.paused && mic.ready);
+    if (!sending || !conn.open) return;
+    if (conn.send(proto.encodeAudioFrame(pcm, { sequence: page.micSequence++ }))) page.stats.micFramesSent++;
+  },
+  onLevel: (level) => {
+    const shown = Math.min(1, level * 6);
+    ui.levelBar.style.width = `${Math.round(shown * 100)}%`;
+    avatar.setLevel(page.talking || page.mode === "hf" ? level : 0);
+  },
+  onEnded: () => {
+    toast(t("micError"));
+    setMode("ptt");
+  },
+});
+
+// --- the character ---------------------------------------------------------------------------
+
+const avatar = new Avatar($("avatar"), () => player.mouth());
+
+function updateLook() {
+  let look;
+  if (!conn.open || !page.session) look = "asleep";
+  else if (player.playing) look = "speaking";
+  else if (page.talking) look = "listening";
+  else if (page.serverState === "listening") look = "listening";
+  else if (page.serverState === "transcribing" || page.serverState === "thinking") look = "thinking";
+  else if (page.serverState === "speaking") look = "speaking";
+  else look = "idle";
+  avatar.setLook(look);
+  ui.body.dataset.look = look;
+  ui.body.dataset.state = page.serverState;
+  const stateKey = look === "asleep" ? "conn_connecting" : look === "speaking" ? "state_speaking" : `state_${look === "idle" ? "idle" : page.talking ? "listening" : page.serverState}`;
+  ui.stateText.textContent = t(stateKey);
+  ui.stop.hidden = !(player.playing || page.serverState === "thinking" || page.serverState === "transcribing" || page.serverState === "speaking");
+}
+
+// --- connection ------------------------------------------------------------------------------
+
+const wsUrl = new URL("ws", location.href);
+wsUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+wsUrl.search = "";
+wsUrl.searchParams.set("role", role);
+if (token) wsUrl.searchParams.set("token", token);
+const conn = new Connection(wsUrl.href);
+let countdown = 0;
+
+let connStatus = { status: "connecting", retryAt: 0 };
+function renderConn() {
+  const { status, retryAt } = connStatus;
+  if (status === "waiting") ui.connText.textContent = t("conn_waiting", { s: Math.max(1, Math.ceil((retryAt - Date.now()) / 1000)) });
+  else ui.connText.textContent = t(`conn_${status === "idle" ? "connecting" : status}`);
+}
+
+conn.addEventListener("status", (e) => {
+  connStatus = e.detail;
+  ui.body.dataset.conn = connStatus.status;
+  clearInterval(countdown);
+  renderConn();
+  if (connStatus.status === "waiting") countdown = setInterval(renderConn, 500);
+  updateLook();
+});
+
+conn.addEventListener("close", () => {
+  // Nothing more will come for what is playing, and the next server is a new session.
+  page.session = "";
+  player.stop();
+  page.talking = false;
+  ui.talk.classList.remove("active");
+  updateLook();
+});
+
+conn.addEventListener("audio", (e) => {
+  const frame = e.detail;
+  page.stats.audioFrames++;
+  const reply = page.replies.get(frame.turn);
+  if (reply) reply.audio = true;
+  player.play(frame);
+  updateLook();
+});
+
+conn.addEventListener("event", (e) => onEvent(e.detail));
+
+function onEvent(ev) {
+  switch (ev.type) {
+    case "hello":
+      page.stats.hellos++;
+      if (ev.session !== page.session) player.reset();
+      page.session = ev.session;
+      setLanguage(ev.language);
+      if (role === "visitor") conn.send(proto.modeMessage(page.mode === "hf" ? "hands-free" : "push-to-talk"));
+      updateLook();
+      break;
+    case "state":
+      page.serverState = ev.state;
+      if (ev.turn) page.turn = ev.turn;
+      updateLook();
+      break;
+    case "speech-start":
+      // The visitor started talking: whatever is still playing gives way (barge-in).
+      if (player.playing) player.stop();
+      youBubble({ partial: true, text: "" });
+      break;
+    case "transcript":
+      youBubble({ partial: !ev.final, text: ev.text });
+      break;
+    case "sources":
+      renderSources(ev.sources || []);
+      break;
+    case "reply-start":
+      startReply(ev.turn, ev.route);
+      break;
+    case "reply-delta": {
+      const reply = page.replies.get(ev.turn);
+      if (reply) reply.text += ev.text;
+      break;
+    }
+    case "sentence": {
+      const reply = page.replies.get(ev.turn) || startReply(ev.turn, "generated");
+      reply.sentences.set(ev.index, ev.text);
+      if (player.current && player.current.turn === ev.turn && player.current.sentence === ev.index) renderReply(reply);
+      break;
+    }
+    case "reply-end": {
+      const reply = page.replies.get(ev.turn);
+      if (reply) {
+        reply.ended = true;
+        reply.text = ev.text || reply.text;
+        reply.interrupted = reply.interrupted || ev.interrupted;
+        renderReply(reply);
+      }
+      break;
+    }
+    case "interrupted": {
+      player.stop();
+      const reply = page.replies.get(ev.turn);
+      if (reply) {
+        reply.interrupted = true;
+        reply.ended = true;
+        if (ev.heard_text) reply.text = ev.heard_text;
+        renderReply(reply);
+      }
+      updateLook();
+      break;
+    }
+    case "error":
+      page.stats.errors.push(ev.code);
+      if (page.stats.errors.length > 20) page.stats.errors.shift();
+      if (page.youBubble && page.youBubble.classList.contains("partial") && !page.youBubble.querySelector(".text").textContent) {
+        page.youBubble.remove();
+        page.youBubble = null;
+      }
+      toast(t("error"), ev.code);
+      break;
+    case "trace":
+      page.stats.lastTrace = ev;
+      break;
+    default:
+      break; // audio-start, audio-stop, speech-end: the audio frames themselves drive the page
+  }
+}
+
+// --- captions --------------------------------------------------------------------------------
+
+function bubble(kind) {
+  const el = document.createElement("div");
+  el.className = `bubble ${kind}`;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.dataset.i18n = kind === "you" ? "you" : "assistant";
+  who.textContent = t(who.dataset.i18n);
+  const text = document.createElement("span");
+  text.className = "text";
+  el.append(who, text);
+  // A new question turns the previous exchange into history (smaller, dimmer).
+  if (kind === "you") for (const old of ui.captions.querySelectorAll(".bubble:not(.old)")) old.classList.add("old");
+  ui.captions.append(el);
+  ui.greeting.remove(); // a no-op after the first time
+  while (ui.captions.children.length > MAX_BUBBLES) ui.captions.firstElementChild.remove();
+  el.scrollIntoView({ block: "end", behavior: "smooth" });
+  return el;
+}
+
+function youBubble({ partial, text }) {
+  let el = page.youBubble;
+  if (!el || !el.classList.contains("partial")) {
+    el = bubble("you");
+    page.youBubble = el;
+    // A new question: what was shown for the last answer no longer applies.
+    ui.fallback.hidden = true;
+    ui.sources.hidden = true;
+  }
+  el.classList.toggle("partial", partial);
+  el.querySelector(".text").textContent = text;
+  el.scrollIntoView({ block: "end" });
+}
+
+function startReply(turn, route) {
+  const el = bubble("assistant");
+  el.classList.add("pending");
+  const reply = { turn, bubble: el, sentences: new Map(), heard: [], text: "", route, ended: false, interrupted: false, audio: false };
+  page.replies.set(turn, reply);
+  for (const key of page.replies.keys()) if (key < turn - KEEP_REPLIES || key > turn) page.replies.delete(key);
+  ui.fallback.hidden = route !== "fallback";
+  if (page.youBubble) page.youBubble.classList.remove("partial");
+  page.youBubble = null;
+  return reply;
+}
+
+function renderReply(reply) {
+  const textEl = reply.bubble.querySelector(".text");
+  textEl.replaceChildren();
+  const playingThis = player.playing && player.current && player.current.turn === reply.turn;
+  if (!reply.audio || (reply.ended && !playingThis && (reply.interrupted || !reply.heard.length))) {
+    // No voice for this reply (text only, or cut before it was heard): show the words as written.
+    if (reply.ended || !reply.audio) textEl.textContent = reply.text;
+  } else {
+    // Captions follow the voice: the sentences heard so far, the one being spoken stands out.
+    const nowIndex = playingThis ? player.current.sentence : -1;
+    for (const index of reply.heard) {
+      const text = reply.sentences.get(index);
+      if (!text) continue;
+      const span = document.createElement("span");
+      span.className = index === nowIndex ? "now" : reply.heard.length > 1 && playingThis ? "spoken" : "";
+      span.textContent = (textEl.childNodes.length && language !== "zh" ? " " : "") + text;
+      textEl.append(span);
+    }
+  }
+  reply.bubble.classList.toggle("pending", !textEl.textContent);
+  reply.bubble.classList.toggle("interrupted", reply.interrupted);
+  reply.bubble.scrollIntoView({ block: "end" });
+}
+
+function renderSources(sources) {
+  ui.sourceList.replaceChildren();
+  for (const s of sources.slice(0, 4)) {
+    const li = document.createElement("li");
+    const kind = document.createElement("span");
+    kind.className = `kind ${s.kind === "faq" ? "faq" : "doc"}`;
+    kind.textContent = t(s.kind === "faq" ? "faq" : "document");
+    const title = document.createElement("span");
+    title.className = "title";
+    const file = (s.source || "").split("/").pop();
+    title.textContent = s.title || (s.kind === "faq" ? s.id : file) || file;
+    const where = document.createElement("span");
+    where.className = "where";
+    const parts = [];
+    if (s.section) parts.push(s.section);
+    if (s.page) parts.push(t("page", { p: s.page }));
+    if (file && file !== title.textContent) parts.push(file);
+    where.textContent = parts.join(" · ");
+    li.append(kind, title, where);
+    ui.sourceList.append(li);
+  }
+  ui.sources.hidden = sources.length === 0;
+}
+
+let toastTimer = 0;
+function toast(message, code) {
+  ui.toast.textContent = code ? `${message} (${code})` : message;
+  ui.toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => {
+    ui.toast.hidden = true;
+  }, 4000);
+}
+
+// --- language --------------------------------------------------------------------------------
+
+function setLanguage(lang) {
+  if (params.get("lang")) lang = params.get("lang");
+  language = pickLanguage(lang);
+  t = translator(language);
+  document.documentElement.lang = language === "zh" ? "zh-CN" : "en";
+  document.title = t("title");
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+  setMode(page.mode, { quiet: true });
+  renderConn();
+  updateLook();
+}
+
+// --- input -----------------------------------------------------------------------------------
+
+function interrupt() {
+  const pos = player.position();
+  player.stop();
+  conn.send(proto.interruptMessage(pos.turn || page.turn, pos.playedMs));
+  updateLook();
+}
+
+ui.stop.addEventListener("click", interrupt);
+
+ui.form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = ui.question.value.trim();
+  if (!text) return;
+  ensureAudio();
+  if (!conn.open) {
+    toast(t("notConnected"));
+    return;
+  }
+  if (player.playing) interrupt();
+  conn.send(proto.textMessage(text));
+  page.youBubble = null;
+  youBubble({ partial: false, text });
+  ui.question.value = "";
+});
+
+async function talkStart() {
+  if (page.talking) return;
+  ensureAudio();
+  if (!conn.open) {
+    toast(t("notConnected"));
+    return;
+  }
+  if (player.playing) interrupt();
+  page.talking = true;
+  ui.talk.classList.add("active");
+  ui.talkLabel.textContent = t("talking");
+  conn.send(proto.talkStartMessage());
+  updateLook();
+  try {
+    await mic.open();
+  } catch (err) {
+    console.warn("microphone:", err.message);
+    toast(t("micError"));
+    talkEnd();
+  }
+}
+
+function talkEnd() {
+  if (!page.talking) return;
+  page.talking = false;
+  ui.talk.classList.remove("active");
+  ui.talkLabel.textContent = t("talk");
+  conn.send(proto.talkEndMessage());
+  avatar.setLevel(0);
+  updateLook();
+}
+
+async function setMode(mode, { quiet = false } = {}) {
+  page.mode = mode;
+  localStorage.setItem("assistant.mode", mode);
+  ui.body.dataset.mode = mode;
+  ui.modePtt.setAttribute("aria-pressed", String(mode === "ptt"));
+  ui.modeHf.setAttribute("aria-pressed", String(mode === "hf"));
+  ui.talkLabel.textContent = mode === "hf" ? t(page.paused ? "handsFree" : "hintHandsFree") : t("talk");
+  $("greeting-hint") && ($("greeting-hint").textContent = t(mode === "hf" ? "hintHandsFree" : "hint"));
+  if (quiet) return;
+  if (conn.open) conn.send(proto.modeMessage(mode === "hf" ? "hands-free" : "push-to-talk"));
+  if (mode === "hf") {
+    page.paused = false;
+    ui.talkLabel.textContent = t("hintHandsFree");
+    try {
+      await mic.open();
+    } catch (err) {
+      console.warn("microphone:", err.message);
+      toast(t("micError"));
+      setMode("ptt");
+    }
+  }
+}
+
+ui.modePtt.addEventListener("click", () => setMode("ptt"));
+ui.modeHf.addEventListener("click", () => {
+  ensureAudio();
+  setMode("hf");
+});
+
+ui.talk.addEventListener("pointerdown", (e) => {
+  if (page.mode === "hf") {
+    // In hands-free mode the button pauses and resumes listening.
+    page.paused = !page.paused;
+    ui.talkLabel.textContent = page.paused ? t("handsFree") : t("hintHandsFree");
+    ui.talk.classList.toggle("paused", page.paused);
+    return;
+  }
+  ui.talk.setPointerCapture(e.pointerId);
+  talkStart();
+});
+for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) ui.talk.addEventListener(type, talkEnd);
+// Space bar = the talk button, unless the visitor is typing.
+document.addEventListener("keydown", (e) => {
+  if (e.code === "Space" && !e.repeat && document.activeElement !== ui.question && page.mode === "ptt") {
+    e.preventDefault();
+    talkStart();
+  } else if (e.code === "Escape") {
+    interrupt();
+  }
+});
+document.addEventListener("keyup", (e) => {
+  if (e.code === "Space" && page.mode === "ptt") talkEnd();
+});
+
+// --- start -----------------------------------------------------------------------------------
+
+setLanguage(params.get("lang") || "");
+conn.start();
+if (page.mode === "hf") setMode("hf");
+updateLook();
+
+// For tests and for whoever debugs a kiosk from the console.
+window.assistantPage = { page, player, conn, mic, ctx, avatar };

@@ -1,0 +1,310 @@
+"""The avatar page (assistant/web/) in real headless Chromium, against the real daemon and server
+(assistant.daemon + assistant.server) running fake engines (tests/fakes.py) in this process.
+
+Each test saves screenshots of the states it passes through under test-artifacts/web/ (git-ignored);
+the best ones are copied by hand into docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.daemon import Daemon
+from assistant.server.app import AssistantServer
+from assistant.stages import AudioChunk, Utterance, Voice
+from fakes import FakeLanguageModel, FakeSynthesizer, FakeTranscriber, fake_engines, settings_for_tests
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path(os.environ.get("ASSISTANT_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+LANDSCAPE = {"width": 1280, "height": 800}
+PORTRAIT = {"width": 720, "height": 1280}
+
+if not CHROMIUM.exists():
+    pytestmark.append(pytest.mark.skip(reason=f"no Chromium at {CHROMIUM}"))
+
+
+class SpeakingSynthesizer(FakeSynthesizer):
+    """A fake voice whose loudness rises and falls like syllables (about 5 a second), with the
+    matching mouth envelope, so the test can see the mouth follow the audio."""
+
+    async def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:  # type: ignore[override]
+        self.calls.append((sentence, voice.name))
+        total_ms = max(200.0, len(sentence) * self.ms_per_char)
+        per_ms = total_ms / self.chunks_per_sentence
+        for c in range(self.chunks_per_sentence):
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            n = int(self.rate_hz * per_ms / 1000)
+            t = (np.arange(n) / self.rate_hz) + c * per_ms / 1000
+            loud = np.clip(np.sin(2 * np.pi * 2.6 * t), 0, None) ** 0.8
+            pcm = (np.sin(2 * np.pi * 180 * t) * loud * 0.3 * 32767).astype("<i2").tobytes()
+            frames = max(1, round(per_ms / 20))
+            env = tuple(float(loud[min(n - 1, int((i + 0.5) * 0.02 * self.rate_hz))]) for i in range(frames))
+            yield AudioChunk(pcm, self.rate_hz, env)
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(engines, *, language: str = "en", port: int = 0) -> AsyncIterator[AssistantServer]:
+    """The daemon and its server on 127.0.0.1 (``port`` 0: any free port)."""
+    settings = settings_for_tests()
+    settings.general.language = language
+    daemon = Daemon(settings, engines, endpointer_factory=None)
+    server = AssistantServer(settings, daemon, host="127.0.0.1", port=port)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+        await daemon.close()
+
+
+@contextlib.asynccontextmanager
+async def chromium(*extra_args: str):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args])
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+class ConsoleWatch:
+    """Console errors and uncaught exceptions of a page; ``allowed`` filters expected ones."""
+
+    def __init__(self, page, allowed: Callable[[str], bool] = lambda _: False) -> None:
+        self.errors: list[str] = []
+        self.allowed = allowed
+        page.on("console", lambda m: m.type == "error" and self._add(f"console: {m.text}"))
+        page.on("pageerror", lambda e: self._add(f"pageerror: {e}"))
+
+    def _add(self, text: str) -> None:
+        if not self.allowed(text):
+            self.errors.append(text)
+
+
+async def open_page(browser, server: AssistantServer, *, viewport=LANDSCAPE, query: str = ""):
+    page = await browser.new_page(viewport=viewport)
+    watch = ConsoleWatch(page)
+    await page.goto(server.url + query)
+    await page.wait_for_function("window.assistantPage && window.assistantPage.page.session !== ''", timeout=10_000)
+    return page, watch
+
+
+async def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+async def mouth_samples(page, duration_ms: int) -> list[dict]:
+    """Sample the mouth (its SVG path and openness) with the player's state, every animation frame."""
+    return await page.evaluate(
+        """(duration) => new Promise((resolve) => {
+            const out = [];
+            const mouth = document.getElementById('mouth-shape');
+            const t0 = performance.now();
+            const step = () => {
+                out.push({d: mouth.getAttribute('d'), open: parseFloat(mouth.dataset.open || '0'),
+                          playing: window.assistantPage.player.playing,
+                          now: (document.querySelector('.bubble.assistant:last-child .now') || {}).textContent || '',
+                          look: document.body.dataset.look});
+                if (performance.now() - t0 < duration) requestAnimationFrame(step); else resolve(out);
+            };
+            requestAnimationFrame(step);
+        })""",
+        duration_ms,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+
+
+async def test_page_loads_without_console_errors_in_both_layouts_and_languages() -> None:
+    async with running_daemon(fake_engines()) as server, chromium() as browser:
+        page, watch = await open_page(browser, server)
+        assert await page.get_attribute("html", "lang") == "en"
+        assert await page.text_content("#conn-text") == "Connected"
+        assert await page.get_attribute("body", "data-look") == "idle"
+        await page.wait_for_timeout(600)  # let it breathe and blink once or twice
+        await shot(page, "idle-landscape-en")
+        await page.set_viewport_size(PORTRAIT)
+        await page.wait_for_timeout(300)
+        # Portrait puts the character above the captions.
+        avatar = await page.locator("#avatar").bounding_box()
+        captions = await page.locator(".talk-area").bounding_box()
+        assert avatar and captions and avatar["y"] + avatar["height"] <= captions["y"] + 1
+        await shot(page, "idle-portrait-en")
+        assert watch.errors == []
+
+    async with running_daemon(fake_engines(), language="zh") as server, chromium() as browser:
+        page, watch = await open_page(browser, server, viewport=PORTRAIT)
+        assert await page.get_attribute("html", "lang") == "zh-CN"
+        assert await page.text_content("#send") == "提问"
+        assert await page.text_content("#conn-text") == "已连接"
+        await shot(page, "idle-portrait-zh")
+        assert watch.errors == []
+
+
+async def test_typed_question_gets_captions_sources_audio_and_a_moving_mouth() -> None:
+    engines = fake_engines(
+        llm=FakeLanguageModel(delay_s=0.15),
+        synthesizer=SpeakingSynthesizer(ms_per_char=45.0, chunks_per_sentence=3),
+    )
+    async with running_daemon(engines) as server, chromium() as browser:
+        page, watch = await open_page(browser, server)
+        await page.fill("#question", "Where do I get a visitor badge?")
+        await page.press("#question", "Enter")
+        # The question is captioned at once; the character thinks while the answer is prepared.
+        await page.wait_for_selector(".bubble.you >> text=visitor badge")
+        await page.wait_for_function("document.body.dataset.look === 'thinking'", timeout=5_000)
+        await shot(page, "thinking-landscape-en")
+
+        await page.wait_for_function("window.assistantPage.player.playing", timeout=10_000)
+        # Captions follow the voice: the sentence being heard is the one that stands out.
+        await page.wait_for_selector(".bubble.assistant .now >> text=Visitors get a badge at reception", timeout=2_000)
+        await page.wait_for_timeout(300)
+        await shot(page, "speaking-landscape-en")
+        samples = await mouth_samples(page, 2500)
+        playing = [s for s in samples if s["playing"]]
+        assert len(playing) > 20, "audio should be playing while the mouth is sampled"
+        assert all(s["look"] == "speaking" for s in playing)
+        opens = [s["open"] for s in playing]
+        # The envelope rises and falls about 5 times a second: the mouth opens wide and closes again.
+        assert max(opens) > 0.5 and min(opens) < 0.15, (min(opens), max(opens))
+        assert len({s["d"] for s in playing}) > 10, "the mouth's shape should change while audio plays"
+
+        nows = [s["now"] for s in playing if s["now"]]
+        assert nows[0].startswith("Visitors get a badge") and any("Acme-Guest" in n for n in nows[1:]), set(nows)
+        # The sources panel names the document and its section.
+        sources = await page.text_content("#sources")
+        assert "Visitor guide" in sources and "Arriving" in sources and "Document" in sources
+        assert await page.is_hidden("#fallback")
+
+        await page.wait_for_function("!window.assistantPage.player.playing && document.body.dataset.look === 'idle'", timeout=20_000)
+        text = await page.text_content(".bubble.assistant:last-child .text")
+        assert "Enjoy your visit." in text
+        stats = await page.evaluate("window.assistantPage.page.stats")
+        assert stats["audioFrames"] >= 3 and stats["sentencesHeard"] >= 2
+        # The mouth rests (closed smile) once the voice has stopped.
+        rest = await mouth_samples(page, 300)
+        assert max(s["open"] for s in rest) < 0.05
+        await shot(page, "answered-landscape-en")
+        assert watch.errors == []
+
+
+async def test_unknown_question_shows_the_fallback_notice_and_faq_sources() -> None:
+    async with running_daemon(fake_engines(synthesizer=SpeakingSynthesizer())) as server, chromium() as browser:
+        page, watch = await open_page(browser, server, viewport=PORTRAIT)
+        await page.fill("#question", "What will the weather be on Mars tomorrow?")
+        await page.click("#send")
+        await page.wait_for_selector("#fallback:not([hidden])", timeout=10_000)
+        assert "couldn't find" in await page.text_content("#fallback")
+        assert await page.is_hidden("#sources")
+        await page.wait_for_function("document.body.dataset.look === 'idle'", timeout=20_000)
+        await shot(page, "fallback-portrait-en")
+
+        # The next question replaces the notice; an FAQ answer names its FAQ entry.
+        await page.fill("#question", "How do I download the DiDi app?")
+        await page.click("#send")
+        await page.wait_for_selector("#sources:not([hidden]) .kind.faq", timeout=10_000)
+        assert await page.is_hidden("#fallback")
+        await page.wait_for_selector(".bubble.assistant >> text=Scan the QR code", timeout=15_000)
+        await shot(page, "faq-portrait-en")
+        assert watch.errors == []
+
+
+def write_tone_wav(path: Path, *, freq_hz: float, seconds: float, rate_hz: int = 48_000) -> None:
+    t = np.arange(int(rate_hz * seconds)) / rate_hz
+    pcm = (np.sin(2 * np.pi * freq_hz * t) * 0.5 * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate_hz)
+        w.writeframes(pcm.tobytes())
+
+
+def dominant_hz(pcm: np.ndarray, rate_hz: int) -> float:
+    x = pcm.astype(np.float64) * np.hanning(len(pcm))
+    spectrum = np.abs(np.fft.rfft(x))
+    return float(np.argmax(spectrum) * rate_hz / len(pcm))
+
+
+async def test_spoken_question_through_the_fake_microphone_push_to_talk(tmp_path: Path) -> None:
+    wav = tmp_path / "question.wav"
+    write_tone_wav(wav, freq_hz=440.0, seconds=5.0)
+    transcriber = FakeTranscriber(text="Where do I get a visitor badge?")
+    engines = fake_engines(transcriber=transcriber, synthesizer=SpeakingSynthesizer())
+    fake_mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"]
+    async with running_daemon(engines) as server, chromium(*fake_mic) as browser:
+        page, watch = await open_page(browser, server)
+        talk = page.locator("#talk")
+        box = await talk.bounding_box()
+        assert box
+        await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        await page.mouse.down()
+        await page.wait_for_function("document.body.dataset.look === 'listening'", timeout=5_000)
+        await page.wait_for_function("window.assistantPage.page.stats.micFramesSent > 40", timeout=10_000)
+        await page.wait_for_timeout(500)
+        await shot(page, "listening-landscape-en")
+        await page.mouse.up()
+
+        await page.wait_for_selector(".bubble.you >> text=Where do I get a visitor badge?", timeout=10_000)
+        await page.wait_for_selector(".bubble.assistant >> text=Visitors get a badge", timeout=15_000)
+        await page.wait_for_function("window.assistantPage.page.stats.audioFrames > 0")
+        assert watch.errors == []
+
+    # What reached the transcriber is the microphone's tone, resampled to 16 kHz by the worklet.
+    assert len(transcriber.calls) == 1
+    utt: Utterance = transcriber.calls[0]
+    assert utt.sample_rate_hz == 16_000
+    assert utt.duration_s > 0.8
+    body = utt.pcm[len(utt.pcm) // 4 :]
+    assert math.isclose(dominant_hz(body, 16_000), 440.0, abs_tol=8.0)
+    assert np.sqrt(np.mean(body.astype(np.float64) ** 2)) > 3000
+
+
+async def test_page_survives_a_daemon_restart() -> None:
+    async with chromium() as browser:
+        async with running_daemon(fake_engines(synthesizer=SpeakingSynthesizer())) as server:
+            port = server.port
+            page, _ = await open_page(browser, server)
+            # Connection failures while the daemon is down are expected console noise, nothing else.
+            watch = ConsoleWatch(page, allowed=lambda text: "WebSocket connection to" in text)
+        await page.wait_for_function("document.body.dataset.conn === 'waiting'", timeout=10_000)
+        assert await page.get_attribute("body", "data-look") == "asleep"
+        assert "Reconnecting" in await page.text_content("#conn-text")
+        await page.wait_for_timeout(1200)  # a failed retry or two: the backoff grows
+        await shot(page, "disconnected-landscape-en")
+
+        async with running_daemon(fake_engines(synthesizer=SpeakingSynthesizer()), port=port) as server:
+            await page.wait_for_function(
+                "document.body.dataset.conn === 'open' && window.assistantPage.page.stats.hellos >= 2", timeout=15_000
+            )
+            assert await page.text_content("#conn-text") == "Connected"
+            await page.fill("#question", "Where do I get a visitor badge?")
+            await page.press("#question", "Enter")
+            await page.wait_for_selector(".bubble.assistant >> text=Visitors get a badge", timeout=15_000)
+            assert watch.errors == []
