@@ -1,0 +1,171 @@
+"""The embedded LLM: llama.cpp through the ``xllamacpp`` wheel (prebuilt CPU build, no compiler).
+
+``xllamacpp.Server`` is llama.cpp's server context driven in-process: ``handle_chat_completions``
+takes an OpenAI-style request dict and, with ``"stream": True``, calls back once per
+``chat.completion.chunk``. The call blocks its thread until the reply ends, so generation runs in one
+dedicated worker thread and the deltas cross to the event loop through a queue.
+
+Stopping: when the callback returns True, xllamacpp stops reading the response and drops it, and
+dropping a response makes llama.cpp cancel its task (the slot is released at once; its log says
+"cancel task"). The callback returns True as soon as the consumer closes the iterator or its task is
+cancelled, so no compute is spent after barge-in beyond the token being decoded.
+
+Sharing: one worker thread runs one request at a time, in arrival order (a FIFO executor), so any
+number of sessions can share one loaded model without sharing a KV cache slot mid-reply; a request
+whose consumer gave up while it was still queued is skipped without touching the model.
+
+Loading starts llama.cpp's HTTP listener too (xllamacpp always does; port 0 picks a free one on
+127.0.0.1). It is locked with a random API key nobody knows, since only in-process calls are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from assistant.config import Settings
+from assistant.stages import GenerateError, Message, ModelMissingError
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+def resolve_gguf(settings: Settings) -> Path:
+    """The GGUF file ``[llm]`` names: ``model_path`` (a file, or a folder holding one), else the
+    model pack ``model`` (``models/<model>/model.gguf``). Raises ModelMissingError."""
+    from assistant.models import model_dir
+
+    llm = settings.llm
+    if llm.model_path:
+        path = settings.path(llm.model_path)
+        if path.is_dir():
+            found = sorted(path.glob("*.gguf"))
+            if not found:
+                raise ModelMissingError(llm.model or path.name, path, fetch_hint=f"put a .gguf file in {path}")
+            return found[0]
+        if not path.is_file():
+            raise ModelMissingError(llm.model or path.name, path, fetch_hint=f"check [llm] model_path ({path})")
+        return path
+    folder = model_dir(settings, llm.model)
+    path = folder / "model.gguf"
+    if not path.is_file():
+        ggufs = sorted(folder.glob("*.gguf"))
+        if not ggufs:
+            raise ModelMissingError(llm.model, path)
+        path = ggufs[0]
+    return path
+
+
+class LlamaCppModel:
+    """A ``LanguageModel`` over one GGUF file, loaded once and shared by every caller."""
+
+    def __init__(
+        self,
+        model_file: Path,
+        *,
+        context_tokens: int = 4096,
+        threads: int = 2,
+        temperature: float = 0.2,
+        metrics: bool = False,
+    ) -> None:
+        import xllamacpp as xl
+
+        if not model_file.is_file():
+            raise ModelMissingError(model_file.parent.name, model_file)
+        params = xl.CommonParams()
+        params.model.path = str(model_file)
+        params.n_ctx = context_tokens
+        params.n_parallel = 1  # one slot: requests are serialised by our FIFO worker anyway
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.verbosity = 1  # errors only: llama.cpp's info log would flood the daemon's stderr
+        params.hostnames = ["127.0.0.1"]
+        params.api_keys = [secrets.token_hex(16)]
+        params.endpoint_metrics = metrics
+        self.model_file = model_file
+        self.temperature = temperature
+        try:
+            self._server: Any = xl.Server(params)
+        except Exception as err:  # xllamacpp raises RuntimeError("Failed to init server ...")
+            raise GenerateError("llm-load", f"llama.cpp could not load {model_file}: {err}") from err
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        log.info("llama.cpp loaded %s (context %d tokens, %d threads)", model_file, context_tokens, threads)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LlamaCppModel:
+        llm = settings.llm
+        return cls(
+            resolve_gguf(settings),
+            context_tokens=llm.context_tokens,
+            threads=llm.threads,
+            temperature=llm.temperature,
+        )
+
+    async def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncIterator[str]:
+        """Text deltas of the reply. Closing the iterator, or cancelling the task consuming it,
+        stops generation (see the module note)."""
+        request = {
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": self.temperature,
+        }
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(item: object) -> None:
+            # The loop may be gone if the consumer's loop closed while we were generating.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def on_chunk(chunk: Any) -> bool:
+            if stop.is_set():
+                return True
+            for choice in chunk.get("choices", ()) if isinstance(chunk, dict) else ():
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    put(content)
+            if isinstance(chunk, dict) and "error" in chunk:
+                put(GenerateError("llm-failed", f"llama.cpp: {chunk['error']}"))
+                return True
+            return stop.is_set()
+
+        def run() -> None:
+            if stop.is_set():  # the consumer gave up while this request waited its turn
+                return
+            try:
+                self._server.handle_chat_completions(request, on_chunk)
+            except Exception as err:
+                put(GenerateError("llm-failed", f"llama.cpp failed: {err}"))
+            finally:
+                put(_END)
+
+        job = loop.run_in_executor(self._worker, run)
+        try:
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, GenerateError):
+                    raise item
+                yield str(item)
+        finally:
+            stop.set()
+            # The job still runs if we stopped early; it ends at its next chunk. Nobody awaits it,
+            # so retrieve its (always None) result to keep asyncio from warning about it.
+            job.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def metrics(self) -> str:
+        """llama.cpp's Prometheus metrics text (only when built with ``metrics=True``)."""
+        return str(self._server.handle_metrics())
+
+    def close(self) -> None:
+        """Stop the worker and free the model (the Server's destructor ends llama.cpp's loop)."""
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        self._server = None

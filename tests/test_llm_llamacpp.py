@@ -1,0 +1,134 @@
+"""The embedded llama.cpp engine with the real Qwen2.5 0.5B pack: streaming, stopping, sharing."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.config import LLM, Settings
+from assistant.engines.llamacpp import LlamaCppModel
+from assistant.stages import LanguageModel, Message, ModelMissingError
+
+ROOT = Path(__file__).resolve().parent.parent
+GGUF = ROOT / "models" / "qwen2.5-0.5b" / "model.gguf"
+LONG = [Message("user", "Write a very long story about a cat named Tom, with many chapters.")]
+
+embedded = [
+    pytest.mark.embedded,
+    pytest.mark.slow,
+    pytest.mark.skipif(not GGUF.exists(), reason="run `assistant models fetch qwen2.5-0.5b` first"),
+]
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[LlamaCppModel]:
+    m = LlamaCppModel(GGUF, context_tokens=1024, threads=2, temperature=0.0, metrics=True)
+    yield m
+    m.close()
+
+
+def predicted_tokens(m: LlamaCppModel) -> int:
+    match = re.search(r"^llamacpp:tokens_predicted_total (\d+)", m.metrics(), re.MULTILINE)
+    assert match, "llama.cpp metrics lack tokens_predicted_total"
+    return int(match.group(1))
+
+
+async def idle(m: LlamaCppModel) -> None:
+    """Wait until every queued request has left the worker (it is FIFO)."""
+    await asyncio.wrap_future(m._worker.submit(lambda: None))
+
+
+async def collect(stream: AsyncIterator[str]) -> list[str]:
+    return [d async for d in stream]
+
+
+def test_missing_model_names_the_fetch_command(tmp_path: Path) -> None:
+    settings = Settings(root=tmp_path, llm=LLM(model="qwen2.5-0.5b"))
+    with pytest.raises(ModelMissingError) as info:
+        LlamaCppModel.from_settings(settings)
+    assert "assistant models fetch qwen2.5-0.5b" in info.value.message
+
+
+def test_missing_explicit_path(tmp_path: Path) -> None:
+    settings = Settings(root=tmp_path, llm=LLM(model_path="nowhere/model.gguf"))
+    with pytest.raises(ModelMissingError, match="model_path"):
+        LlamaCppModel.from_settings(settings)
+
+
+class TestEmbedded:
+    pytestmark = embedded
+
+    def test_is_a_language_model(self, model: LlamaCppModel) -> None:
+        assert isinstance(model, LanguageModel)
+
+    async def test_streams_text_deltas(self, model: LlamaCppModel) -> None:
+        messages = [
+            Message("system", "You answer in one short sentence."),
+            Message("user", "What colour is the sky on a clear day?"),
+        ]
+        deltas = await collect(model.stream(messages, max_tokens=24))
+        assert len(deltas) > 1  # streamed, not one block
+        assert all(isinstance(d, str) and d for d in deltas)
+        assert "blue" in "".join(deltas).lower()
+
+    async def test_closing_the_stream_stops_generation(self, model: LlamaCppModel) -> None:
+        await idle(model)
+        before = predicted_tokens(model)
+        stream = model.stream(LONG, max_tokens=400)
+        got = []
+        async for delta in stream:
+            got.append(delta)
+            if len(got) == 3:
+                break
+        await stream.aclose()
+        await idle(model)
+        # 400 tokens were allowed; llama.cpp decoded only up to the chunk after we stopped.
+        assert predicted_tokens(model) - before <= 6
+
+    async def test_cancelling_the_consumer_stops_generation(self, model: LlamaCppModel) -> None:
+        await idle(model)
+        before = predicted_tokens(model)
+        first = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in model.stream(LONG, max_tokens=400):
+                first.set()
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(first.wait(), timeout=60)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await idle(model)
+        assert predicted_tokens(model) - before <= 6
+
+    async def test_concurrent_callers_share_one_model_safely(self, model: LlamaCppModel) -> None:
+        a = [Message("user", "Reply with one word: the capital of France.")]
+        b = [Message("user", "Reply with one number: 2 + 2.")]
+        solo_a = "".join(await collect(model.stream(a, max_tokens=4)))
+        solo_b = "".join(await collect(model.stream(b, max_tokens=4)))
+        together = await asyncio.gather(*(collect(model.stream(m, max_tokens=4)) for m in (b, a, b)))
+        # Greedy decoding: a caller gets exactly what it gets alone, whoever else is waiting.
+        assert ["".join(t) for t in together] == [solo_b, solo_a, solo_b]
+        assert "Paris" in solo_a and "4" in solo_b
+
+    async def test_a_caller_that_gives_up_while_queued_costs_nothing(self, model: LlamaCppModel) -> None:
+        await idle(model)
+        before = predicted_tokens(model)
+        busy = model.stream(LONG, max_tokens=12)
+        first = await anext(busy)
+        queued = model.stream(LONG, max_tokens=400)
+        waiting = asyncio.create_task(anext(queued))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # never got its turn
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        rest = await collect(busy)
+        await idle(model)
+        assert first and rest
+        # Only the first request's tokens were decoded: the abandoned one never started.
+        assert predicted_tokens(model) - before <= 12
