@@ -1,0 +1,123 @@
+"""Grounded prompt assembly in both languages, the fallback line, and follow-up query rewriting."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant import prompts
+from assistant.stages import Message, Passage
+
+FAQ_ZH = Passage(
+    id="zh-travel-hotel",
+    text="出差住酒店的标准是多少",
+    source="kb/faq_zh.csv",
+    score=0.7,
+    kind="faq",
+    answer="北京、上海每晚不超过600元，其他城市不超过450元。",
+)
+DOC_ZH = Passage(
+    id="kb/docs/员工手册节选.md#3",
+    text="实习生每月有 1 天带薪假，\n不累计到下个月。",
+    source="kb/docs/员工手册节选.md",
+    score=0.6,
+    title="员工手册",
+    section="假期",
+)
+FAQ_EN = Passage(
+    id="en-wifi",
+    text="What is the guest Wi-Fi password?",
+    source="kb/faq_en.jsonl",
+    score=0.66,
+    kind="faq",
+    answer="The guest network is HB-Guest and the password is on your visitor badge.",
+)
+
+
+def test_chinese_prompt_numbers_passages_and_ends_with_the_question() -> None:
+    history = [Message("user", "你好"), Message("assistant", "你好，请问有什么可以帮您？")]
+    messages = prompts.build_messages("住酒店每晚能报多少钱？", [FAQ_ZH, DOC_ZH], history, language="zh")
+    assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
+    system, last = messages[0].content, messages[-1].content
+    assert "只根据" in system and "不要编造" in system
+    assert prompts.decline_line("zh") in system  # the exact sentence to say when the passages lack the answer
+    assert "两到三句话" in system and "用中文回答" in system
+    lines = last.splitlines()
+    assert lines[0] == "资料："
+    assert lines[1] == "[1] 问：出差住酒店的标准是多少 答：北京、上海每晚不超过600元，其他城市不超过450元。"
+    assert lines[2] == "[2] 员工手册 - 假期: 实习生每月有 1 天带薪假， 不累计到下个月。"  # one line per passage
+    assert lines[-1] == "问题：住酒店每晚能报多少钱？"
+    assert messages[1:3] == history
+
+
+def test_english_prompt_asks_for_english_even_from_chinese_passages() -> None:
+    messages = prompts.build_messages("  What's the hotel cap?  ", [FAQ_ZH, FAQ_EN], [], language="en")
+    assert [m.role for m in messages] == ["system", "user"]
+    system, last = messages[0].content, messages[-1].content
+    assert "only from the numbered passages" in system
+    assert "Answer in English" in system
+    assert "two or three" in system
+    assert prompts.decline_line("en") in system
+    assert last.startswith("Passages:\n[1] Q:出差住酒店的标准是多少 A:")
+    assert "\n[2] Q:What is the guest Wi-Fi password? A:The guest network is HB-Guest" in last
+    assert last.endswith("Question:What's the hotel cap?")
+
+
+def test_unknown_language_is_detected_from_the_question() -> None:
+    zh = prompts.build_messages("前台几点下班", [DOC_ZH], [], language="")
+    en = prompts.build_messages("When does reception close?", [DOC_ZH], [], language="")
+    assert zh[0].content == prompts.build_messages("x", [], [], language="zh")[0].content
+    assert en[0].content == prompts.build_messages("x", [], [], language="en")[0].content
+
+
+def test_history_drops_empty_and_system_messages() -> None:
+    history = [Message("system", "old rules"), Message("user", " "), Message("user", "hi"), Message("assistant", "hello")]
+    messages = prompts.build_messages("q?", [FAQ_EN], history, language="en")
+    assert [m.content for m in messages[1:-1]] == ["hi", "hello"]
+
+
+@pytest.mark.parametrize("language, words", [("zh", "前台"), ("en", "front desk")])
+def test_fallback_line_is_an_honest_hand_off(language: str, words: str) -> None:
+    line = prompts.fallback_line(language)
+    assert words in line
+    assert line != prompts.fallback_line("en" if language == "zh" else "zh")
+    assert "*" not in line and "\n" not in line
+
+
+ZH_HISTORY = [Message("user", "正式员工有几天年假？"), Message("assistant", "入职满一年有5天年假。")]
+EN_HISTORY = [Message("user", "How many days of annual leave do employees get?"), Message("assistant", "Five days.")]
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["那实习生呢？", "实习生呢", "还有实习生", "那外包同事的话", "他们也有吗"],
+)
+def test_chinese_follow_ups_are_joined_to_the_previous_question(question: str) -> None:
+    assert prompts.rewrite_query(question, ZH_HISTORY) == f"正式员工有几天年假？ {question}"
+
+
+@pytest.mark.parametrize("question", ["and for interns?", "What about interns?", "interns?", "Do they get it too?"])
+def test_english_follow_ups_are_joined_to_the_previous_question(question: str) -> None:
+    assert prompts.rewrite_query(question, EN_HISTORY) == f"How many days of annual leave do employees get? {question}"
+
+
+@pytest.mark.parametrize(
+    "question, history",
+    [
+        ("如何下载滴滴APP", ZH_HISTORY),
+        ("请问商旅的出差制度", ZH_HISTORY),
+        ("食堂在几楼？", ZH_HISTORY),
+        ("Where is the cafeteria?", EN_HISTORY),
+        ("Is there parking for visitors?", EN_HISTORY),
+        ("How do I log in to the admin console?", EN_HISTORY),
+        ("and for interns?", []),  # nothing to lean on
+    ],
+)
+def test_standalone_questions_are_left_alone(question: str, history: list[Message]) -> None:
+    assert prompts.rewrite_query(f"  {question} ", history) == question
+
+
+def test_a_chain_of_follow_ups_anchors_on_the_last_standalone_question() -> None:
+    history = [*EN_HISTORY, Message("user", "and for interns?"), Message("assistant", "One day a month.")]
+    assert prompts.rewrite_query("and contractors?", history) == (
+        "How many days of annual leave do employees get? and contractors?"
+    )
