@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeLanguageModel, FakeSynthesizer, FakeTranscriber, fake_engines, settings_for_tests
 
 from assistant.daemon import Daemon
 from assistant.server.app import AssistantServer
 from assistant.stages import AudioChunk, Utterance, Voice
-from fakes import FakeLanguageModel, FakeSynthesizer, FakeTranscriber, fake_engines, settings_for_tests
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -203,7 +203,9 @@ async def test_typed_question_gets_captions_sources_audio_and_a_moving_mouth() -
         assert "Visitor guide" in sources and "Arriving" in sources and "Document" in sources
         assert await page.is_hidden("#fallback")
 
-        await page.wait_for_function("!window.assistantPage.player.playing && document.body.dataset.look === 'idle'", timeout=20_000)
+        await page.wait_for_function(
+            "!window.assistantPage.player.playing && document.body.dataset.look === 'idle'", timeout=20_000
+        )
         text = await page.text_content(".bubble.assistant:last-child .text")
         assert "Enjoy your visit." in text
         stats = await page.evaluate("window.assistantPage.page.stats")
@@ -224,6 +226,7 @@ async def test_unknown_question_shows_the_fallback_notice_and_faq_sources() -> N
         assert "couldn't find" in await page.text_content("#fallback")
         assert await page.is_hidden("#sources")
         await page.wait_for_function("document.body.dataset.look === 'idle'", timeout=20_000)
+        await page.wait_for_timeout(500)  # colours and the mouth ease into rest
         await shot(page, "fallback-portrait-en")
 
         # The next question replaces the notice; an FAQ answer names its FAQ entry.
@@ -257,7 +260,11 @@ async def test_spoken_question_through_the_fake_microphone_push_to_talk(tmp_path
     write_tone_wav(wav, freq_hz=440.0, seconds=5.0)
     transcriber = FakeTranscriber(text="Where do I get a visitor badge?")
     engines = fake_engines(transcriber=transcriber, synthesizer=SpeakingSynthesizer())
-    fake_mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"]
+    fake_mic = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+    ]
     async with running_daemon(engines) as server, chromium(*fake_mic) as browser:
         page, watch = await open_page(browser, server)
         talk = page.locator("#talk")
@@ -308,3 +315,97 @@ async def test_page_survives_a_daemon_restart() -> None:
             await page.press("#question", "Enter")
             await page.wait_for_selector(".bubble.assistant >> text=Visitors get a badge", timeout=15_000)
             assert watch.errors == []
+
+
+class EnergyEndpointer:
+    """A stand-in for the daemon's voice activity detection (the Endpointer protocol): loud frames
+    are speech; ``end_silence_ms`` of quiet ends the utterance. Deterministic on tone bursts."""
+
+    def __init__(self, *, threshold: float = 1500.0, start_ms: float = 60.0, end_silence_ms: float = 300.0) -> None:
+        self.threshold, self.start_ms, self.end_silence_ms = threshold, start_ms, end_silence_ms
+        self.reset()
+
+    def reset(self) -> None:
+        self.fed_ms = 0.0
+        self.voiced_ms = 0.0
+        self.silence_ms = 0.0
+        self.speaking = False
+        self.buffer: list[np.ndarray] = []
+
+    def feed(self, pcm: np.ndarray):
+        from assistant.daemon import SpeechEnded, SpeechStarted
+
+        frame_ms = len(pcm) * 1000.0 / 16_000
+        self.fed_ms += frame_ms
+        loud = np.sqrt(np.mean(pcm.astype(np.float64) ** 2)) > self.threshold if len(pcm) else False
+        out: list[object] = []
+        if not self.speaking:
+            self.voiced_ms = self.voiced_ms + frame_ms if loud else 0.0
+            self.buffer = [*self.buffer[-10:], pcm]
+            if self.voiced_ms >= self.start_ms:
+                self.speaking, self.silence_ms = True, 0.0
+                out.append(SpeechStarted(at_ms=self.fed_ms - self.voiced_ms))
+            return out
+        self.buffer.append(pcm)
+        self.silence_ms = 0.0 if loud else self.silence_ms + frame_ms
+        if self.silence_ms >= self.end_silence_ms:
+            audio = np.concatenate(self.buffer)
+            out.append(SpeechEnded(Utterance(pcm=audio, end_of_speech_ms=self.fed_ms - self.silence_ms)))
+            self.speaking, self.voiced_ms, self.buffer = False, 0.0, []
+        return out
+
+
+def write_bursts_wav(path: Path, bursts: list[tuple[float, float]], *, seconds: float, rate_hz: int = 48_000) -> None:
+    """Silence with 300 Hz tone bursts at (start_s, length_s)."""
+    pcm = np.zeros(int(rate_hz * seconds))
+    for start, length in bursts:
+        i, n = int(start * rate_hz), int(length * rate_hz)
+        t = np.arange(n) / rate_hz
+        pcm[i : i + n] = np.sin(2 * np.pi * 300 * t) * 0.5
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate_hz)
+        w.writeframes((pcm * 32767).astype("<i2").tobytes())
+
+
+async def test_hands_free_question_and_barge_in_by_speaking(tmp_path: Path) -> None:
+    # The fake microphone (played once from when the page opens it): a question at 0.5 s, then,
+    # while the long answer plays, the visitor speaks again at 3.5 s: the answer must stop.
+    wav = tmp_path / "hands-free.wav"
+    write_bursts_wav(wav, [(0.5, 1.0), (3.5, 1.0)], seconds=12.0)
+    transcriber = FakeTranscriber(text="Where do I get a visitor badge?")
+    engines = fake_engines(transcriber=transcriber, synthesizer=SpeakingSynthesizer(ms_per_char=60.0))
+    fake_mic = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop",
+    ]
+    settings = settings_for_tests()
+    settings.general.language = "en"
+    daemon = Daemon(settings, engines, endpointer_factory=lambda _s: EnergyEndpointer())
+    server = AssistantServer(settings, daemon, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        async with chromium(*fake_mic) as browser:
+            page, watch = await open_page(browser, server)
+            await page.click("#mode-hf")
+            assert await page.get_attribute("#mode-hf", "aria-pressed") == "true"
+            await page.wait_for_function("document.body.dataset.look === 'listening'", timeout=8_000)
+            await page.wait_for_selector(".bubble.you >> text=visitor badge", timeout=10_000)
+            await page.wait_for_function("window.assistantPage.player.playing", timeout=10_000)
+            await shot(page, "hands-free-speaking-landscape-en")
+            # The second burst interrupts: playback stops long before the ~5 s answer is over.
+            await page.wait_for_selector(".bubble.assistant.interrupted", timeout=10_000)
+            assert not await page.evaluate("window.assistantPage.player.playing")
+            await page.wait_for_function(
+                "document.querySelectorAll('.bubble.you:not(.partial)').length === 2", timeout=10_000
+            )
+            await shot(page, "hands-free-interrupted-landscape-en")
+            await page.wait_for_function("window.assistantPage.page.stats.audioFrames > 4", timeout=10_000)
+            assert watch.errors == []
+    finally:
+        await server.close()
+        await daemon.close()
+    assert len(transcriber.calls) == 2
+    assert 0.9 < transcriber.calls[0].duration_s < 2.0

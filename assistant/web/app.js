@@ -122,7 +122,7 @@ function updateLook() {
   avatar.setLook(look);
   ui.body.dataset.look = look;
   ui.body.dataset.state = page.serverState;
-  const stateKey = look === "asleep" ? "conn_connecting" : look === "speaking" ? "state_speaking" : `state_${look === "idle" ? "idle" : page.talking ? "listening" : page.serverState}`;
+  const stateKey = look === "asleep" ? "state_offline" : look === "speaking" ? "state_speaking" : `state_${look === "idle" ? "idle" : page.talking ? "listening" : page.serverState}`;
   ui.stateText.textContent = t(stateKey);
   ui.stop.hidden = !(player.playing || page.serverState === "thinking" || page.serverState === "transcribing" || page.serverState === "speaking");
 }
@@ -183,14 +183,26 @@ function onEvent(ev) {
       if (role === "visitor") conn.send(proto.modeMessage(page.mode === "hf" ? "hands-free" : "push-to-talk"));
       updateLook();
       break;
-    case "state":
+    case "state": {
       page.serverState = ev.state;
       if (ev.turn) page.turn = ev.turn;
+      const reply = page.replies.get(ev.turn);
+      if (ev.state === "idle" && reply && !reply.over) {
+        reply.over = true;
+        renderReply(reply);
+      }
       updateLook();
       break;
+    }
+    case "audio-start": {
+      const reply = page.replies.get(ev.turn);
+      if (reply) reply.audio = true;
+      break;
+    }
     case "speech-start":
-      // The visitor started talking: whatever is still playing gives way (barge-in).
-      if (player.playing) player.stop();
+      // The visitor started talking: whatever is still playing gives way (barge-in). The daemon
+      // interrupts a turn it is still working on; audio it has already sent is ours to stop.
+      cutReply();
       youBubble({ partial: true, text: "" });
       break;
     case "transcript":
@@ -229,7 +241,7 @@ function onEvent(ev) {
       if (reply) {
         reply.interrupted = true;
         reply.ended = true;
-        if (ev.heard_text) reply.text = ev.heard_text;
+        reply.heardText = ev.heard_text || "";
         renderReply(reply);
       }
       updateLook();
@@ -248,7 +260,7 @@ function onEvent(ev) {
       page.stats.lastTrace = ev;
       break;
     default:
-      break; // audio-start, audio-stop, speech-end: the audio frames themselves drive the page
+      break; // audio-stop, speech-end: the audio frames themselves drive the page
   }
 }
 
@@ -290,7 +302,7 @@ function youBubble({ partial, text }) {
 function startReply(turn, route) {
   const el = bubble("assistant");
   el.classList.add("pending");
-  const reply = { turn, bubble: el, sentences: new Map(), heard: [], text: "", route, ended: false, interrupted: false, audio: false };
+  const reply = { turn, bubble: el, sentences: new Map(), heard: [], text: "", route, ended: false, over: false, interrupted: false, audio: false };
   page.replies.set(turn, reply);
   for (const key of page.replies.keys()) if (key < turn - KEEP_REPLIES || key > turn) page.replies.delete(key);
   ui.fallback.hidden = route !== "fallback";
@@ -303,24 +315,42 @@ function renderReply(reply) {
   const textEl = reply.bubble.querySelector(".text");
   textEl.replaceChildren();
   const playingThis = player.playing && player.current && player.current.turn === reply.turn;
-  if (!reply.audio || (reply.ended && !playingThis && (reply.interrupted || !reply.heard.length))) {
-    // No voice for this reply (text only, or cut before it was heard): show the words as written.
-    if (reply.ended || !reply.audio) textEl.textContent = reply.text;
+  if (!reply.audio) {
+    // No voice came for this reply (a daemon without speech): once the turn is over, show the
+    // words as written. Until then audio may still come, and captions wait for the voice.
+    if (reply.over) textEl.textContent = reply.text;
+  } else if (!reply.heard.length) {
+    // Cut before a word was heard: the daemon's account of what was heard, if any.
+    if (reply.interrupted) textEl.textContent = reply.heardText || "";
   } else {
-    // Captions follow the voice: the sentences heard so far, the one being spoken stands out.
+    // Captions follow the voice: the sentences heard so far; the one being spoken stands out.
     const nowIndex = playingThis ? player.current.sentence : -1;
     for (const index of reply.heard) {
       const text = reply.sentences.get(index);
       if (!text) continue;
       const span = document.createElement("span");
-      span.className = index === nowIndex ? "now" : reply.heard.length > 1 && playingThis ? "spoken" : "";
+      if (playingThis) span.className = index === nowIndex ? "now" : "spoken";
       span.textContent = (textEl.childNodes.length && language !== "zh" ? " " : "") + text;
       textEl.append(span);
     }
   }
-  reply.bubble.classList.toggle("pending", !textEl.textContent);
+  reply.bubble.classList.toggle("pending", !textEl.textContent && !reply.over && !reply.interrupted);
   reply.bubble.classList.toggle("interrupted", reply.interrupted);
   reply.bubble.scrollIntoView({ block: "end" });
+}
+
+/** The visitor cut the reply short (by voice, button or a new question): stop it and say so. */
+function cutReply() {
+  if (!player.playing) return;
+  const pos = player.position();
+  player.stop();
+  conn.send(proto.interruptMessage(pos.turn, pos.playedMs));
+  const reply = page.replies.get(pos.turn);
+  if (reply) {
+    reply.interrupted = true;
+    renderReply(reply);
+  }
+  updateLook();
 }
 
 function renderSources(sources) {
@@ -375,9 +405,8 @@ function setLanguage(lang) {
 // --- input -----------------------------------------------------------------------------------
 
 function interrupt() {
-  const pos = player.position();
-  player.stop();
-  conn.send(proto.interruptMessage(pos.turn || page.turn, pos.playedMs));
+  if (player.playing) cutReply();
+  else conn.send(proto.interruptMessage(page.turn)); // still thinking: nothing was heard yet
   updateLook();
 }
 
@@ -392,7 +421,7 @@ ui.form.addEventListener("submit", (e) => {
     toast(t("notConnected"));
     return;
   }
-  if (player.playing) interrupt();
+  cutReply();
   conn.send(proto.textMessage(text));
   page.youBubble = null;
   youBubble({ partial: false, text });
@@ -406,7 +435,7 @@ async function talkStart() {
     toast(t("notConnected"));
     return;
   }
-  if (player.playing) interrupt();
+  cutReply();
   page.talking = true;
   ui.talk.classList.add("active");
   ui.talkLabel.textContent = t("talking");
