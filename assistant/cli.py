@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     # --- speech -----------------------------------------------------------------------------
-    p = _cmd(sub, "transcribe", "speech:transcribe", "transcribe an audio file (WAV, FLAC, MP3, OGG)")
+    p = _cmd(sub, "transcribe", "asr:transcribe", "transcribe an audio file (WAV, FLAC, MP3, OGG)")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--language", help="fix the language (zh, en); default: detect")
     p.add_argument("--json", action="store_true", help='print {"text", "language", "duration_s", "rtf"}')

@@ -106,6 +106,12 @@ class ASR:
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 30.0
+    languages: list[str] = field(default_factory=lambda: ["zh", "en"])
+    """When detecting (``language = ""``), the languages to choose among; empty: any Whisper knows."""
+    encoder_window: Literal["fit", "full"] = "fit"
+    """faster-whisper, utterances up to 28 s: ``fit`` encodes only the audio (+1 s), ~5x faster than
+    ``full`` (Whisper's fixed 30 s window), at a small accuracy cost; falls back to ``full`` when the
+    output looks degenerate. Files longer than 28 s always use ``full``."""
 
 
 @dataclass
@@ -116,6 +122,11 @@ class VAD:
     min_speech_ms: int = 250
     max_utterance_s: float = 20.0
     pre_roll_ms: int = 300
+    pause_ms: int = 128
+    """A pause this long inside speech starts transcribing ahead (with ``[asr] partials``)."""
+    early_silence_ms: int = 250
+    """With partials: end the turn after only this much silence when the transcript so far ends a
+    sentence (. ? ! 。？！); otherwise ``silence_ms`` applies. 0 turns early ends off."""
 
 
 @dataclass

@@ -1,0 +1,47 @@
+"""Audio in: sources, resampling, file decoding and voice activity detection.
+
+Every source is an async iterator of mono int16 frames at 16 kHz (``numpy.ndarray``, dtype int16,
+1-D, any length; the sources here yield ``FRAME_SAMPLES`` at a time). What a source does when it
+ends: the iteration stops; ``aclose()`` stops it early and releases what it holds (a device stream).
+
+Modules (imported on use, so ``import assistant.audio`` stays light):
+  resample   streaming windowed-sinc resampler (numpy only)
+  codecs     decode WAV / FLAC / MP3 / OGG files to 16 kHz mono; encode WAV bytes
+  sources    FileSource, PushSource (frames from a browser), ArraySource
+  device     DeviceSource (a sound card through sounddevice), NoInputDeviceError
+  vad        SileroVAD (streaming, ONNX) and the Endpointer (speech-start, speech-end, Utterance)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from assistant.stages import SAMPLE_RATE_HZ
+
+FRAME_SAMPLES = 512
+"""32 ms at 16 kHz: what the sources yield and what Silero VAD takes per step."""
+
+
+@runtime_checkable
+class AudioSource(Protocol):
+    """Mono int16 frames at ``SAMPLE_RATE_HZ`` (16 kHz), in stream order."""
+
+    def __aiter__(self) -> AsyncIterator[np.ndarray]: ...
+
+    async def aclose(self) -> None:
+        """Stop the source; an iteration in progress ends. Idempotent."""
+        ...
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] (or int16 already) -> int16, clipped."""
+    if samples.dtype == np.int16:
+        return samples
+    scaled = np.clip(np.asarray(samples, dtype=np.float32) * 32768.0, -32768.0, 32767.0)
+    return scaled.astype(np.int16)
+
+
+__all__ = ["FRAME_SAMPLES", "SAMPLE_RATE_HZ", "AudioSource", "to_int16"]

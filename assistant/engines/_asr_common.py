@@ -1,0 +1,84 @@
+"""What the three Whisper-family transcribers share: text clean-up, prompts, language choice."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+
+from assistant.language import detect_language, has_cjk
+
+PROMPT_MAX_CHARS = 400
+"""Whisper reads at most 223 prompt tokens; ~400 characters of terms plus context stay well inside."""
+
+_SPACES = re.compile(r"\s+")
+
+
+def to_simplified(text: str) -> str:
+    """Chinese text in Simplified characters (Whisper base often answers in Traditional).
+
+    Character-level conversion (``zh-hans``), not regional vocabulary (``zh-cn`` would also rewrite
+    words such as product names); Latin text passes through untouched.
+    """
+    if not has_cjk(text):
+        return text
+    import zhconv
+
+    return str(zhconv.convert(text, "zh-hans"))
+
+
+def clean_text(text: str, language: str) -> str:
+    text = _SPACES.sub(" ", text).strip()
+    if language == "zh" or has_cjk(text):
+        text = to_simplified(text)
+    return text
+
+
+def build_prompt(terms: Sequence[str], previous_text: str = "") -> str:
+    """The initial prompt: domain vocabulary first (so rare words are primed), then what was just said.
+
+    Whisper continues a prompt's style too, so terms are listed plainly, comma-separated.
+    """
+    previous = previous_text.strip()
+    budget = PROMPT_MAX_CHARS - len(previous)
+    picked: list[str] = []
+    used = 0
+    for term in terms:
+        term = term.strip()
+        if not term or used + len(term) + 2 > budget:
+            continue
+        picked.append(term)
+        used += len(term) + 2
+    vocabulary = ", ".join(picked)
+    return " ".join(p for p in (vocabulary, previous[-PROMPT_MAX_CHARS:]) if p)
+
+
+def pick_language(probabilities: Sequence[tuple[str, float]], allowed: Sequence[str]) -> str:
+    """The most probable language among ``allowed`` (all when empty); codes as Whisper names them."""
+    for code, _ in sorted(probabilities, key=lambda p: -p[1]):
+        code = code.strip("<|>")
+        if not allowed or code in allowed:
+            return code
+    return allowed[0] if allowed else ""
+
+
+def language_of(text: str, hint: str = "") -> str:
+    return hint or (detect_language(text) if text else "")
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's own loop detector: repeated text compresses well (> 2.4 is suspicious)."""
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def join_texts(parts: Sequence[str]) -> str:
+    """Join transcripts of consecutive chunks: a space between Latin words, none between CJK."""
+    out = ""
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        if out and not (has_cjk(out[-1]) or has_cjk(part[0])):
+            out += " "
+        out += part
+    return out

@@ -1,0 +1,290 @@
+"""faster-whisper (CTranslate2): the embedded default transcriber, Whisper base int8 on 2 CPU threads.
+
+Two decoding paths:
+  fit   (default for utterances <= 28 s) encodes only the audio plus 1 s of silence instead of
+        Whisper's fixed 30 s window, and decodes greedily with timestamps on (the end timestamp is
+        what stops Whisper from looping on a window it believes is longer). The encoder dominates
+        the cost, so a 3 s utterance takes ~1/5 of the full path here. If the output looks
+        degenerate (hits the token cap or compresses like a loop), the utterance is redone on the
+        full path.
+  full  faster-whisper's own ``transcribe()`` (30 s windows, seeks through long files).
+
+One CTranslate2 model per (folder, compute type, threads, device) is shared by every instance and
+every session; calls run in a worker thread under a lock (CTranslate2 could run two at once, but
+on 2 cores that only makes both late).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from assistant.config import Settings
+from assistant.engines._asr_common import build_prompt, clean_text, compression_ratio, join_texts, pick_language
+from assistant.stages import SAMPLE_RATE_HZ, ModelMissingError, TranscribeError, Transcript, Utterance
+
+log = logging.getLogger(__name__)
+
+FIT_MAX_S = 28.0
+_FIT_PAD_S = 1.0
+_TOKENS_PER_S = 16
+"""Token cap per second of audio on the fit path: fast speech is ~8 tokens/s (English or Chinese)."""
+_MAX_COMPRESSION = 2.4
+_NO_SPEECH = 0.6
+_LOW_LOGPROB = -1.0
+
+_models: dict[tuple[str, str, int, str], tuple[Any, threading.Lock]] = {}
+_models_lock = threading.Lock()
+
+
+def _load(path: Path, compute_type: str, threads: int, device: str) -> tuple[Any, threading.Lock]:
+    key = (str(path), compute_type, threads, device)
+    with _models_lock:
+        if key not in _models:
+            from faster_whisper import WhisperModel
+
+            try:
+                model = WhisperModel(str(path), device=device, compute_type=compute_type, cpu_threads=threads)
+            except Exception as err:  # ctranslate2 raises RuntimeError/ValueError for bad folders
+                raise TranscribeError("asr-model", f"cannot load the Whisper model in {path}: {err}") from err
+            _models[key] = (model, threading.Lock())
+        return _models[key]
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    text: str
+    language: str
+    degenerate: bool
+
+
+class FasterWhisperTranscriber:
+    """A Transcriber over a CTranslate2 Whisper folder (``model.bin``, ``config.json``, tokenizer).
+
+    ``transcribe(utterance, previous_text=...)`` accepts what was said just before (the Listener
+    passes the committed part of a long utterance) as prompt context.
+    """
+
+    accepts_previous_text: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        language: str = "",
+        languages: Sequence[str] = ("zh", "en"),
+        compute_type: str = "int8",
+        threads: int = 2,
+        beam_size: int = 1,
+        device: str = "cpu",
+        encoder_window: str = "fit",
+        prompt_terms: Sequence[str] = (),
+        max_new_tokens: int | None = None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "model.bin").is_file():
+            raise ModelMissingError(self.model_dir.name, self.model_dir)
+        self.language = language
+        self.languages = tuple(languages)
+        self.compute_type = compute_type
+        self.threads = threads
+        self.beam_size = beam_size
+        self.device = device
+        self.encoder_window = encoder_window
+        self.prompt_terms: tuple[str, ...] = tuple(prompt_terms)
+        self.max_new_tokens = max_new_tokens
+        """Caps every decode (tests pass a small number: random weights never stop by themselves)."""
+        self._model, self._lock = _load(self.model_dir, compute_type, threads, device)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FasterWhisperTranscriber:
+        a = settings.asr
+        if a.model_path:
+            path = settings.path(a.model_path)
+        else:
+            try:
+                from assistant.models import model_dir
+            except ImportError:  # the model registry is not there: fall back to models/<name>
+                path = settings.models_dir / a.model
+            else:
+                path = model_dir(settings, a.model)
+        device = "cpu" if a.device in ("auto", "cpu") else a.device
+        transcriber = cls(
+            path,
+            language=a.language,
+            languages=a.languages,
+            compute_type=a.compute_type,
+            threads=a.threads,
+            beam_size=a.beam_size,
+            device=device,
+            encoder_window=a.encoder_window,
+        )
+        if a.prompt_from_kb:
+            transcriber.set_prompt_terms(_kb_terms(settings))
+        return transcriber
+
+    def set_prompt_terms(self, terms: Sequence[str]) -> None:
+        """Domain vocabulary offered to Whisper as the initial prompt (product names, 商旅, 报销...)."""
+        self.prompt_terms = tuple(terms)
+
+    # -- Transcriber ---------------------------------------------------------------------------
+
+    async def transcribe(self, utterance: Utterance, *, previous_text: str = "") -> Transcript:
+        if utterance.sample_rate_hz != SAMPLE_RATE_HZ:
+            raise TranscribeError("asr-input", f"utterances must be {SAMPLE_RATE_HZ} Hz, got {utterance.sample_rate_hz}")
+        audio = utterance.float32()
+        language = utterance.language or self.language
+        return await asyncio.to_thread(self.transcribe_sync, audio, language=language, previous_text=previous_text)
+
+    def transcribe_sync(self, audio: np.ndarray, *, language: str = "", previous_text: str = "") -> Transcript:
+        """Blocking: float32 16 kHz mono -> Transcript. Errors come out as TranscribeError."""
+        if audio.size == 0:
+            return Transcript("", language)
+        prompt = build_prompt(self.prompt_terms, previous_text)
+        try:
+            with self._lock:
+                decoded: _Decoded | None = None
+                if self.encoder_window == "fit" and audio.size <= FIT_MAX_S * SAMPLE_RATE_HZ:
+                    decoded = self._fit(audio, language, prompt)
+                    if decoded.degenerate:
+                        log.debug("fit-window output looked degenerate (%r); redoing on the full window", decoded.text[:80])
+                        decoded = None
+                if decoded is None:
+                    decoded = self._full(audio, language, prompt)
+        except TranscribeError:
+            raise
+        except Exception as err:  # ctranslate2/tokenizers errors: wrap once, here
+            raise TranscribeError("asr-failed", f"faster-whisper failed: {err}") from err
+        return Transcript(clean_text(decoded.text, decoded.language), decoded.language)
+
+    # -- the two paths -------------------------------------------------------------------------
+
+    def _tokenizer(self, language: str) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        multilingual = self._model.model.is_multilingual
+        return Tokenizer(
+            self._model.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else "en"
+        )
+
+    def _fit(self, audio: np.ndarray, language: str, prompt_text: str) -> _Decoded:
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._model
+        duration_s = audio.size / SAMPLE_RATE_HZ
+        padded = np.concatenate([audio, np.zeros(int(_FIT_PAD_S * SAMPLE_RATE_HZ), dtype=np.float32)])
+        features = model.feature_extractor(padded)
+        frames = features.shape[-1] - features.shape[-1] % 2
+        encoder_output = model.encode(np.ascontiguousarray(features[:, :frames]))
+        if not language:
+            if model.model.is_multilingual:
+                language = pick_language(model.model.detect_language(encoder_output)[0], self.languages)
+            else:
+                language = "en"
+        tokenizer = self._tokenizer(language)
+        prompt: list[int] = []
+        if prompt_text:
+            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt_text)[-(model.max_length // 2 - 1) :]]
+        prompt.extend(tokenizer.sot_sequence)
+        cap = self.max_new_tokens or (10 + math.ceil(duration_s * _TOKENS_PER_S))
+        cap = min(cap, model.max_length - len(prompt))
+        result = model.model.generate(
+            encoder_output,
+            [prompt],
+            beam_size=self.beam_size,
+            max_length=len(prompt) + cap,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizer, (-1,))),
+            max_initial_timestamp_index=50,
+        )[0]
+        tokens = result.sequences_ids[0]
+        text = _segments_text(tokens, tokenizer, duration_s)
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if result.no_speech_prob > _NO_SPEECH and avg_logprob < _LOW_LOGPROB:
+            # Whisper's own rule: probably no speech, and what it wrote is a guess ("Thank you.").
+            return _Decoded("", language, False)
+        degenerate = self.max_new_tokens is None and (len(tokens) >= cap or compression_ratio(text) > _MAX_COMPRESSION)
+        return _Decoded(text, language, degenerate)
+
+    def _full(self, audio: np.ndarray, language: str, prompt_text: str) -> _Decoded:
+        model = self._model
+        if not language and model.model.is_multilingual and self.languages:
+            features = model.feature_extractor(audio[: 30 * SAMPLE_RATE_HZ])
+            from faster_whisper.audio import pad_or_trim
+
+            encoder_output = model.encode(pad_or_trim(features))
+            language = pick_language(model.model.detect_language(encoder_output)[0], self.languages)
+        options: dict[str, Any] = {}
+        if self.max_new_tokens is not None:
+            options["max_new_tokens"] = self.max_new_tokens
+        segments, info = model.transcribe(
+            audio,
+            language=language or None,
+            beam_size=self.beam_size,
+            initial_prompt=prompt_text or None,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            **options,
+        )
+        text = "".join(segment.text for segment in segments)
+        return _Decoded(text, language or info.language, False)
+
+
+def _segments_text(tokens: Sequence[int], tokenizer: Any, duration_s: float) -> str:
+    """The text of the timestamped segments that lie within the audio.
+
+    On the fit window Whisper sometimes starts a new segment after the end of the real audio (in
+    the padding) and repeats itself there; such segments, and any segment repeating an earlier
+    one word for word, are dropped.
+    """
+    begin = tokenizer.timestamp_begin
+    segments: list[tuple[float, list[int]]] = []
+    start: float | None = None
+    current: list[int] = []
+    for token in tokens:
+        if token >= begin:
+            if current:
+                segments.append((start if start is not None else 0.0, current))
+                current = []
+                start = None
+            else:
+                start = (token - begin) * 0.02
+        elif token < tokenizer.eot:
+            if start is None and not current:
+                start = segments[-1][0] if segments else 0.0
+            current.append(token)
+    if current:
+        segments.append((start if start is not None else 0.0, current))
+    kept: list[str] = []
+    seen: set[str] = set()
+    for seg_start, seg_tokens in segments:
+        text = tokenizer.decode(seg_tokens).strip()
+        key = "".join(ch for ch in text.lower() if ch.isalnum())
+        if seg_start >= duration_s - 0.1 or (key and key in seen):
+            break
+        seen.add(key)
+        kept.append(text)
+    return join_texts(kept)
+
+
+def _kb_terms(settings: Settings, limit: int = 50) -> list[str]:
+    """The knowledge base's own vocabulary, or nothing when there is no index yet."""
+    try:
+        from assistant.kb import domain_terms
+    except ImportError:
+        return []
+    try:
+        return list(domain_terms(settings, limit=limit))
+    except Exception as err:  # no index built yet, or an old one: transcription works without terms
+        log.info("no domain vocabulary for the ASR prompt: %s", err)
+        return []
