@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--language", help="fix the language (zh, en); default: detect")
     p.add_argument("--json", action="store_true", help='print {"text", "language", "duration_s", "rtf"}')
-    p = _cmd(sub, "say", "speech:say", "speak a text with a voice into a WAV file (or the speaker)")
+    p = _cmd(sub, "say", "tts:say", "speak a text with a voice into a WAV file (or the speaker)")
     p.add_argument("text")
     p.add_argument("--voice", metavar="NAME", help="voice folder name (default: by the text's language)")
     p.add_argument("--out", metavar="FILE.wav", help="write here instead of playing")

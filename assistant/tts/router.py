@@ -124,6 +124,20 @@ class VoiceRouter:
             versions.append(engine_version(self.engine(v.engine)))
         return "+".join(identities), "+".join(versions)
 
+    async def warm(self) -> None:
+        """Load the default voices' engines now (seconds), so the first reply does not wait for them."""
+        for language in ("en", "zh"):
+            voice = self._usable(self.voice_for(language))
+            engine = self.engine(voice.engine)
+            load = getattr(engine, "load", None)
+            if load is None:
+                continue
+            try:
+                await asyncio.to_thread(load, voice) if _takes_voice(load) else await asyncio.to_thread(load)
+            except AssistantError as err:
+                if self._fall_back(voice, err) is None:
+                    raise
+
     # --- speaking --------------------------------------------------------------------------
 
     async def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:
@@ -213,6 +227,12 @@ class VoiceRouter:
     def remember_faq(self, texts: Iterable[str]) -> None:
         """Mark texts as FAQ answers without rendering them now: each is cached the first time it is spoken."""
         self._faq_texts.update(t.strip() for t in texts if t.strip())
+
+
+def _takes_voice(function: Callable[..., object]) -> bool:
+    import inspect
+
+    return bool(inspect.signature(function).parameters)
 
 
 def _covers(voice: Voice, language: str) -> bool:

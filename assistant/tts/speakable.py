@@ -93,7 +93,7 @@ _ZH_BIG_UNITS = ["", "万", "亿", "万亿"]
 
 
 def _zh_below_10000(n: int) -> str:
-    out = []
+    out: list[str] = []
     zero = False
     for pos in range(3, -1, -1):
         d = (n // 10**pos) % 10
