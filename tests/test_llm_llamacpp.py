@@ -38,8 +38,7 @@ def predicted_tokens(m: LlamaCppModel) -> int:
 
 
 async def idle(m: LlamaCppModel) -> None:
-    """Wait until every queued request has left the worker (it is FIFO)."""
-    await asyncio.wrap_future(m._worker.submit(lambda: None))
+    await m.idle()
 
 
 async def collect(stream: AsyncIterator[str]) -> list[str]:

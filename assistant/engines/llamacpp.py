@@ -161,6 +161,10 @@ class LlamaCppModel:
             # so retrieve its (always None) result to keep asyncio from warning about it.
             job.add_done_callback(lambda f: f.cancelled() or f.exception())
 
+    async def idle(self) -> None:
+        """Wait until every request queued so far has finished (the worker is FIFO)."""
+        await asyncio.wrap_future(self._worker.submit(lambda: None))
+
     def metrics(self) -> str:
         """llama.cpp's Prometheus metrics text (only when built with ``metrics=True``)."""
         return str(self._server.handle_metrics())
