@@ -98,9 +98,10 @@ def visemes(pcm: bytes | np.ndarray, sample_rate_hz: int) -> tuple[str, ...]:
     A heuristic, not phoneme alignment: back rounded vowels (o, u) have low centroids, open vowels (a)
     mid, spread vowels and sibilants (i, e, s) high.
     """
-    samples = as_int16(pcm).astype(np.float32) / 32768.0
+    pcm16 = as_int16(pcm)
+    samples = pcm16.astype(np.float32) / 32768.0
     n = frame_samples(sample_rate_hz)
-    levels = level_to_openness(rms_dbfs(samples, sample_rate_hz))
+    levels = level_to_openness(rms_dbfs(pcm16, sample_rate_hz))
     out = []
     freqs = np.fft.rfftfreq(n, 1.0 / sample_rate_hz)
     for i, level in enumerate(levels.tolist()):

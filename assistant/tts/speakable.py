@@ -78,9 +78,11 @@ def strip_markup(text: str) -> str:
     text = _BULLET.sub("", text)
     for _ in range(2):  # nested emphasis: ***bold italic***
         text = _EMPHASIS.sub(lambda m: m.group(2), text)
-    # Table cells: a pipe is a pause.
-    text = re.sub(r"\s*\|\s*", ", ", text).strip(", ")
-    return text
+    # Table rows: the cells, with a pause between them.
+    return "\n".join(
+        ", ".join(c.strip() for c in line.strip().strip("|").split("|") if c.strip()) if "|" in line else line
+        for line in text.split("\n")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -488,4 +490,10 @@ def split_by_language(text: str) -> list[tuple[str, str]]:
         else:
             runs.append([lang, piece])
     out = [(lang or detect_language(t), t.strip()) for lang, t in runs]
+    # A Latin run's voice reads Latin punctuation: "Login。" -> "Login."
+    out = [(lang, t.translate(_ASCII_PUNCT).strip() if lang != "zh" else t) for lang, t in out]
     return [(lang, t) for lang, t in out if t]
+
+
+_ASCII_PUNCT = str.maketrans({"，": ", ", "。": ". ", "！": "! ", "？": "? ", "；": "; ", "：": ": ", "、": ", ",
+                              "（": " (", "）": ") ", "“": '"', "”": '"', "‘": "'", "’": "'"})
