@@ -37,11 +37,14 @@ class ArraySource:
         realtime: bool = False,
         frame_samples: int = FRAME_SAMPLES,
         trailing_silence_ms: int = 0,
+        speed: float = 1.0,
     ) -> None:
         pcm = to_int16(np.asarray(pcm).reshape(-1))
         pad = int(trailing_silence_ms * SAMPLE_RATE_HZ / 1000)
         self.pcm = np.concatenate([pcm, np.zeros(pad, dtype=np.int16)]) if pad else pcm
         self.realtime = realtime
+        self.speed = speed
+        """With ``realtime``: play this many times faster than real time (tests use > 1)."""
         self.frame_samples = frame_samples
         self.started_at: float | None = None
         """``time.perf_counter()`` when the first frame's first sample was (notionally) captured."""
@@ -58,7 +61,7 @@ class ArraySource:
                 return
             frame = self.pcm[i : i + n]
             if self.realtime:
-                due = self.started_at + (i + len(frame)) / SAMPLE_RATE_HZ
+                due = self.started_at + (i + len(frame)) / SAMPLE_RATE_HZ / self.speed
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)

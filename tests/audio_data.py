@@ -1,0 +1,32 @@
+"""Real recordings for the audio and ASR tests: Debian's pocketsphinx-testdata (16 kHz speech)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path("/usr/share/pocketsphinx/test/data")
+LIBRIVOX = DATA / "librivox"
+CARDS = DATA / "cards"
+
+
+def recording(relative: str) -> np.ndarray:
+    """int16 16 kHz mono; skips the test when the Debian package is not installed."""
+    from assistant.audio.codecs import decode_file
+
+    path = DATA / relative
+    if not path.exists():
+        pytest.skip("needs Debian's pocketsphinx-testdata")
+    if path.suffix == ".raw":
+        return np.fromfile(path, dtype="<i2")
+    return decode_file(path)
+
+
+def silence(ms: int) -> np.ndarray:
+    return np.zeros(ms * 16, dtype=np.int16)
+
+
+def with_silence(pcm: np.ndarray, before_ms: int = 500, after_ms: int = 1000) -> np.ndarray:
+    return np.concatenate([silence(before_ms), pcm, silence(after_ms)])
