@@ -217,6 +217,16 @@ async def test_typed_question_gets_captions_sources_audio_and_a_moving_mouth() -
         assert "Enjoy your visit." in text
         stats = await page.evaluate("window.assistantPage.page.stats")
         assert stats["audioFrames"] >= 3 and stats["sentencesHeard"] >= 2
+        # Gapless: every chunk that arrived before its predecessor ended starts exactly at that end.
+        schedule = await page.evaluate("window.assistantPage.player.schedule")
+        assert len(schedule) == stats["audioFrames"]
+        for prev, cur in zip(schedule, schedule[1:], strict=False):
+            if cur["arrived"] < prev["end"]:
+                assert cur["start"] == pytest.approx(prev["end"], abs=1e-6), (prev, cur)
+        # The page told the daemon how much it played (what the history keeps after a barge-in).
+        total_ms = sum((c["end"] - c["start"]) * 1000 for c in schedule)
+        session = next(s for s in server.hub.sessions.values() if s.kind == "visitor")
+        assert session.played_ms[1] == pytest.approx(total_ms, rel=0.1)
         # The mouth rests (closed smile) once the voice has stopped.
         rest = await mouth_samples(page, 300)
         assert max(s["open"] for s in rest) < 0.05

@@ -1,5 +1,12 @@
 // The avatar page: wires the connection, the player, the microphone and the character together,
 // and keeps the captions. It speaks only docs/protocol.md (messages built in protocol.js).
+//
+// URL parameters (all optional):
+//   role=watcher    follow the kiosk session (a screen beside a kiosk with its own microphone and
+//                   speaker); its audio is muted here (the mouth still moves) unless sound=on
+//   token=...       the daemon's [server] token, when it listens beyond localhost
+//   lang=zh|en      the page's own language, overriding the daemon's [general] language
+//   mode=hands-free start in hands-free mode (else the last mode chosen on this screen, or push-to-talk)
 
 import { Avatar } from "./avatar.js";
 import { Connection } from "./connection.js";
@@ -47,6 +54,7 @@ const page = {
   mode: params.get("mode") === "hands-free" ? "hf" : localStorage.getItem("assistant.mode") || "ptt",
   paused: false, // hands-free microphone paused by the visitor
   micSequence: 0,
+  micRateHz: proto.MIC_RATE_HZ, // what the daemon expects (hello.sample_rate_hz)
   replies: new Map(), // turn -> {bubble, sentences: Map, heard: [], text, route, ended, interrupted, audio}
   youBubble: null,
   stats: { audioFrames: 0, micFramesSent: 0, hellos: 0, sentencesHeard: 0, lastTrace: null, errors: [] },
@@ -89,11 +97,11 @@ ui.overlay.addEventListener("click", ensureAudio);
 document.addEventListener("pointerdown", ensureAudio, { capture: true });
 document.addEventListener("keydown", ensureAudio, { capture: true });
 
-const mic = new Microphone(ctx, {
+const mic = new Microphone(ctx, () => page.micRateHz, {
   onFrame: (pcm) => {
     const sending = page.talking || (page.mode === "hf" && !page.paused && mic.ready);
     if (!sending || !conn.open) return;
-    if (conn.send(proto.encodeAudioFrame(pcm, { sequence: page.micSequence++ }))) page.stats.micFramesSent++;
+    if (conn.send(proto.encodeAudioFrame(pcm, { sequence: page.micSequence++, sampleRateHz: mic.rateHz }))) page.stats.micFramesSent++;
   },
   onLevel: (level) => {
     const shown = Math.min(1, level * 6);
@@ -179,6 +187,7 @@ function onEvent(ev) {
       page.stats.hellos++;
       if (ev.session !== page.session) player.reset();
       page.session = ev.session;
+      if (ev.sample_rate_hz) page.micRateHz = ev.sample_rate_hz;
       setLanguage(ev.language);
       if (role === "visitor") conn.send(proto.modeMessage(page.mode === "hf" ? "hands-free" : "push-to-talk"));
       updateLook();

@@ -8,10 +8,13 @@
 export class Microphone {
   /**
    * @param {AudioContext} ctx
-   * @param {{onFrame: (pcm: Int16Array) => void, onLevel?: (level: number) => void}} hooks
+   * @param {() => number} rate  the rate the daemon wants (Hz), read when the microphone opens
+   * @param {{onFrame: (pcm: Int16Array) => void, onLevel?: (level: number) => void, onEnded?: () => void}} hooks
    */
-  constructor(ctx, hooks) {
+  constructor(ctx, rate, hooks) {
     this.ctx = ctx;
+    this.rate = rate;
+    this.rateHz = 16000;
     this.hooks = hooks;
     this.stream = null;
     this.source = null;
@@ -44,13 +47,15 @@ export class Microphone {
       video: false,
     });
     await this.ctx.audioWorklet.addModule(new URL("./mic-worklet.js", import.meta.url));
+    this.rateHz = this.rate();
     this.source = this.ctx.createMediaStreamSource(this.stream);
     this.node = new AudioWorkletNode(this.ctx, "mic-capture", {
       numberOfInputs: 1,
       numberOfOutputs: 1,
       channelCount: 1,
       channelCountMode: "explicit",
-      processorOptions: { targetRate: 16000, frameSamples: 320 },
+      // 20 ms frames: small enough for quick endpointing, large enough to keep messages few.
+      processorOptions: { targetRate: this.rateHz, frameSamples: Math.round(this.rateHz / 50) },
     });
     this.node.port.onmessage = (msg) => {
       const data = msg.data;

@@ -30,6 +30,7 @@ export class Player {
     this.current = null; // {turn, sentence} being heard
     this.lastReport = 0;
     this.playing = false;
+    this.schedule = []; // the last few scheduled chunks {turn, sentence, arrived, start, end}: for diagnostics and tests
     this.timer = setInterval(() => this.update(), 50);
   }
 
@@ -68,6 +69,8 @@ export class Player {
     const end = start + buffer.duration;
     this.nextTime = end;
     this.chunks.push({ src, start, end, turn: frame.turn, sentence: frame.sentence, env: frame.envelope, frameS: frame.envelopeFrameMs / 1000 });
+    this.schedule.push({ turn: frame.turn, sentence: frame.sentence, arrived: now, start, end });
+    if (this.schedule.length > 64) this.schedule.shift();
     this.playing = true;
   }
 
