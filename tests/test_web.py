@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 import wave
@@ -220,7 +221,7 @@ async def test_typed_question_gets_captions_sources_audio_and_a_moving_mouth() -
         # Gapless: every chunk that arrived before its predecessor ended starts exactly at that end.
         schedule = await page.evaluate("window.assistantPage.player.schedule")
         assert len(schedule) == stats["audioFrames"]
-        for prev, cur in zip(schedule, schedule[1:], strict=False):
+        for prev, cur in itertools.pairwise(schedule):
             if cur["arrived"] < prev["end"]:
                 assert cur["start"] == pytest.approx(prev["end"], abs=1e-6), (prev, cur)
         # The page told the daemon how much it played (what the history keeps after a barge-in).
