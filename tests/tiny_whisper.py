@@ -15,6 +15,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
+
 LANGUAGES = ["en", "zh", "de", "es", "ru", "ko", "fr", "ja"]
 
 
@@ -105,6 +107,20 @@ def build_openai_whisper(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, path)
     return path
+
+
+# -- fixtures: import them into a test module (from tiny_whisper import tiny_ct2) --
+
+@pytest.fixture(scope="session")
+def tiny_ct2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    return build_ct2_whisper(tmp_path_factory.mktemp("whisper") / "tiny-ct2")
+
+
+@pytest.fixture(scope="session")
+def tiny_openai_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("whisper")
+    return build_openai_whisper(tmp_path_factory.mktemp("whisper") / "tiny.pt")
 
 
 if __name__ == "__main__":  # build both into a folder, for poking at them by hand

@@ -1,0 +1,41 @@
+"""Text helpers every Whisper engine shares: Simplified Chinese, prompts, language choice, joining."""
+
+from __future__ import annotations
+
+from assistant.engines._asr_common import (
+    build_prompt,
+    clean_text,
+    compression_ratio,
+    join_texts,
+    pick_language,
+    to_simplified,
+)
+
+
+def test_traditional_chinese_becomes_simplified() -> None:
+    assert to_simplified("請問報銷流程是什麼？") == "请问报销流程是什么？"
+    assert to_simplified("滴滴APP怎麼下載") == "滴滴APP怎么下载"
+    assert to_simplified("Hello world.") == "Hello world."
+    assert clean_text("  商旅   報銷 ", "zh") == "商旅 报销"
+    assert clean_text(" Fine. ", "en") == "Fine."
+
+
+def test_prompt_puts_vocabulary_first_and_stays_bounded() -> None:
+    assert build_prompt(["商旅", "报销", "  "], "我想") == "商旅, 报销 我想"
+    assert build_prompt([], "") == ""
+    long = build_prompt([f"term{i}" for i in range(500)], "previous words")
+    assert len(long) <= 420 and long.endswith("previous words") and long.startswith("term0, term1")
+
+
+def test_language_choice_is_restricted() -> None:
+    probs = [("<|ja|>", 0.5), ("<|zh|>", 0.3), ("<|en|>", 0.2)]
+    assert pick_language(probs, ("zh", "en")) == "zh"
+    assert pick_language(probs, ()) == "ja"
+    assert pick_language([("<|ko|>", 1.0)], ("en",)) == "en"
+
+
+def test_joining_chunks_and_loop_detection() -> None:
+    assert join_texts(["Had he married", " a more amiable woman."]) == "Had he married a more amiable woman."
+    assert join_texts(["我想报销", "商旅费用。"]) == "我想报销商旅费用。"
+    assert join_texts(["", "ok"]) == "ok"
+    assert compression_ratio("10 of clubs " * 20) > 2.4 > compression_ratio("Had he married a more amiable woman")
