@@ -30,3 +30,12 @@ def silence(ms: int) -> np.ndarray:
 
 def with_silence(pcm: np.ndarray, before_ms: int = 500, after_ms: int = 1000) -> np.ndarray:
     return np.concatenate([silence(before_ms), pcm, silence(after_ms)])
+
+
+def trimmed(pcm: np.ndarray, margin_ms: int = 30) -> np.ndarray:
+    """The recording without its own leading and trailing quiet (blocks under -35 dBFS)."""
+    blocks = pcm[: len(pcm) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    loud = np.nonzero(np.sqrt((blocks**2).mean(axis=1)) / 32768 > 10 ** (-35 / 20))[0]
+    a = max(0, loud[0] * 160 - margin_ms * 16)
+    b = min(len(pcm), (loud[-1] + 1) * 160 + margin_ms * 16)
+    return pcm[a:b]

@@ -1,0 +1,176 @@
+"""The Listener: endpointing + transcription ahead, on real recordings with a scripted transcriber.
+
+Recordings are played at 4x real time; the fake transcriber answers after a fixed delay and says
+what it was given (duration, context), so the tests pin which audio was transcribed when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from audio_data import recording, silence, trimmed, with_silence
+
+from assistant.audio.sources import ArraySource
+from assistant.config import Settings
+from assistant.events import ErrorEvent, SpeechEnd, SpeechStart, TranscriptEvent
+from assistant.listen import Heard, Listener, ends_sentence
+from assistant.stages import TranscribeError, Transcript, Utterance
+
+
+@dataclass
+class FakeTranscriber:
+    """Answers ``words`` for an utterance, with ``suffix`` (a full stop makes it a sentence)."""
+
+    suffix: str = "."
+    delay_s: float = 0.01
+    fail: bool = False
+    calls: list[tuple[float, str]] = field(default_factory=list)
+    accepts_previous_text: ClassVar[bool] = True
+
+    async def transcribe(self, utterance: Utterance, *, previous_text: str = "") -> Transcript:
+        self.calls.append((utterance.duration_s, previous_text))
+        await asyncio.sleep(self.delay_s)
+        if self.fail:
+            raise TranscribeError("asr-failed", "the model fell over")
+        return Transcript(f"chunk{len(self.calls)} {utterance.duration_s:.1f}s{self.suffix}", "en")
+
+
+def settings(partials: bool = True, **vad: int) -> Settings:
+    s = Settings()
+    s.asr.partials = partials
+    s.asr.partial_interval_ms = 700
+    for key, value in vad.items():
+        setattr(s.vad, key, value)
+    return s
+
+
+async def listen(transcriber: FakeTranscriber, s: Settings, pcm: np.ndarray, speed: float = 4.0) -> list[object]:
+    source = ArraySource(pcm, realtime=True, speed=speed)
+    return [item async for item in Listener(transcriber, s).listen(source)]
+
+
+def names(items: list[object]) -> list[str]:
+    out = []
+    for item in items:
+        if isinstance(item, TranscriptEvent):
+            out.append("final" if item.final else "partial")
+        else:
+            out.append(type(item).__name__)
+    return out
+
+
+def test_ends_sentence() -> None:
+    assert ends_sentence("He was not an ill-disposed young man.") and ends_sentence("请问在哪里？")
+    assert not ends_sentence("and then...") and not ends_sentence("ten of clubs") and not ends_sentence("")
+
+
+async def test_a_complete_sentence_ends_the_turn_early_with_its_transcript_ready() -> None:
+    fake = FakeTranscriber(suffix=".")
+    pcm = with_silence(recording("librivox/sense_and_sensibility_01_austen_64kb-0930.wav"), 500, 1500)
+    items = await listen(fake, settings(), pcm)
+    seq = names(items)
+    assert seq[0] == "SpeechStart" and seq[-3:] == ["SpeechEnd", "final", "Heard"]
+    assert "partial" in seq[1:-3]  # partials while talking
+    heard = items[-1]
+    assert isinstance(heard, Heard) and heard.endpoint == "early"
+    # Decided after early_silence_ms, not silence_ms (the transcript was already there).
+    waited = heard.decided_ms - heard.utterance.end_of_speech_ms
+    assert 250 <= waited < 500
+    final = items[-2]
+    assert isinstance(final, TranscriptEvent) and final.final and final.text == heard.transcript.text
+    partials = [i for i in items if isinstance(i, TranscriptEvent) and not i.final]
+    assert all(p.t_ms <= final.t_ms for p in partials)
+
+
+async def test_an_unfinished_sentence_waits_for_the_full_silence() -> None:
+    fake = FakeTranscriber(suffix="")
+    pcm = with_silence(recording("cards/005.wav"), 500, 1500)
+    items = await listen(fake, settings(), pcm)
+    heard = items[-1]
+    assert isinstance(heard, Heard) and heard.endpoint == "silence"
+    assert heard.decided_ms - heard.utterance.end_of_speech_ms == pytest.approx(500, abs=40)
+    # The transcription made at the pause covered every voiced sample: reused, nothing new after the end.
+    assert f"chunk{len(fake.calls)} " in heard.transcript.text
+
+
+async def test_a_pause_inside_a_question_commits_the_first_part() -> None:
+    fake = FakeTranscriber(suffix="")  # never a sentence: only silence_ms ends the turn
+    a, b = trimmed(recording("cards/003.wav")), trimmed(recording("cards/002.wav"))
+    pcm = np.concatenate([silence(400), a, silence(300), b, silence(1500)])  # 300 ms < silence_ms
+    items = await listen(fake, settings(), pcm)
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 1 and heard[0].chunks == 2
+    text = heard[0].transcript.text
+    first, second = text.split(" chunk")
+    assert first.startswith("chunk") and "s" in second
+    # The second chunk was transcribed with the first as context, and covers only the second part.
+    context_calls = [c for c in fake.calls if c[1]]
+    assert context_calls and context_calls[-1][1] == first
+    assert context_calls[-1][0] < len(b) / 16_000 + 1.0
+
+
+async def test_without_partials_the_whole_utterance_is_transcribed_after_the_silence() -> None:
+    fake = FakeTranscriber(suffix=".")
+    speech = recording("librivox/sense_and_sensibility_01_austen_64kb-0930.wav")
+    items = await listen(fake, settings(partials=False), with_silence(speech, 500, 1500))
+    assert names(items) == ["SpeechStart", "SpeechEnd", "final", "Heard"]
+    heard = items[-1]
+    assert isinstance(heard, Heard) and heard.endpoint == "silence" and heard.chunks == 1
+    assert len(fake.calls) == 1 and fake.calls[0][0] == pytest.approx(heard.utterance.duration_s)
+    assert 2.5 < fake.calls[0][0] < len(speech) / 16_000 + 0.5  # the voiced part, + pre/post roll
+
+
+async def test_a_failed_final_transcription_is_an_error_event() -> None:
+    fake = FakeTranscriber(fail=True)
+    items = await listen(fake, settings(partials=False), with_silence(recording("cards/001.wav"), 300, 1000))
+    assert names(items) == ["SpeechStart", "SpeechEnd", "ErrorEvent"]
+    error = items[-1]
+    assert isinstance(error, ErrorEvent) and error.code == "asr-failed"
+
+
+async def test_pause_gates_the_microphone_while_the_assistant_speaks() -> None:
+    fake = FakeTranscriber()
+    speech = recording("cards/001.wav")
+    pcm = np.concatenate([silence(300), speech, silence(1000), speech, silence(1000)])
+    listener = Listener(fake, settings())
+    source = ArraySource(pcm, realtime=True, speed=4.0)
+    items: list[object] = []
+    async for item in listener.listen(source):
+        items.append(item)
+        if isinstance(item, SpeechStart) and len(items) == 1:
+            assert listener.pause() is True  # the first question is dropped mid-way
+            asyncio.get_running_loop().call_later(1.5 / 4, listener.resume)
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 1 and heard[0].utterance.start_ms > 1500
+    assert sum(isinstance(i, SpeechEnd) for i in items) == 1
+
+
+async def test_closing_the_iteration_stops_everything() -> None:
+    fake = FakeTranscriber(delay_s=5)
+    source = ArraySource(with_silence(recording("cards/001.wav"), 300, 3000), realtime=True, speed=4.0)
+    listener = Listener(fake, settings())
+    gen = listener.listen(source)
+    async for item in gen:
+        if isinstance(item, SpeechEnd):
+            break
+    await gen.aclose()
+    await asyncio.sleep(0)
+    assert all(t.done() for t in listener._tasks)
+
+
+@pytest.mark.embedded
+async def test_whisper_base_through_the_listener(models_dir: object) -> None:
+    from assistant.engines.faster_whisper import FasterWhisperTranscriber
+
+    s = settings()
+    s.asr.prompt_from_kb = False
+    transcriber = FasterWhisperTranscriber.from_settings(s)
+    pcm = with_silence(recording("librivox/sense_and_sensibility_01_austen_64kb-0920.wav"), 500, 1500)
+    items = [i async for i in Listener(transcriber, s).listen(ArraySource(pcm, realtime=True))]
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 1
+    assert "amiable" in heard[0].transcript.text.lower() and heard[0].transcript.language == "en"
