@@ -476,3 +476,44 @@ async def test_audio_frames_cross_the_wire_both_ways_and_history_stays_bounded()
         assert counts["bubbles"] <= 10 and counts["replies"] <= 5 and counts["chunks"] == 0, counts
         assert "take 13" in await page.text_content("#captions")
         assert watch.errors == []
+
+
+RECORDING = Path("/usr/share/pocketsphinx/test/data/goforward.raw")
+"""A real spoken English phrase ("go forward ten meters"), 16 kHz int16, from Debian pocketsphinx-testdata."""
+
+
+@pytest.mark.skipif(not RECORDING.exists(), reason="Debian pocketsphinx-testdata is not installed")
+async def test_hands_free_real_speech_with_the_daemons_own_voice_detection(tmp_path: Path) -> None:
+    ears = pytest.importorskip("assistant.server.ears", reason="the daemon's endpointing adapter is not there yet")
+    speech = np.fromfile(RECORDING, dtype="<i2")
+    pcm = np.concatenate([np.zeros(8_000, np.int16), speech, np.zeros(16_000 * 6, np.int16)])
+    wav = tmp_path / "speech.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes(pcm.tobytes())
+    transcriber = FakeTranscriber(text="Where do I get a visitor badge?")
+    engines = fake_engines(transcriber=transcriber, synthesizer=SpeakingSynthesizer())
+    settings = settings_for_tests()
+    settings.general.language = "en"
+    daemon = Daemon(settings, engines, endpointer_factory=ears.SileroEndpointing)
+    server = AssistantServer(settings, daemon, host="127.0.0.1", port=0)
+    await server.start()
+    fake_mic = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop",
+    ]
+    try:
+        async with chromium(*fake_mic) as browser:
+            page, watch = await open_page(browser, server, query="?mode=hands-free")
+            await page.wait_for_selector(".bubble.you >> text=visitor badge", timeout=15_000)
+            await page.wait_for_selector(".bubble.assistant >> text=Visitors get a badge", timeout=15_000)
+            assert watch.errors == []
+    finally:
+        await server.close()
+        await daemon.close()
+    # One utterance, about as long as the phrase (the endpointer trims silence, keeps some padding).
+    assert len(transcriber.calls) == 1
+    assert 1.2 < transcriber.calls[0].duration_s < 3.5

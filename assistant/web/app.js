@@ -263,7 +263,8 @@ function onEvent(ev) {
         page.youBubble.remove();
         page.youBubble = null;
       }
-      toast(t("error"), ev.code);
+      if (ev.code === "asr-empty") toast(t("heardNothing"));
+      else toast(t("error"), ev.code);
       break;
     case "trace":
       page.stats.lastTrace = ev;

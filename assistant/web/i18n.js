@@ -37,6 +37,7 @@ const STRINGS = {
     micError: "The microphone isn't available. You can type your question.",
     tapToStart: "Tap to start",
     error: "Something went wrong. Please try again.",
+    heardNothing: "I didn't catch anything. Hold the button while you speak.",
   },
   zh: {
     title: "有问题问我",
@@ -73,6 +74,7 @@ const STRINGS = {
     micError: "麦克风不可用，您可以输入问题。",
     tapToStart: "轻触开始",
     error: "出了点问题，请再试一次。",
+    heardNothing: "没有听到声音。请按住按钮说话。",
   },
 };
 
