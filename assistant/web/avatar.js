@@ -37,7 +37,7 @@ export class Avatar {
       tongue: $("tongue"),
     };
     // Smoothed values (each eases toward its target every frame).
-    this.s = { open: 0, gazeX: 0, gazeY: 0, tilt: 0, brow: 0, eyeScale: 1, smile: 7, width: 22 };
+    this.s = { open: 0, gazeX: 0, gazeY: 0, tilt: 0, brow: 0, eyeScale: 1, smile: 7, width: 22, level: 0 };
     this.nextBlink = performance.now() + 1500;
     this.blinkStart = -1;
     this.doubleBlink = false;
@@ -118,6 +118,9 @@ export class Avatar {
     ease("eyeScale", eyeScale, 6);
     ease("smile", smile, 5);
     ease("width", width, 6);
+    // The frame's ring swells with the visitor's voice: a sign that the microphone hears them.
+    ease("level", look === "listening" ? Math.min(1, this.level * 8) : 0, 12);
+    this.svg.style.setProperty("--level", s.level.toFixed(3));
 
     // --- breathing: the body rises and the head follows, a little later ---
     const breath = Math.sin((t * TAU) / 4.2);
