@@ -67,6 +67,7 @@ const player = new Player(ctx, {
   onSentence: (turn, index) => {
     const reply = page.replies.get(turn);
     if (reply && !reply.heard.includes(index)) reply.heard.push(index);
+    if (index > 0) avatar.nod();
     page.stats.sentencesHeard++;
     if (reply) renderReply(reply);
     updateLook();
@@ -216,6 +217,7 @@ function onEvent(ev) {
       break;
     case "transcript":
       youBubble({ partial: !ev.final, text: ev.text });
+      if (ev.final) avatar.nod(); // "I've got your question"
       break;
     case "sources":
       renderSources(ev.sources || []);

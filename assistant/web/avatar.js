@@ -44,6 +44,7 @@ export class Avatar {
     this.gazeTarget = [0, 0];
     this.nextGaze = performance.now() + 2000;
     this.last = performance.now();
+    this.nodStart = -1e9;
     this.frame = this.frame.bind(this);
     this.raf = requestAnimationFrame(this.frame);
   }
@@ -54,6 +55,11 @@ export class Avatar {
 
   setLevel(level) {
     this.level = level;
+  }
+
+  /** A small nod, as people do at the start of a sentence or when they have understood. */
+  nod() {
+    this.nodStart = performance.now();
   }
 
   frame(now) {
@@ -126,10 +132,13 @@ export class Avatar {
     const breath = Math.sin((t * TAU) / 4.2);
     const breathHead = Math.sin((t * TAU) / 4.2 - 0.5);
     const bob = look === "speaking" ? s.open * 3 : 0;
+    // The nod: down and back up over 450 ms.
+    const nodP = (now - this.nodStart) / 450;
+    const nod = nodP >= 0 && nodP < 1 ? Math.sin(nodP * Math.PI) * 5 : 0;
     this.el.body.setAttribute("transform", `translate(0 ${(-breath * 1.6).toFixed(2)}) scale(1 ${(1 + breath * 0.006).toFixed(4)})`);
     this.el.head.setAttribute(
       "transform",
-      `translate(0 ${(-breathHead * 2.6 + bob).toFixed(2)}) rotate(${s.tilt.toFixed(2)} 200 300)`,
+      `translate(0 ${(-breathHead * 2.6 + bob + nod).toFixed(2)}) rotate(${(s.tilt + nod * 0.4).toFixed(2)} 200 300)`,
     );
 
     // --- blinking: every 2.5-6 s, sometimes twice; not while asleep (eyes are closed) ---
