@@ -142,7 +142,7 @@ class Player:
                 if filled:
                     self._delivered_at = time.monotonic()
                 if not self._queue:
-                    if not self._ended and filled < frames:
+                    if not self._ended:
                         self.underruns += 1
                     # Dry: wait for a full jitter buffer again (or the end) before resuming.
                     self._buffering = True

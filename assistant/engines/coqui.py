@@ -138,7 +138,7 @@ class CoquiSynthesizer:
 
             config = XttsConfig()
             config.load_json(str(folder / "config.json"))
-            model = Xtts.init_from_config(config)
+            model = Xtts(config)
             model.load_checkpoint(config, checkpoint_dir=str(folder), checkpoint_path=str(checkpoint), eval=True)
             model.eval()
             return _Loaded("xtts", model, int(config.model_args.output_sample_rate), identity)
@@ -209,8 +209,9 @@ class CoquiSynthesizer:
         gpt_cond_latent, speaker_embedding = self.conditioning(loaded, voice)
         language = XTTS_LANGUAGES.get(detect_language(text), "en")
         options: dict[str, Any] = {k: voice.options[k] for k in _STREAM_KEYS if k in voice.options}
-        if "max_new_tokens" in voice.options:
-            options["max_new_tokens"] = int(voice.options["max_new_tokens"])  # type: ignore[call-overload]
+        for key in ("max_new_tokens", "min_new_tokens"):  # generation bounds, passed to transformers
+            if key in voice.options:
+                options[key] = int(str(voice.options[key]))
         with torch.inference_mode():
             for wav in loaded.model.inference_stream(
                 text,
