@@ -517,3 +517,33 @@ async def test_hands_free_real_speech_with_the_daemons_own_voice_detection(tmp_p
     # One utterance, about as long as the phrase (the endpointer trims silence, keeps some padding).
     assert len(transcriber.calls) == 1
     assert 1.2 < transcriber.calls[0].duration_s < 3.5
+
+
+@pytest.mark.embedded
+async def test_real_voice_moves_the_mouth_with_its_own_envelope() -> None:
+    """The embedded English voice (Piper, shipped as a PyPI package) through the voice router: the
+    mouth follows the envelope the TTS computes from the real speech."""
+    from assistant.config import Settings
+    from assistant.tts import router_from_settings
+
+    try:
+        router = router_from_settings(Settings())
+        router.voice_for("en")
+    except Exception as err:  # the voice package or its runtime missing: nothing to test here
+        pytest.skip(f"no embedded English voice: {err}")
+    engines = fake_engines(
+        llm=FakeLanguageModel(reply="Visitors get a badge at reception. The guest Wi-Fi is Acme-Guest.")
+    )
+    engines.synthesizer, engines.voice_for = router, router.voice_for
+    async with running_daemon(engines) as server, chromium() as browser:
+        page, watch = await open_page(browser, server)
+        await page.fill("#question", "Where do I get a visitor badge?")
+        await page.press("#question", "Enter")
+        await page.wait_for_function("window.assistantPage.player.playing", timeout=30_000)
+        samples = [s for s in await mouth_samples(page, 1500) if s["playing"]]
+        assert len(samples) > 20
+        opens = [s["open"] for s in samples]
+        assert max(opens) > 0.35 and min(opens) < 0.2, (min(opens), max(opens))
+        await shot(page, "speaking-piper-landscape-en")
+        await page.wait_for_function("!window.assistantPage.player.playing", timeout=30_000)
+        assert watch.errors == []
