@@ -80,10 +80,12 @@ const player = new Player(ctx, {
     updateLook();
   },
 });
-if (role === "watcher" && params.get("sound") !== "on") {
-  // A screen beside the kiosk: the kiosk's own speaker plays the reply; this page only lip-syncs.
-  player.out.gain.value = 0;
+/** A screen beside the kiosk (a watcher) is muted: the kiosk's own speaker plays the reply and
+ * this page only lip-syncs. Asking a question here makes it a visitor, with its own voice. */
+function applyRole(current) {
+  player.out.gain.value = current === "watcher" && params.get("sound") !== "on" ? 0 : 1;
 }
+applyRole(role);
 
 function ensureAudio() {
   if (ctx.state !== "running") ctx.resume().catch(() => {});
@@ -189,8 +191,10 @@ function onEvent(ev) {
       if (ev.session !== page.session) player.reset();
       page.session = ev.session;
       if (ev.sample_rate_hz) page.micRateHz = ev.sample_rate_hz;
+      applyRole(ev.role || role);
       setLanguage(ev.language);
-      if (role === "visitor") conn.send(proto.modeMessage(page.mode === "hf" ? "hands-free" : "push-to-talk"));
+      // Only a visitor has a mode (a watcher that sent one would become a visitor).
+      if ((ev.role || role) === "visitor") conn.send(proto.modeMessage(page.mode === "hf" ? "hands-free" : "push-to-talk"));
       updateLook();
       break;
     case "state": {

@@ -60,7 +60,9 @@ export class Player {
     const pcm = frame.pcm;
     for (let i = 0; i < pcm.length; i++) data[i] = pcm[i] / 32768;
     const now = this.ctx.currentTime;
-    const start = this.nextTime > now + 0.01 ? this.nextTime : now + START_LEAD_S;
+    // Join the previous chunk whenever it has not ended yet (a start a hair in the past plays at
+    // once); after a gap, take a small head start so the next chunk can join this one.
+    const start = this.nextTime > now ? this.nextTime : now + START_LEAD_S;
     const src = this.ctx.createBufferSource();
     src.buffer = buffer;
     src.connect(this.out);
