@@ -73,6 +73,8 @@ class ModelFile:
     official: bool = True
     """False: no published value exists for this file; ``sha256`` was pinned from the pack when the
     registry entry was written (still catches a changed or corrupt upload)."""
+    optional: bool = False
+    """The model works without it (XTTS's built-in speaker table): its absence is not "missing"."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,9 @@ PACKS: dict[str, ModelPack] = {
                 ModelFile("model.pth", None, None, url=f"{_XTTS_BASE}/model.pth", official=False),
                 ModelFile("config.json", None, None, url=f"{_XTTS_BASE}/config.json", official=False),
                 ModelFile("vocab.json", None, None, url=f"{_XTTS_BASE}/vocab.json", official=False),
-                ModelFile("speakers_xtts.pth", None, None, url=f"{_XTTS_BASE}/speakers_xtts.pth", official=False),
+                ModelFile(
+                    "speakers_xtts.pth", None, None, url=f"{_XTTS_BASE}/speakers_xtts.pth", official=False, optional=True
+                ),
             ),
         ),
     ]
@@ -254,7 +258,7 @@ def model_dir(settings: Settings, name: str) -> Path:
     p = PACKS[name]
     hint = f"assistant models fetch {name}"
     for f, state in _file_states(path, p, hash_unknown=True):
-        if state == "missing":
+        if state == "missing" and not f.optional:
             raise ModelMissingError(name, path / f.name, fetch_hint=hint)
         if state == "failed":
             raise ModelMissingError(
@@ -298,7 +302,9 @@ def status(settings: Settings, name: str, *, hash_unknown: bool = True) -> PackS
     for f, state in _file_states(path, p, hash_unknown=hash_unknown):
         size = (path / f.name).stat().st_size if state != "missing" else None
         files.append(FileStatus(f.name, state, size, f.size_bytes))
-    worst = max((fs.state for fs in files), key=_SEVERITY.__getitem__)
+    optional = {f.name for f in p.files if f.optional}
+    counted: list[FileState] = [fs.state for fs in files if not (fs.state == "missing" and fs.name in optional)]
+    worst: FileState = max(counted, key=_SEVERITY.__getitem__) if counted else "missing"
     expected = None if any(f.size_bytes is None for f in p.files) else sum(f.size_bytes or 0 for f in p.files)
     return PackStatus(
         name=name,

@@ -223,3 +223,18 @@ def test_cli_list_json(env: tuple[Settings, Path], capsys: pytest.CaptureFixture
     assert by_name["qwen2.5-0.5b"]["state"] == "missing"
     assert by_name["qwen2.5-0.5b"]["expected_size_bytes"] == 491_400_064
     assert by_name["xtts-v2"]["online_only"] is True
+
+
+def test_optional_file_absence_is_not_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(root=tmp_path)
+    folder = settings.models_dir / "xtts-v2"
+    folder.mkdir(parents=True)
+    for name in ("model.pth", "config.json", "vocab.json"):  # placed by hand, no speakers_xtts.pth
+        (folder / name).write_bytes(b"x")
+    assert models.model_dir(settings, "xtts-v2") == folder
+    st = models.status(settings, "xtts-v2")
+    assert st.state == "unpinned"
+    assert {f.name: f.state for f in st.files}["speakers_xtts.pth"] == "missing"
+    (folder / "vocab.json").unlink()
+    with pytest.raises(ModelMissingError, match="assistant models fetch xtts-v2"):
+        models.model_dir(settings, "xtts-v2")
