@@ -122,8 +122,8 @@ class VAD:
     min_speech_ms: int = 250
     max_utterance_s: float = 20.0
     pre_roll_ms: int = 300
-    pause_ms: int = 128
-    """A pause this long inside speech starts transcribing ahead (with ``[asr] partials``)."""
+    pause_ms: int = 64
+    """With partials: a pause this long starts transcribing ahead (the visitor may have finished)."""
     early_silence_ms: int = 250
     """With partials: end the turn after only this much silence when the transcript so far ends a
     sentence (. ? ! 。？！); otherwise ``silence_ms`` applies. 0 turns early ends off."""

@@ -8,11 +8,12 @@ What this does instead (measured in ``bench/asr.py``):
 
 1. Partials. While the visitor talks, the uncommitted part of the utterance is transcribed every
    ``[asr] partial_interval_ms`` and shown as ``TranscriptEvent(final=False)``.
-2. Commit at pauses. When the VAD sees ``[vad] pause_ms`` of silence, the audio since the last
-   commit point up to now is transcribed at once (speculatively: the visitor may have finished).
-   If they speak again, that text is committed (a cut inside a pause is a safe place to cut for
-   Whisper) and later transcriptions cover only the audio after it, with the committed text as
-   prompt context. So at any moment only the audio since the last pause is pending.
+2. Transcribe ahead at pauses. When the VAD sees ``[vad] pause_ms`` of silence, the audio since
+   the last commit point up to now is transcribed at once (speculatively: the visitor may have
+   finished). If they speak again after a real pause (>= 160 ms, not a dip inside a word), that
+   text is committed (a cut inside a pause is a safe place to cut for Whisper) and later
+   transcriptions cover only the audio after it, with the committed text as prompt context. So
+   at any moment only the audio since the last pause is pending.
 3. Early end of turn. If that speculative transcript ends a sentence (. ? ! 。？！) and no voice
    came back for ``[vad] early_silence_ms``, the turn ends there, without waiting for the full
    ``silence_ms``; its transcript is already done, so it is final at that moment. Otherwise the
@@ -49,6 +50,9 @@ EndpointKind = Literal["silence", "early", "max", "flush"]
 _MIN_COMMIT_S = 1.0
 """Chunks shorter than this are not committed on their own: Whisper does poorly on a word or two."""
 _MIN_PARTIAL_S = 0.5
+_COMMIT_GAP_MS = 160
+"""A transcription made at a pause is committed only if the pause lasted this long: shorter dips
+happen inside words, and cutting there would split a word between two chunks."""
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 
 
@@ -146,6 +150,10 @@ class Listener:
         self._interval_samples = settings.asr.partial_interval_ms * SAMPLE_RATE_HZ // 1000
         self._busy = asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None
+        self._job_samples = 0
+        """How long the last transcription took, in samples of stream time: partials are spaced at
+        least 3x that apart, so that on a loaded machine the model is mostly free when a pause
+        comes and the transcription that matters does not queue behind a partial."""
 
     # -- control -------------------------------------------------------------------------------
 
@@ -239,6 +247,7 @@ class Listener:
                     result = await self.transcriber.transcribe(utterance)
             finally:
                 self._holder = None
+                self._job_samples = int((time.perf_counter() - t0) * SAMPLE_RATE_HZ)
             log.debug(
                 "%s of %.2f s at %.0f ms took %.0f ms: %r",
                 what, utterance.duration_s, self.endpointer.stream_ms, (time.perf_counter() - t0) * 1000, result.text,
@@ -253,10 +262,16 @@ class Listener:
             return
         s = self.settings
         spec = take.spec
-        # Voice came back after a speculative transcription: commit it, the next one starts after it.
+        # Voice came back after a speculative transcription: if the pause was a real one (not a dip
+        # inside a word), commit it; the next transcription starts after it.
         if spec is not None and state.last_voiced_sample > spec.last_voiced and spec.task.done():
             result = spec.result()
-            if result is not None and result.text and (spec.to_sample - spec.from_sample) >= _MIN_COMMIT_S * SAMPLE_RATE_HZ:
+            if (
+                result is not None
+                and result.text
+                and state.last_gap_samples >= _COMMIT_GAP_MS * SAMPLE_RATE_HZ // 1000
+                and (spec.to_sample - spec.from_sample) >= _MIN_COMMIT_S * SAMPLE_RATE_HZ
+            ):
                 take.committed.append(result.text)
                 take.commit_sample = spec.to_sample
                 take.language = take.language or result.language
@@ -300,7 +315,7 @@ class Listener:
             partial is None
             and spec is None
             and state.silence_ms == 0
-            and state.now_sample - take.last_partial_sample >= self._interval_samples
+            and state.now_sample - take.last_partial_sample >= max(self._interval_samples, self._job_samples * 3)
             and state.now_sample - take.commit_sample >= _MIN_PARTIAL_S * SAMPLE_RATE_HZ
         ):
             take.last_partial_sample = state.now_sample

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import re
 import statistics
@@ -142,15 +143,16 @@ async def one_pass(transcriber: FasterWhisperTranscriber, settings: Settings, pc
     }
 
 
-async def latency(settings: Settings, rounds: int) -> dict[str, object]:
+async def latency(settings: Settings, rounds: int, with_full: bool, refs: dict[str, str]) -> dict[str, object]:
     fit = FasterWhisperTranscriber.from_settings(replace(settings, asr=replace(settings.asr, prompt_from_kb=False)))
     fit.encoder_window = "fit"
     full = FasterWhisperTranscriber(fit.model_dir, language=settings.asr.language, encoder_window="full")
     modes = {
         "partials": (fit, replace(settings, asr=replace(settings.asr, partials=True))),
         "whole": (fit, replace(settings, asr=replace(settings.asr, partials=False))),
-        "whole-full": (full, replace(settings, asr=replace(settings.asr, partials=False))),
     }
+    if with_full:
+        modes["whole-full"] = (full, replace(settings, asr=replace(settings.asr, partials=False)))
     clips: list[tuple[str, np.ndarray]] = []
     for path in [*sorted((DATA / "librivox").glob("*.wav")), DATA / "cards" / "005.wav"]:
         clips.append((path.name, decode_file(path)))
@@ -179,14 +181,29 @@ async def latency(settings: Settings, rounds: int) -> dict[str, object]:
             "mean_latency_ms": round(statistics.fmean(lat), 1) if lat else None,
             "median_endpoint_ms": round(statistics.median(ep), 1) if ep else None,
             "early_endpoints": sum(1 for x in runs if x.get("endpoint") == "early"),
+            "librivox_wer": _runs_wer(runs, refs),
             "runs": runs,
         }
     p = summary["partials"]["median_latency_ms"]  # type: ignore[index]
     w = summary["whole"]["median_latency_ms"]  # type: ignore[index]
-    wf = summary["whole-full"]["median_latency_ms"]  # type: ignore[index]
     summary["ratio_whole_to_partials"] = round(w / p, 2) if p and w else None
-    summary["ratio_whole_full_to_partials"] = round(wf / p, 2) if p and wf else None
+    if "whole-full" in summary:
+        wf = summary["whole-full"]["median_latency_ms"]  # type: ignore[index]
+        summary["ratio_whole_full_to_partials"] = round(wf / p, 2) if p and wf else None
     return summary
+
+
+def _runs_wer(runs: list[dict[str, object]], refs: dict[str, str]) -> float | None:
+    """WER of what the live path produced on the LibriVox clips (the final transcripts)."""
+    errors = words = 0
+    for run in runs:
+        ref = refs.get(str(run["clip"]).removesuffix(".wav"))
+        if ref is None or "text" not in run:
+            continue
+        r = normalise(ref)
+        errors += edit_distance(r, normalise(str(run["text"])))
+        words += len(r)
+    return round(errors / words, 4) if words else None
 
 
 def main() -> int:
@@ -195,6 +212,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "asr.json"))
     parser.add_argument("--config", help="settings file (default: ./assistant.toml or built-in defaults)")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--with-full", action="store_true", help="also time the whole-utterance path on the 30 s window")
+    parser.add_argument("--no-full-wer", action="store_true", help="skip the WER pass on the 30 s window (slow when loaded)")
     args = parser.parse_args()
     settings = load(args.config)
     settings = replace(settings, asr=replace(settings.asr, prompt_from_kb=False, language=""))
@@ -211,7 +230,8 @@ def main() -> int:
         "compute_type": transcriber.compute_type,
         "threads": transcriber.threads,
         "beam_size": transcriber.beam_size,
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs (shared)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "load_s": round(load_s, 2),
         "settings": {
             "silence_ms": settings.vad.silence_ms,
@@ -221,7 +241,7 @@ def main() -> int:
         },
         "wer": {},
     }
-    for window in ("fit", "full"):
+    for window in ("fit",) if args.no_full_wer else ("fit", "full"):
         transcriber.encoder_window = window
         out["wer"][window] = {  # type: ignore[index]
             "librivox": wer_set(transcriber, librivox),
@@ -232,13 +252,14 @@ def main() -> int:
         print(f"WER {window}: librivox {lib['wer']:.3f} (RTF {lib['rtf']}), cards {cds['wer']:.3f} (RTF {cds['rtf']})", file=sys.stderr)
     transcriber.encoder_window = "fit"
     if not args.skip_latency:
-        out["latency"] = asyncio.run(latency(settings, args.rounds))
+        out["latency"] = asyncio.run(latency(settings, args.rounds, args.with_full, lib_refs))
         lat = out["latency"]
         print(
-            f"latency median: partials {lat['partials']['median_latency_ms']} ms, whole {lat['whole']['median_latency_ms']} ms, "  # type: ignore[index]
-            f"whole-full {lat['whole-full']['median_latency_ms']} ms; ratio {lat['ratio_whole_to_partials']}",  # type: ignore[index]
+            f"latency median: partials {lat['partials']['median_latency_ms']} ms, "  # type: ignore[index]
+            f"whole {lat['whole']['median_latency_ms']} ms; ratio {lat['ratio_whole_to_partials']}",  # type: ignore[index]
             file=sys.stderr,
         )
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")

@@ -108,6 +108,8 @@ class SpeechState:
     """One past the last sample the endpointer has processed."""
     started: bool
     """SpeechStart has been emitted (min_speech_ms of voice seen)."""
+    last_gap_samples: int = 0
+    """Length of the most recent pause inside the utterance that voice has ended (0: none yet)."""
 
     @property
     def silence_ms(self) -> float:
@@ -160,6 +162,7 @@ class Endpointer:
         self._last_voiced = 0
         self._voiced_samples = 0
         self._silence_run = 0
+        self._last_gap = 0
 
     @property
     def stream_ms(self) -> float:
@@ -177,7 +180,7 @@ class Endpointer:
     def state(self) -> SpeechState | None:
         if not self._in_speech:
             return None
-        return SpeechState(self._start_sample, self._last_voiced, self._processed, self._started)
+        return SpeechState(self._start_sample, self._last_voiced, self._processed, self._started, self._last_gap)
 
     def audio(self, start_sample: int | None = None, end_sample: int | None = None) -> np.ndarray:
         """The utterance in progress between two absolute sample positions (default: all of it)."""
@@ -261,6 +264,8 @@ class Endpointer:
         else:
             self._chunks.append(window)
             if prob >= self.threshold or (prob >= self.neg_threshold and self._silence_run == 0):
+                if self._silence_run:
+                    self._last_gap = self._silence_run
                 self._last_voiced = end
                 self._voiced_samples += WINDOW_SAMPLES
                 self._silence_run = 0
