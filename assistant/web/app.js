@@ -43,6 +43,17 @@ const ui = {
   overlay: $("start-overlay"),
 };
 
+/** localStorage, which a locked-down kiosk browser may refuse: then nothing is remembered. */
+function stored(key, value) {
+  try {
+    if (value === undefined) return localStorage.getItem(key);
+    localStorage.setItem(key, value);
+  } catch (err) {
+    // private mode or storage disabled
+  }
+  return null;
+}
+
 let t = translator(params.get("lang") || "");
 let language = pickLanguage(params.get("lang") || "");
 
@@ -51,7 +62,7 @@ const page = {
   serverState: "idle",
   turn: 0,
   talking: false, // push-to-talk button held
-  mode: params.get("mode") === "hands-free" ? "hf" : localStorage.getItem("assistant.mode") || "ptt",
+  mode: params.get("mode") === "hands-free" ? "hf" : stored("assistant.mode") || "ptt",
   paused: false, // hands-free microphone paused by the visitor
   micSequence: 0,
   micRateHz: proto.MIC_RATE_HZ, // what the daemon expects (hello.sample_rate_hz)
@@ -478,7 +489,7 @@ function talkEnd() {
 
 async function setMode(mode, { quiet = false } = {}) {
   page.mode = mode;
-  localStorage.setItem("assistant.mode", mode);
+  stored("assistant.mode", mode);
   ui.body.dataset.mode = mode;
   ui.modePtt.setAttribute("aria-pressed", String(mode === "ptt"));
   ui.modeHf.setAttribute("aria-pressed", String(mode === "hf"));
