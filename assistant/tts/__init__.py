@@ -6,6 +6,7 @@ to the engine (and, per language, the voice) that should speak it.
 
 from assistant.tts.cache import CachedReply, ReplyCache
 from assistant.tts.envelope import CEILING_DBFS, FLOOR_DBFS, EnvelopeFollower, envelope, visemes
+from assistant.tts.faq import faq_answers, prerender_faq
 from assistant.tts.pcm import chunks_from_pcm, join_chunks, resample_int16, write_wav
 from assistant.tts.router import VoiceRouter, router_from_settings
 from assistant.tts.speakable import make_speakable, split_by_language, strip_markup
@@ -23,11 +24,13 @@ __all__ = [
     "check_clip",
     "chunks_from_pcm",
     "envelope",
+    "faq_answers",
     "find_voice",
     "join_chunks",
     "list_voices",
     "load_voice",
     "make_speakable",
+    "prerender_faq",
     "resample_int16",
     "router_from_settings",
     "split_by_language",
