@@ -140,3 +140,11 @@ def test_encode_wav_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "out.wav"
     path.write_bytes(encode_wav(pcm))
     np.testing.assert_array_equal(decode_file(path), pcm)
+
+
+def test_read_audio_file_is_the_light_entry_point(tmp_path: Path) -> None:
+    from assistant.audio import read_audio_file
+
+    path = tmp_path / "a.wav"
+    sf.write(path, _tone(8_000), 8_000)
+    _check(read_audio_file(path))

@@ -15,6 +15,7 @@ Modules (imported on use, so ``import assistant.audio`` stays light):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -44,4 +45,14 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
     return scaled.astype(np.int16)
 
 
-__all__ = ["FRAME_SAMPLES", "SAMPLE_RATE_HZ", "AudioSource", "to_int16"]
+def read_audio_file(path: str | Path) -> np.ndarray:
+    """A whole audio file (WAV, FLAC, MP3, OGG, anything FFmpeg reads) as 16 kHz mono int16.
+
+    Raises TranscribeError("audio-unreadable" | "audio-empty"); see ``codecs.decode_file``.
+    """
+    from assistant.audio.codecs import decode_file
+
+    return decode_file(path)
+
+
+__all__ = ["FRAME_SAMPLES", "SAMPLE_RATE_HZ", "AudioSource", "read_audio_file", "to_int16"]
