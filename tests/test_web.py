@@ -573,3 +573,25 @@ async def test_watcher_screen_follows_the_kiosk_session_muted() -> None:
         assert await page.evaluate("window.assistantPage.page.stats.hellos") == 2
         assert await page.evaluate("window.assistantPage.player.out.gain.value") == 1
         assert watch.errors == []
+
+
+async def test_stop_button_interrupts_and_the_daemon_keeps_only_what_was_heard() -> None:
+    # A slow voice: the turn is still synthesising when the visitor presses Stop.
+    engines = fake_engines(synthesizer=SpeakingSynthesizer(ms_per_char=50.0, delay_s=0.4))
+    async with running_daemon(engines) as server, chromium() as browser:
+        page, watch = await open_page(browser, server)
+        await page.fill("#question", "Where do I get a visitor badge?")
+        await page.press("#question", "Enter")
+        await page.wait_for_selector(".bubble.assistant .now >> text=Visitors get a badge", timeout=10_000)
+        await page.wait_for_timeout(400)
+        await page.click("#stop")
+        await page.wait_for_selector(".bubble.assistant.interrupted", timeout=5_000)
+        assert not await page.evaluate("window.assistantPage.player.playing")
+        await page.wait_for_function("document.body.dataset.look === 'idle'", timeout=5_000)
+        assert await page.is_hidden("#stop")
+        heard = await page.text_content(".bubble.assistant:last-child .text")
+        assert "Visitors get a badge" in heard and "Enjoy your visit" not in heard
+        assert watch.errors == []
+        session = next(s for s in server.hub.sessions.values() if s.kind == "visitor")
+        remembered = session.history[-1]
+        assert remembered.role == "assistant" and "Enjoy your visit" not in remembered.content
