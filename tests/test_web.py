@@ -436,7 +436,7 @@ async def test_audio_frames_cross_the_wire_both_ways_and_history_stays_bounded()
     from assistant.events import decode_audio_frame, encode_audio_frame
 
     async with running_daemon(fake_engines(speak=False)) as server, chromium() as browser:
-        page, watch = await open_page(browser, server)
+        page, watch = await open_page(browser, server, query="?debug=1")
         # Python encodes (an odd envelope length misaligns the PCM), the page decodes ...
         pcm = np.array([0, 1, -1, 32767, -32768, 1234], dtype="<i2")
         frame = encode_audio_frame(AudioChunk(pcm.tobytes(), 22_050, (0.0, 0.5, 1.0)), turn=7, sequence=3, sentence=2)
@@ -475,6 +475,9 @@ async def test_audio_frames_cross_the_wire_both_ways_and_history_stays_bounded()
         )
         assert counts["bubbles"] <= 10 and counts["replies"] <= 5 and counts["chunks"] == 0, counts
         assert "take 13" in await page.text_content("#captions")
+        # ?debug=1 shows the latency trace of the last turn.
+        await page.wait_for_selector("#trace >> text=turn 14", timeout=5_000)
+        assert "first_token" in await page.text_content("#trace")
         assert watch.errors == []
 
 

@@ -7,6 +7,7 @@
 //   token=...       the daemon's [server] token, when it listens beyond localhost
 //   lang=zh|en      the page's own language, overriding the daemon's [general] language
 //   mode=hands-free start in hands-free mode (else the last mode chosen on this screen, or push-to-talk)
+//   debug=1         show each turn's latency trace in a corner (for tuning a kiosk)
 
 import { Avatar } from "./avatar.js";
 import { Connection } from "./connection.js";
@@ -285,6 +286,7 @@ function onEvent(ev) {
       break;
     case "trace":
       page.stats.lastTrace = ev;
+      if (params.get("debug")) showTrace(ev);
       break;
     default:
       break; // audio-stop, speech-end: the audio frames themselves drive the page
@@ -402,6 +404,18 @@ function renderSources(sources) {
     ui.sourceList.append(li);
   }
   ui.sources.hidden = sources.length === 0;
+}
+
+function showTrace(trace) {
+  let el = $("trace");
+  if (!el) {
+    el = document.createElement("pre");
+    el.id = "trace";
+    el.className = "trace";
+    document.body.append(el);
+  }
+  const stages = ["endpoint", "transcript", "retrieve", "first_token", "first_sentence", "first_audio", "total"];
+  el.textContent = [`turn ${trace.turn} · ${trace.route}`, ...stages.filter((k) => trace[`${k}_ms`] != null).map((k) => `${k.padEnd(15)}${Math.round(trace[`${k}_ms`])} ms`)].join("\n");
 }
 
 let toastTimer = 0;
