@@ -1,0 +1,332 @@
+"""Faithfulness benchmark: does the assistant answer from the knowledge base, and only from it?
+
+Runs every question in ``bench/faithfulness.jsonl`` through the real turn (``assistant.turn.Turn``:
+query rewriting, retrieval, routing, grounded prompt, the LLM streaming) over the sample knowledge
+base ``kb/``, once per embedded model, and scores the answers:
+
+- fact accuracy: answerable questions whose answer contains every required fact (each fact is a list
+  of acceptable spellings: "18:30" / "六点半"),
+- decline rate: unanswerable questions (the answer is not in the KB) that were declined (the fallback
+  line, or the model saying the passages do not cover it) instead of answered,
+- language match: answers in the question's language (URLs and e-mail addresses ignored),
+- mean spoken length: characters (zh) / words (en) and estimated seconds of speech.
+
+Systems: one per model (``qwen2.5-0.5b``, ``qwen2.5-1.5b``: the deployed routing, so FAQ hits are
+answered verbatim and the rest by the model; a per-route breakdown shows each route's share), plus
+``faq``: no LLM at all, the stored answer of the best FAQ match when it clears the relevance
+threshold, else the fallback line (what retrieval alone achieves).
+
+    .venv/bin/python bench/faithfulness.py                       # all systems
+    .venv/bin/python bench/faithfulness.py --systems faq qwen2.5-0.5b --limit 10
+
+Writes ``bench/results/faithfulness.json`` (metrics per system and every answer, for inspection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import platform
+import re
+import sys
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from assistant import prompts  # noqa: E402
+from assistant.config import Settings, load  # noqa: E402
+from assistant.language import detect_language  # noqa: E402
+from assistant.stages import Message, Passage  # noqa: E402
+
+QUESTIONS = ROOT / "bench" / "faithfulness.jsonl"
+OUT = ROOT / "bench" / "results" / "faithfulness.json"
+MODELS = ["qwen2.5-0.5b", "qwen2.5-1.5b"]
+
+ZH_CHARS_PER_S = 4.5
+"""Typical Mandarin TTS speaking rate (characters per second)."""
+EN_WORDS_PER_S = 2.6
+"""Typical English TTS speaking rate (words per second)."""
+
+DECLINE_MARKERS = [
+    # what the prompts tell the model to say, what the fallback line says, and common paraphrases
+    "没有这个问题的答案", "没有相关", "没有提到", "没有提供", "没有关于", "无法回答", "回答不了", "不知道",
+    "不清楚", "请咨询前台", "咨询前台工作人员", "资料里没有", "资料中没有",
+    "don't cover", "do not cover", "doesn't cover", "does not cover", "don't know", "do not know",
+    "not sure", "no information", "not mentioned", "doesn't say", "does not say", "can't find",
+    "cannot find", "can't answer", "cannot answer", "ask the front desk", "not covered",
+    "don't have information", "do not have information",
+]  # fmt: skip
+_URLISH = re.compile(r"(https?://\S+|\b[\w.-]+@[\w.-]+\.\w+|\b[\w-]+(\.[\w-]+)+\.(com|cn|net|org)\b)", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring (pure functions)
+# --------------------------------------------------------------------------------------------
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width digits and colons become ASCII), lower case, no thousands separators."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+
+
+def has_fact(answer: str, alternatives: list[str]) -> bool:
+    """Any spelling present. Latin/number spellings must stand alone ("5" does not match "15")."""
+    text = normalise(answer)
+    for alt in alternatives:
+        alt_n = normalise(alt)
+        if re.fullmatch(r"[\x00-\x7f]+", alt_n):
+            if re.search(rf"(?<![a-z0-9]){re.escape(alt_n)}(?![a-z0-9])", text):
+                return True
+        elif alt_n in text:
+            return True
+    return False
+
+
+def declined(answer: str) -> bool:
+    text = normalise(answer)
+    return any(marker in text for marker in DECLINE_MARKERS)
+
+
+def answer_language(answer: str, default: str) -> str:
+    return detect_language(_URLISH.sub(" ", answer), default=default)
+
+
+def spoken_units(answer: str, language: str) -> int:
+    """Characters for Chinese (Han characters plus Latin words), words for English."""
+    if language == "zh":
+        return len(re.findall(r"[\u3400-\u9fff]", answer)) + len(re.findall(r"[A-Za-z0-9]+", answer))
+    return len(re.findall(r"[A-Za-z0-9'’-]+", answer))
+
+
+def spoken_seconds(answer: str, language: str) -> float:
+    units = spoken_units(answer, language)
+    return units / ZH_CHARS_PER_S if language == "zh" else units / EN_WORDS_PER_S
+
+
+def score(item: dict[str, Any], answer: str) -> dict[str, Any]:
+    language = detect_language(item["question"])
+    answerable = item.get("answerable", True)
+    out: dict[str, Any] = {
+        "language": language,
+        "answer_language": answer_language(answer, language),
+        "spoken_units": spoken_units(answer, language),
+        "spoken_s": round(spoken_seconds(answer, language), 2),
+        "declined": declined(answer),
+    }
+    out["language_ok"] = out["answer_language"] == language
+    if answerable:
+        missing = [facts[0] for facts in item["facts"] if not has_fact(answer, facts)]
+        out["missing_facts"] = missing
+        out["facts_ok"] = not missing
+    return out
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+
+    def share(items: list[dict[str, Any]], key: str) -> float | None:
+        return round(sum(1 for r in items if r[key]) / len(items), 4) if items else None
+
+    summary: dict[str, Any] = {
+        "questions": len(rows),
+        "fact_accuracy": share(answerable, "facts_ok"),
+        "decline_rate": share(unanswerable, "declined"),
+        "false_decline_rate": share(answerable, "declined"),
+        "language_match": share(rows, "language_ok"),
+        "mean_spoken_s": round(sum(r["spoken_s"] for r in rows) / len(rows), 2) if rows else None,
+        "mean_spoken_chars_zh": _mean([r["spoken_units"] for r in rows if r["language"] == "zh"]),
+        "mean_spoken_words_en": _mean([r["spoken_units"] for r in rows if r["language"] == "en"]),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+    }
+    for language in ("zh", "en"):
+        subset = [r for r in rows if r["language"] == language]
+        summary[f"fact_accuracy_{language}"] = share([r for r in subset if r["answerable"]], "facts_ok")
+        summary[f"decline_rate_{language}"] = share([r for r in subset if not r["answerable"]], "declined")
+    routes: dict[str, dict[str, Any]] = {}
+    for route in sorted({str(r.get("route")) for r in rows}):
+        subset = [r for r in rows if str(r.get("route")) == route]
+        routes[route] = {
+            "questions": len(subset),
+            "fact_accuracy": share([r for r in subset if r["answerable"]], "facts_ok"),
+            "decline_rate": share([r for r in subset if not r["answerable"]], "declined"),
+        }
+    summary["routes"] = routes
+    first = [r["timings_ms"].get("first_token") for r in rows if r.get("timings_ms", {}).get("first_token")]
+    total = [r["timings_ms"].get("total") for r in rows if r.get("route") == "generated" and r.get("timings_ms")]
+    summary["median_first_token_ms"] = _median(first)
+    summary["median_generated_total_ms"] = _median([t for t in total if t])
+    return summary
+
+
+def _mean(values: list[int]) -> float | None:
+    return round(sum(values) / len(values), 1) if values else None
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return round(s[len(s) // 2], 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+def read_questions(path: Path) -> list[dict[str, Any]]:
+    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for item in items:
+        item.setdefault("answerable", True)
+        if item["answerable"] and not item.get("facts"):
+            raise SystemExit(f"{path}: {item['id']} is answerable but lists no facts")
+    return items
+
+
+def history_of(item: dict[str, Any]) -> list[Message]:
+    return [Message(role, content) for role, content in item.get("history", [])]
+
+
+async def run_turns(settings: Settings, retriever: Any, llm: Any, items: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    from assistant.turn import Engines, Turn
+
+    engines = Engines(retriever=retriever, llm=llm)
+    rows = []
+    for n, item in enumerate(items, start=1):
+        turn = Turn(n, engines=engines, settings=settings, history=history_of(item))
+        result = await turn.run(item["question"])
+        answer = result.answer if result.error is None else f"[error {result.error.code}] {result.error.message}"
+        row = {
+            "id": item["id"],
+            "question": item["question"],
+            "answerable": item["answerable"],
+            "route": result.route,
+            "answer": answer,
+            "sources": [p.id for p in result.sources],
+            "timings_ms": result.timings_ms,
+            **score(item, answer),
+        }
+        rows.append(row)
+        mark = "ok" if row.get("facts_ok", row["declined"] if not item["answerable"] else False) else "--"
+        print(f"[{label} {n}/{len(items)}] {mark} {result.route}: {item['question']} -> {answer[:90]!r}", file=sys.stderr)
+    return rows
+
+
+async def run_faq_only(settings: Settings, retriever: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """No LLM: the best FAQ answer when it clears the relevance threshold, else the fallback line."""
+    rows = []
+    for item in items:
+        language = detect_language(item["question"])
+        query = prompts.rewrite_query(item["question"], history_of(item))
+        passages: list[Passage] = await retriever.search(query, k=settings.kb.top_k)
+        faq = [p for p in passages if p.kind == "faq" and p.answer]
+        best = max(faq, key=lambda p: p.score) if faq else None
+        if best is not None and best.score >= settings.answer.relevance_threshold:
+            route, answer, sources = "faq", best.answer or "", [best.id]
+        else:
+            route, answer, sources = "fallback", prompts.fallback_line(language), []
+        rows.append(
+            {
+                "id": item["id"],
+                "question": item["question"],
+                "answerable": item["answerable"],
+                "route": route,
+                "answer": answer,
+                "sources": sources,
+                "timings_ms": {},
+                **score(item, answer),
+            }
+        )
+    return rows
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    from assistant.kb import build_index, open_retriever
+    from assistant.registry import language_model
+
+    settings = load(args.config) if args.config else load(ROOT / "assistant.toml") if (ROOT / "assistant.toml").exists() else Settings(root=ROOT)
+    settings.kb.index_dir = str(args.index)
+    if args.relevance_threshold is not None:
+        # Explore how the LLM behaves when it sees weaker passages (more questions reach it).
+        settings.answer.relevance_threshold = args.relevance_threshold
+    items = read_questions(args.questions)
+    if args.ids:
+        items = [i for i in items if i["id"] in set(args.ids)]
+    if args.limit:
+        items = items[: args.limit]
+    started = time.monotonic()
+    report = build_index(settings, [str(ROOT / "kb")], index_dir=args.index, progress=False)
+    print(f"index: {report}", file=sys.stderr)
+    retriever = open_retriever(settings, index_dir=str(args.index))
+
+    systems: dict[str, Any] = {}
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for system in args.systems:
+        t0 = time.monotonic()
+        if system == "faq":
+            rows = await run_faq_only(settings, retriever, items)
+        else:
+            s = dataclasses.replace(settings, llm=dataclasses.replace(settings.llm, engine="llamacpp", model=system, model_path=""))
+            llm = language_model(s)
+            try:
+                rows = await run_turns(s, retriever, llm, items, system)
+            finally:
+                close = getattr(llm, "close", None)
+                if close:
+                    close()
+        systems[system] = {**summarise(rows), "seconds": round(time.monotonic() - t0, 1)}
+        answers[system] = rows
+        print(f"{system}: {json.dumps(systems[system], ensure_ascii=False)}", file=sys.stderr)
+    return {
+        "benchmark": "faithfulness",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join(["bench/faithfulness.py", *sys.argv[1:]]),
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "questions_file": str(args.questions.relative_to(ROOT)) if args.questions.is_relative_to(ROOT) else str(args.questions),
+        "settings": {
+            "faq_threshold": settings.answer.faq_threshold,
+            "relevance_threshold": settings.answer.relevance_threshold,
+            "max_passages": settings.answer.max_passages,
+            "max_tokens": settings.answer.max_tokens,
+            "temperature": settings.llm.temperature,
+            "embedder": settings.kb.embedder,
+        },
+        "targets_1_5b": {"fact_accuracy": 0.90, "decline_rate": 0.90, "language_match": 0.98},
+        "systems": systems,
+        "answers": answers,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", nargs="+", default=["faq", *MODELS], help="faq and/or model pack names")
+    parser.add_argument("--questions", type=Path, default=QUESTIONS)
+    parser.add_argument("--index", type=Path, default=ROOT / "cache" / "bench-index", help="index folder (built from kb/)")
+    parser.add_argument("--config", help="assistant.toml to take thresholds from (default: the repository's)")
+    parser.add_argument("--relevance-threshold", type=float, help="override [answer] relevance_threshold")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    parser.add_argument("--ids", nargs="*", help="only these question ids")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    result = asyncio.run(main_async(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(args.out)
+    print(json.dumps({name: {k: v for k, v in s.items() if k != "routes"} for name, s in result["systems"].items()}, ensure_ascii=False, indent=1))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
