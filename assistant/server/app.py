@@ -53,6 +53,8 @@ WS_PATH = "/ws"
 CLIENT_QUEUE_BYTES = 8 * 1024 * 1024
 """Outbound bytes a client may have pending (about 3 minutes of 22 kHz reply audio) before it is closed."""
 CLIENT_QUEUE_FRAMES = 4_000
+CLOSE_DEADLINE_S = 2.0
+"""A closing handshake that takes longer than this (a dead or frozen client) ends with a TCP abort."""
 
 
 class Hub(Protocol):
@@ -99,6 +101,8 @@ class Client:
         self._ready = asyncio.Event()
         self._closing: tuple[int, str] | None = None
         self._metrics = metrics
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self.sent_frames = 0
 
     # -- sending, never waiting ---------------------------------------------------------------
@@ -120,20 +124,43 @@ class Client:
         return True
 
     def close(self, code: int, reason: str) -> None:
-        """Close after what is already queued is written (``writer`` does it); never waits."""
-        if self._closing is None:
-            self._closing = (code, reason)
-            if code == CLOSE_POLICY and "slow" in reason:
-                # a slow client gets no more of its backlog: close now
-                self._queue.clear()
-                self._pending_bytes = 0
-            self._ready.set()
+        """Close after what is already queued is written (``writer`` does it); never waits.
+
+        A client closed for being slow gets none of its backlog: its writer is probably stuck in a
+        send that will never finish, so the writer is cancelled and the close gets a deadline."""
+        if self._closing is not None:
+            return
+        self._closing = (code, reason)
+        if code == CLOSE_POLICY and "slow" in reason:
+            self._queue.clear()
+            self._pending_bytes = 0
+            if self._writer is not None:
+                self._writer.cancel()
+            self._closer = asyncio.get_running_loop().create_task(self._close_now(code, reason))
+        self._ready.set()
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(self.conn.close(code, reason), timeout=CLOSE_DEADLINE_S)
+        except (asyncio.TimeoutError, ConnectionClosed, OSError):
+            pass
+        finally:
+            if self.conn.transport is not None and not self.conn.transport.is_closing():
+                self.conn.transport.abort()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing is not None
 
     @property
     def pending_bytes(self) -> int:
         return self._pending_bytes
 
-    async def writer(self) -> None:
+    def start(self) -> asyncio.Task[None]:
+        self._writer = asyncio.get_running_loop().create_task(self._write(), name=f"writer-{self.id}")
+        return self._writer
+
+    async def _write(self) -> None:
         """Drain the queue into the socket; the only place that awaits a client's pace."""
         try:
             while True:
@@ -145,7 +172,7 @@ class Client:
                     self.sent_frames += 1
                 self._ready.clear()
                 if self._closing is not None:
-                    await self.conn.close(*self._closing)
+                    await self._close_now(*self._closing)
                     return
         except ConnectionClosed:
             return
@@ -217,7 +244,10 @@ class AssistantServer:
             client.close(code, reason)
         conns = [c.conn for c in self.clients]
         if conns:
-            await asyncio.wait([asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=3)
+            await asyncio.wait([asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=CLOSE_DEADLINE_S + 1)
+        for conn in conns:
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.abort()
         self._server.close(close_connections=True)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._server.wait_closed(), timeout=3)
@@ -320,11 +350,11 @@ class AssistantServer:
         role: Role = "visitor" if query.get("role", [""])[0] == "visitor" else "watcher"
         self.clients.add(client)
         self.metrics.clients.set(len(self.clients))
-        writer = asyncio.create_task(client.writer(), name=f"writer-{client.id}")
+        writer = client.start()
         try:
             self.hub.attach(client, role)
             async for data in conn:
-                if client._closing is not None:
+                if client.closing:
                     break
                 await self._receive(client, data)
         except ConnectionClosed:
@@ -333,12 +363,14 @@ class AssistantServer:
             self.clients.discard(client)
             self.metrics.clients.set(len(self.clients))
             self.hub.detach(client)
-            if client._closing is None:
+            if not client.closing:
                 client.close(CLOSE_GOING_AWAY, "")
-            with contextlib.suppress(asyncio.TimeoutError, ConnectionClosed):
-                await asyncio.wait_for(writer, timeout=3)
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, ConnectionClosed):
+                await asyncio.wait_for(asyncio.shield(writer), timeout=CLOSE_DEADLINE_S + 1)
             if not writer.done():
                 writer.cancel()
+                if conn.transport is not None:
+                    conn.transport.abort()
 
     async def _receive(self, client: Client, data: str | bytes) -> None:
         try:
