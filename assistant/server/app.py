@@ -142,7 +142,7 @@ class Client:
     async def _close_now(self, code: int, reason: str) -> None:
         try:
             await asyncio.wait_for(self.conn.close(code, reason), timeout=CLOSE_DEADLINE_S)
-        except (asyncio.TimeoutError, ConnectionClosed, OSError):
+        except (TimeoutError, ConnectionClosed, OSError):
             pass
         finally:
             if self.conn.transport is not None and not self.conn.transport.is_closing():
