@@ -12,6 +12,7 @@ Heavy libraries (faiss, bm25s, jieba, the embedder) load inside these functions,
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
     from assistant.kb.search import IndexRetriever
 
 __all__ = ["build_index", "domain_terms", "index_path", "open_retriever"]
+
+# These libraries narrate their own start-up (CPU feature probing, dictionary loading) at INFO and
+# DEBUG; the assistant's --verbose is about the assistant, so they only speak up for warnings.
+for _name in ("faiss", "faiss.loader", "jieba", "bm25s"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def index_path(settings: Settings, index_dir: str | Path | None = None) -> Path:

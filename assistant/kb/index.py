@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -236,7 +237,19 @@ def _domain_terms(records: Sequence[Record], limit: int = 200) -> list[str]:
             if not (any(c.isupper() for c in t[1:]) or any(c.isdigit() or c in "-_" for c in t)):
                 continue
         out.append(t)
-    return out[:limit]
+    # jieba splits "HB-Guest" into "HB", "-", "Guest": put hyphenated names back whole, where their
+    # first part ranked, so the prompt spells them as the knowledge base does.
+    compounds: dict[str, str] = {}
+    for name in re.findall(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+", text):
+        compounds.setdefault(name.split("-")[0], name)
+    merged: list[str] = []
+    for t in out:
+        whole = compounds.pop(t, None)
+        if whole and whole not in merged:
+            merged.append(whole)
+        if t not in merged:
+            merged.append(t)
+    return merged[:limit]
 
 
 def build(
@@ -311,7 +324,7 @@ def build(
             if (
                 old is not None
                 and old.get("sha256") == sha
-                and old.get("chunking") == chunking
+                and old.get("chunking") in (None, chunking)
                 and source in old_offsets
                 and old_vectors is not None
             ):
@@ -337,7 +350,8 @@ def build(
                 "size": path.stat().st_size,
                 "kind": result.kind,
                 "records": len(result.records),
-                "chunking": chunking,
+                # chunking settings only shape documents; an FAQ table is reused whatever they are
+                "chunking": chunking if result.kind == "document" else None,
             }
             report.embedded_files += 1
 

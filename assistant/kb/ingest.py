@@ -284,9 +284,7 @@ def _markdown_blocks(text: str) -> tuple[str, list[Block]]:
             heading = _inline_text(tokens[i + 1])
             if level == 1 and not title:
                 title = heading
-            headings = [*headings[: level - 1], heading]
-            while len(headings) < level:
-                headings.insert(len(headings) - 1, "")
+            headings = _push_heading(headings, level, heading)
             i += 3
             continue
         if tok.type == "tr_open":
@@ -318,6 +316,13 @@ def _inline_text(tok: Any) -> str:
     return "".join(parts).strip()
 
 
+def _push_heading(headings: list[str], level: int, text: str) -> list[str]:
+    """The heading path after a level-``level`` heading (1-based); skipped levels stay empty."""
+    path = headings[: level - 1]
+    path += [""] * (level - 1 - len(path))
+    return [*path, text]
+
+
 def _section(headings: list[str]) -> str:
     # The document's own title (H1) is the title, not a section; sections are H2 and below.
     inner = [h for h in headings[1:] if h]
@@ -346,7 +351,7 @@ def _html_blocks(text: str) -> tuple[str, list[Block]]:
             heading = el.get_text(" ", strip=True)
             if level == 1 and not title:
                 title = heading
-            headings = [*headings[: level - 1], heading]
+            headings = _push_heading(headings, level, heading)
             continue
         if el.name == "tr":
             content = " | ".join(c.get_text(" ", strip=True) for c in el.find_all(["td", "th"]))
@@ -417,9 +422,7 @@ def _docx_blocks(path: Path) -> tuple[str, list[Block]]:
         match = re.match(r"Heading (\d)", style)
         if match:
             level = int(match.group(1)) + 1  # Heading 1 is a section below the document title
-            headings = [*headings[: level - 1], text]
-            while len(headings) < level:
-                headings.insert(len(headings) - 1, "")
+            headings = _push_heading(headings, level, text)
             continue
         blocks.append(Block(text, _section(headings)))
     for table in document.tables:

@@ -10,6 +10,7 @@ match with the highest IDF: "火星" (Mars) makes any front-desk entry a weak le
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import unicodedata
@@ -47,6 +48,8 @@ def tokenize(text: str) -> list[str]:
     """Lower-cased words: jieba for Chinese runs, whole tokens for Latin (``hb-guest``, ``8:30``)."""
     import jieba
 
+    if jieba.default_logger.level < logging.WARNING:
+        jieba.setLogLevel(logging.WARNING)
     out: list[str] = []
     for word in jieba.lcut(_norm(text)):
         word = word.strip()

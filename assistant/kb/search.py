@@ -41,7 +41,9 @@ class KnowledgeBase:
             self._index.hnsw.efSearch = HNSW_EF_SEARCH
         self._vectors = flat_view(self._index)
         self._lexical = LexicalIndex.load(generation / "lexical")
-        self._lexical.normalized_scores("预热 warm-up")  # loads jieba's dictionary now, not on the first turn
+        # Load jieba's dictionary and the embedder's weights now (~3 s), not on the first visitor's turn.
+        self._lexical.normalized_scores("预热 warm-up")
+        embedder.embed(["warm-up"])
         counts = np.fromiter((len(r.keys) for r in self.records), dtype=np.int64, count=len(self.records))
         self._key_start = np.zeros(len(self.records), dtype=np.int64)
         np.cumsum(counts[:-1], out=self._key_start[1:])

@@ -1,0 +1,231 @@
+"""The index folder: incremental and atomic builds, refusal of a foreign embedder, bad files skipped."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from kb_support import HashEmbedder, minimal_pdf, settings_in
+
+from assistant.kb import build_index, domain_terms, open_retriever
+from assistant.kb.index import current_generation
+from assistant.stages import RetrieveError
+
+TESTS = Path(__file__).resolve().parent
+
+
+def write_faq(folder: Path, rows: list[tuple[str, str, str]], name: str = "faq.csv") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / name
+    with p.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "question", "answer"])
+        writer.writerows(rows)
+    return p
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> Path:
+    folder = tmp_path / "kb"
+    write_faq(folder, [("wifi", "guest wifi password", "HB-Guest, ask the desk"), ("park", "visitor parking fee", "2 hours free")])
+    (folder / "guide.md").write_text("# Guide\n\n## Fire\n\nThe assembly point is the lawn across the road.\n", encoding="utf-8")
+    return folder
+
+
+def test_build_then_search(tmp_path: Path, kb: Path) -> None:
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    report = build_index(s, [kb], progress=False, embedder=emb)
+    assert (report.files, report.entries, report.chunks, report.skipped) == (2, 2, 1, [])
+    retriever = open_retriever(s, embedder=emb)
+    top = retriever.search_sync("what is the guest wifi password", k=3)[0]
+    assert (top.id, top.kind, top.answer) == ("wifi", "faq", "HB-Guest, ask the desk")
+    doc = retriever.search_sync("fire assembly point lawn", k=3)[0]
+    assert (doc.kind, doc.source, doc.title, doc.section) == ("document", "kb/guide.md", "Guide", "Fire")
+    assert 0.0 <= doc.score <= 1.0
+
+
+async def test_async_search_matches_sync(tmp_path: Path, kb: Path) -> None:
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    retriever = open_retriever(s, embedder=emb)
+    assert await retriever.search("visitor parking", k=2) == retriever.search_sync("visitor parking", k=2)
+
+
+def test_incremental_rebuild_embeds_only_changed_files(tmp_path: Path, kb: Path) -> None:
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    first_calls = len(emb.calls)
+    assert first_calls == 3
+
+    emb.calls.clear()
+    again = build_index(s, [kb], progress=False, embedder=emb)
+    assert emb.calls == [] and again.reused_files == 2 and again.embedded_files == 0
+
+    write_faq(kb, [("wifi", "guest wifi password", "HB-Guest, ask the desk"), ("canteen", "canteen hours", "11:30 to 13:30")])
+    emb.calls.clear()
+    changed = build_index(s, [kb], progress=False, embedder=emb)
+    assert sorted(emb.calls) == ["canteen hours", "guest wifi password"]  # only the changed table
+    assert (changed.embedded_files, changed.reused_files) == (1, 1)
+    retriever = open_retriever(s, embedder=emb)
+    assert retriever.search_sync("canteen hours", k=1)[0].id == "canteen"
+    assert all(p.id != "park" for p in retriever.search_sync("visitor parking fee", k=5))
+    # reused vectors are the same vectors: the guide still answers exactly as before
+    assert retriever.search_sync("assembly point lawn", k=1)[0].source == "kb/guide.md"
+
+    (kb / "guide.md").unlink()
+    removed = build_index(s, [kb], progress=False, embedder=emb)
+    assert removed.removed_files == ["kb/guide.md"] and removed.chunks == 0
+
+
+def test_changed_chunk_settings_reembed(tmp_path: Path, kb: Path) -> None:
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    s.kb.chunk_chars, s.kb.chunk_overlap_chars = 100, 10
+    emb.calls.clear()
+    report = build_index(s, [kb], progress=False, embedder=emb)
+    assert report.embedded_files == 1 and any("assembly point" in c for c in emb.calls)
+
+
+def test_index_from_another_embedder_is_refused(tmp_path: Path, kb: Path) -> None:
+    s = settings_in(tmp_path)
+    build_index(s, [kb], progress=False, embedder=HashEmbedder(name="model-a"))
+    with pytest.raises(RetrieveError) as err:
+        open_retriever(s, embedder=HashEmbedder(name="model-b"))
+    assert err.value.code == "kb-embedder-mismatch"
+    assert "model-a" in err.value.message and "assistant kb build" in err.value.message
+    # by configured name too, before any model is loaded
+    s.kb.embedder = "sentence-transformers"
+    with pytest.raises(RetrieveError, match="built with the embedder"):
+        open_retriever(s)
+    # a build with the new embedder embeds everything again instead of mixing vectors
+    s.kb.embedder = "use-multilingual"
+    b = HashEmbedder(name="model-b")
+    report = build_index(s, [kb], progress=False, embedder=b)
+    assert report.embedded_files == 2 and any("everything is embedded again" in w for w in report.warnings)
+    assert open_retriever(s, embedder=b).search_sync("guest wifi", k=1)[0].id == "wifi"
+
+
+def test_missing_index_names_the_build_command(tmp_path: Path) -> None:
+    with pytest.raises(RetrieveError) as err:
+        open_retriever(settings_in(tmp_path), embedder=HashEmbedder())
+    assert err.value.code == "kb-missing" and "assistant kb build" in err.value.message
+    assert domain_terms(settings_in(tmp_path)) == []
+
+
+def test_bad_files_are_skipped_and_good_ones_answer(tmp_path: Path, kb: Path) -> None:
+    docx = pytest.importorskip("docx")
+    (kb / "broken.pdf").write_bytes(b"%PDF-1.7 this is not really a pdf")
+    docx.Document().save(kb / "empty.docx")
+    (kb / "gbk.txt").write_bytes("班车每15分钟一班，从张江高科站2号口出发。".encode("gbk"))
+    (kb / "policy.pdf").write_bytes(minimal_pdf(["Hotels are capped at 600 yuan per night."]))
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    report = build_index(s, [kb], progress=False, embedder=emb)
+    skipped = {sk.file: sk.reason for sk in report.skipped}
+    assert set(skipped) == {"kb/broken.pdf", "kb/empty.docx"}
+    assert "PDF" in skipped["kb/broken.pdf"] and "empty" in skipped["kb/empty.docx"]
+    retriever = open_retriever(s, embedder=emb)
+    assert retriever.search_sync("班车从张江高科站出发", k=1)[0].source == "kb/gbk.txt"
+    assert retriever.search_sync("hotels capped per night", k=1)[0].page == 1
+    with pytest.raises(RetrieveError) as err:
+        build_index(s, [kb], progress=False, embedder=emb, strict=True)
+    assert err.value.code == "kb-skipped" and "broken.pdf" in err.value.message
+    manifest = json.loads((current_generation(tmp_path / "index") / "manifest.json").read_text())  # type: ignore[operator]
+    assert {sk["file"] for sk in manifest["skipped"]} == {"kb/broken.pdf", "kb/empty.docx"}
+
+
+def test_nothing_readable_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "x.pdf").write_bytes(b"junk")
+    with pytest.raises(RetrieveError) as err:
+        build_index(settings_in(tmp_path), [tmp_path / "kb"], progress=False, embedder=HashEmbedder())
+    assert err.value.code == "kb-empty" and "x.pdf" in err.value.message
+
+
+def test_interrupted_build_leaves_the_old_index(tmp_path: Path, kb: Path) -> None:
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    live = current_generation(tmp_path / "index")
+    write_faq(kb, [("new", "brand new question", "new answer")], name="more.csv")
+
+    def ctrl_c(_tmp: Path) -> None:
+        raise KeyboardInterrupt
+
+    from assistant.kb import index as index_mod
+
+    with pytest.raises(KeyboardInterrupt):
+        index_mod.build(
+            [kb], tmp_path / "index", embedder=emb, embedder_name="use-multilingual", root=tmp_path,
+            chunk_chars=400, overlap_chars=80, progress=False, before_publish=ctrl_c,
+        )  # fmt: skip
+    assert current_generation(tmp_path / "index") == live
+    assert not list((tmp_path / "index").glob(".build-*"))
+    retriever = open_retriever(s, embedder=emb)
+    assert retriever.search_sync("guest wifi password", k=1)[0].id == "wifi"
+
+
+def test_killed_build_process_leaves_the_old_index(tmp_path: Path, kb: Path) -> None:
+    s = settings_in(tmp_path)
+    build_index(s, [kb], progress=False, embedder=HashEmbedder())
+    live = current_generation(tmp_path / "index")
+    write_faq(kb, [(f"n{i}", f"question number {i}", "x") for i in range(200)], name="big.csv")
+    marker = tmp_path / "embedding-started"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(TESTS)!r})
+        from pathlib import Path
+        from kb_support import HashEmbedder, settings_in
+        from assistant.kb import build_index
+
+        class Slow(HashEmbedder):
+            def embed(self, texts):
+                Path({str(marker)!r}).touch()
+                time.sleep(30)
+                return super().embed(texts)
+
+        build_index(settings_in(Path({str(tmp_path)!r})), [Path({str(kb)!r})], progress=False, embedder=Slow())
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, "the build ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert current_generation(tmp_path / "index") == live
+    emb = HashEmbedder()
+    assert open_retriever(s, embedder=emb).search_sync("guest wifi password", k=1)[0].id == "wifi"
+    # the next build cleans up what the killed one left and publishes normally
+    report = build_index(s, [kb], progress=False, embedder=emb)
+    assert report.entries == 202 and not list((tmp_path / "index").glob(".build-*"))
+    assert len(list((tmp_path / "index").glob("gen-*"))) == 1
+
+
+def test_domain_terms_come_from_the_index(tmp_path: Path) -> None:
+    folder = tmp_path / "kb"
+    write_faq(folder, [("a", "如何下载滴滴APP", "在应用商店搜索滴滴出行，绑定企业邮箱"), ("b", "访客Wi-Fi", "连接HB-Guest网络，密码在前台")])
+    s = settings_in(tmp_path)
+    build_index(s, [folder], progress=False, embedder=HashEmbedder())
+    terms = domain_terms(s, limit=20)
+    assert "滴滴" in terms and "HB-Guest" in terms
+    assert len(domain_terms(s, limit=2)) == 2
