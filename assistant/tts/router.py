@@ -112,7 +112,14 @@ class VoiceRouter:
 
     def _cache_key(self, voice: Voice) -> tuple[str, str]:
         """(voice identity, engine versions) covering every voice a sentence may be routed to."""
-        voices = [voice, self.voice_for("en"), self.voice_for("zh")]
+        voices = [voice]
+        for language in ("en", "zh"):
+            try:
+                voices.append(self.voice_for(language))
+            except AssistantError:
+                # A missing routing voice must not stop this voice from speaking; it fails (with
+                # its own message) only if a sentence actually needs it.
+                continue
         identities = []
         versions = []
         for v in voices:
