@@ -270,6 +270,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
     systems: dict[str, Any] = {}
     answers: dict[str, list[dict[str, Any]]] = {}
+    suffix = f"@relevance={args.relevance_threshold:g}" if args.relevance_threshold is not None else ""
     for system in args.systems:
         t0 = time.monotonic()
         if system == "faq":
@@ -283,9 +284,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 close = getattr(llm, "close", None)
                 if close:
                     close()
-        systems[system] = {**summarise(rows), "seconds": round(time.monotonic() - t0, 1)}
-        answers[system] = rows
-        print(f"{system}: {json.dumps(systems[system], ensure_ascii=False)}", file=sys.stderr)
+        key = system + suffix
+        systems[key] = {
+            **summarise(rows),
+            "relevance_threshold": settings.answer.relevance_threshold,
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+        answers[key] = rows
+        print(f"{key}: {json.dumps(systems[key], ensure_ascii=False)}", file=sys.stderr)
     return {
         "benchmark": "faithfulness",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -317,8 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--ids", nargs="*", help="only these question ids")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--merge", action="store_true", help="add to the systems already in --out")
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))
+    if args.merge and args.out.exists():
+        # Keep the systems an earlier run measured (each model takes long on a small CPU).
+        old = json.loads(args.out.read_text(encoding="utf-8"))
+        result["systems"] = {**old.get("systems", {}), **result["systems"]}
+        result["answers"] = {**old.get("answers", {}), **result["answers"]}
+        result["command"] = "; ".join(c for c in (old.get("command"), result["command"]) if c)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
