@@ -22,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
-import itertools
 import logging
 import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -36,7 +35,10 @@ import numpy as np
 
 from assistant import __version__
 from assistant import events as ev
+from assistant.audio.sources import PushSource
+from assistant.audio.vad import Endpointer, VoiceDetector
 from assistant.config import Settings
+from assistant.listen import Heard, Listener
 from assistant.server.app import Client
 from assistant.server.fair import Gate, fair_engines
 from assistant.server.metrics import DaemonMetrics
@@ -68,37 +70,10 @@ BARGE_IN_WAIT_S = 0.2
 HISTORY_MESSAGES = 40
 
 
-# --- endpointing --------------------------------------------------------------------------------
+# --- hearing ------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class SpeechStarted:
-    at_ms: float
-    """Stream time (ms of audio fed so far) where speech began."""
-
-
-@dataclass(frozen=True)
-class SpeechEnded:
-    utterance: Utterance
-    """``end_of_speech_ms`` is in stream time, like ``SpeechStarted.at_ms``."""
-
-
-class Endpointer(Protocol):
-    """Turns a stream of 16 kHz int16 frames into speech-start / speech-end decisions."""
-
-    def feed(self, pcm: np.ndarray) -> Iterable[SpeechStarted | SpeechEnded]: ...
-
-    def reset(self) -> None: ...
-
-
-EndpointerFactory = Callable[[Settings], Endpointer]
-
-
-def default_endpointer(settings: Settings) -> Endpointer:
-    """The ears' Silero endpointer, adapted to the shape the daemon consumes."""
-    from assistant.server.ears import SileroEndpointing
-
-    return SileroEndpointing(settings)
+DetectorFactory = Callable[[], VoiceDetector]
+"""Makes one stream's voice detector; the default is Silero (``assistant.audio.vad.SileroVAD``)."""
 
 
 # --- the echo filter -----------------------------------------------------------------------------
@@ -143,28 +118,6 @@ class EchoFilter:
         return any(
             now - t <= self.memory_s and echo_similarity(heard, text) >= self.threshold for t, text in self._said
         )
-
-
-class EchoDropped(AssistantError):
-    """Raised by the kiosk's transcriber wrapper: the utterance was the assistant's own voice."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__("asr-echo", f"dropped a transcript that matched our own reply: {text[:60]!r}")
-
-
-class _EchoFilteringTranscriber:
-    def __init__(self, inner: Any, echo: EchoFilter, metrics: DaemonMetrics) -> None:
-        self.inner = inner
-        self.echo = echo
-        self.metrics = metrics
-
-    async def transcribe(self, utterance: Utterance) -> Transcript:
-        transcript: Transcript = await self.inner.transcribe(utterance)
-        if self.echo.is_echo(transcript.text):
-            self.metrics.echo_dropped.inc()
-            log.info("echo filter: dropped %r", transcript.text)
-            raise EchoDropped(transcript.text)
-        return transcript
 
 
 # --- local audio (the kiosk's own sound card) ----------------------------------------------------
@@ -213,13 +166,16 @@ class Session:
     turn: Turn | None = None
     task: asyncio.Task[TurnResult | None] | None = None
     played_ms: dict[int, float] = field(default_factory=dict)
-    endpointer: Endpointer | None = None
+    listener: Listener | None = None
     echo: EchoFilter | None = None
     local: LocalAudio | None = None
     results: deque[TurnResult] = field(default_factory=lambda: deque(maxlen=8))
-    _turns: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    last_number: int = 0
     _started: float = field(default_factory=time.monotonic)
     _fed_ms: float = 0.0
+    _mic_origin_ms: float = 0.0
+    _mic: PushSource | None = None
+    _listening: asyncio.Task[None] | None = None
     _talk: list[np.ndarray] | None = None
     _speaking_until: float = 0.0
     _switch: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -254,12 +210,18 @@ class Session:
         return self.task is not None and not self.task.done()
 
     async def ask(
-        self, question: Question, *, end_of_speech_ms: float | None = None, endpoint_ms: float | None = None
+        self,
+        question: Question,
+        *,
+        end_of_speech_ms: float | None = None,
+        endpoint_ms: float | None = None,
+        transcript_ms: float | None = None,
     ) -> None:
         """Start a turn for ``question``, interrupting the running one first (a new question is barge-in)."""
         async with self._switch:
             await self._interrupt()
-            number = next(self._turns)
+            self.last_number += 1
+            number = self.last_number
             emitter = _TurnEmitter(self)
             turn = Turn(
                 number,
@@ -270,9 +232,12 @@ class Session:
                 clock_ms=self.clock_ms,
             )
             emitter.turn = turn
+            # the listener decided the endpoint and transcribed before the turn existed: the
+            # trace still reports both (ms after the end of speech, like every other stage)
             if endpoint_ms is not None:
-                # the endpointer decided before the turn existed; the trace still reports it
                 turn.result.timings_ms["endpoint"] = round(endpoint_ms, 1)
+            if transcript_ms is not None:
+                turn.result.timings_ms["transcript"] = round(transcript_ms, 1)
             if self.local is not None:
                 self.local.new_reply()
             self.turn = turn
@@ -329,11 +294,13 @@ class Session:
             self.daemon.orphan(task)
 
     async def close(self) -> None:
-        task = self.task
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, timeout=1.0)
+        if self._mic is not None:
+            self._mic.close()
+        for task in (self.task, self._listening):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=1.0)
 
     # -- hearing -----------------------------------------------------------------------------
 
@@ -353,52 +320,124 @@ class Session:
         if self._talk is not None:  # push-to-talk: the button, not the VAD, delimits speech
             self._talk.append(pcm)
             return
-        if self.mode != "hands-free" or self.endpointer is None:
+        if self.mode != "hands-free":
+            return
+        listener = self._ensure_listener(frame_ms)
+        if listener is None:
             return
         if self.gated():
-            # Do not even feed the endpointer: its state must not fill with our own voice.
-            self.endpointer.reset()
-            return
-        for decision in self.endpointer.feed(pcm):
-            if isinstance(decision, SpeechStarted):
-                self.emit(ev.SpeechStart(turn=self._current_number()))
-                if self.busy:
-                    await self.interrupt()
-                self.emit(ev.StateEvent(state="listening"))
-            else:
-                utt = decision.utterance
-                now = self.clock_ms()
-                # the endpointer decides after the silence it waits for: map stream time to the clock
-                endpoint_ms = max(0.0, self._fed_ms - utt.end_of_speech_ms)
-                self.emit(ev.SpeechEnd(duration_ms=round(utt.duration_s * 1000.0, 1)))
-                await self.ask(utt, end_of_speech_ms=now - endpoint_ms, endpoint_ms=endpoint_ms)
+            # our own voice must not even reach the endpointer (pausing drops a half-heard utterance)
+            if not listener.endpointer.paused:
+                listener.pause()
+        elif listener.endpointer.paused:
+            listener.resume()
+        assert self._mic is not None
+        # frames still flow while paused: the listener's stream clock must keep pace with ours
+        self._mic.push(pcm)
 
-    def _current_number(self) -> int:
-        return self.turn.number if self.turn is not None else 0
+    def _ensure_listener(self, frame_ms: float) -> Listener | None:
+        if self.listener is None:
+            listener = self.daemon.make_listener(self)
+            if listener is None:
+                return None
+            self.listener = listener
+            self._mic = PushSource(max_queued_ms=5_000)
+            self._mic_origin_ms = self._fed_ms - frame_ms
+            self._listening = asyncio.get_running_loop().create_task(self._listen(), name=f"listen-{self.id}")
+        return self.listener
+
+    def _stream_to_clock(self, stream_ms: float) -> float:
+        """Map the listener's stream time to the session clock: frames arrive in real time, so a
+        moment ``x`` ms of audio before the newest frame happened ``x`` ms before now."""
+        return self.clock_ms() - max(0.0, self._fed_ms - self._mic_origin_ms - stream_ms)
+
+    async def _listen(self) -> None:
+        assert self.listener is not None and self._mic is not None
+        try:
+            async for item in self.listener.listen(self._mic):
+                await self._heard(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("session %s: listening failed; voice input is off for this session", self.id)
+            self.emit(ev.ErrorEvent(code="asr-failed", message="listening failed; type the question instead"))
+
+    async def _heard(self, item: Any) -> None:
+        upcoming = self.last_number + 1
+        if isinstance(item, ev.SpeechStart):
+            self.emit(ev.SpeechStart(turn=upcoming))
+            if self.busy:
+                await self.interrupt()
+            self.emit(ev.StateEvent(state="listening", turn=upcoming))
+        elif isinstance(item, ev.SpeechEnd):
+            self.emit(ev.SpeechEnd(turn=upcoming, duration_ms=round(item.duration_ms, 1)))
+            self.emit(ev.StateEvent(state="transcribing", turn=upcoming))
+        elif isinstance(item, ev.TranscriptEvent):
+            if not item.final:
+                self.emit(ev.TranscriptEvent(turn=upcoming, text=item.text, language=item.language, final=False))
+        elif isinstance(item, ev.ErrorEvent):
+            self.emit(ev.ErrorEvent(turn=upcoming, code=item.code, message=item.message))
+            self.emit(ev.StateEvent(state="idle", turn=upcoming))
+        elif isinstance(item, Heard):
+            await self._question(item, upcoming)
+
+    async def _question(self, heard: Heard, upcoming: int) -> None:
+        transcript = heard.transcript
+        if self.echo is not None and self.echo.is_echo(transcript.text):
+            # our own reply came back through the microphone: as if nothing had been heard
+            self.daemon.metrics.echo_dropped.inc()
+            self.daemon.metrics.turns.inc(outcome="echo")
+            log.info("session %s: echo filter dropped %r", self.id, transcript.text)
+            self.emit(ev.StateEvent(state="idle", turn=upcoming))
+            return
+        if not transcript.text.strip():
+            self.emit(ev.StateEvent(state="idle", turn=upcoming))
+            return
+        eos_ms = self._stream_to_clock(heard.utterance.end_of_speech_ms)
+        endpoint_ms = max(0.0, heard.decided_ms - heard.utterance.end_of_speech_ms)
+        self.emit(ev.TranscriptEvent(turn=upcoming, text=transcript.text, language=transcript.language, final=True))
+        await self.ask(
+            transcript,
+            end_of_speech_ms=eos_ms,
+            endpoint_ms=endpoint_ms,
+            transcript_ms=max(endpoint_ms, self.clock_ms() - eos_ms),
+        )
+
+    async def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        if self.listener is not None:
+            if mode == "hands-free":
+                self.listener.resume()
+            else:
+                self.listener.pause()
 
     async def talk(self, pressed: bool) -> None:
+        upcoming = self.last_number + 1
         if pressed:
             if self.busy:
                 await self.interrupt()
             self._talk = []
-            self.emit(ev.SpeechStart(turn=self._current_number()))
-            self.emit(ev.StateEvent(state="listening"))
+            self.emit(ev.SpeechStart(turn=upcoming))
+            self.emit(ev.StateEvent(state="listening", turn=upcoming))
             return
         if self._talk is None:
             return
         frames, self._talk = self._talk, None
         pcm = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int16)
         if len(pcm) < SAMPLE_RATE_HZ // 10:
-            self.emit(ev.ErrorEvent(code="asr-empty", message="push-to-talk released with (almost) no audio"))
-            self.emit(ev.StateEvent(state="idle"))
+            self.emit(
+                ev.ErrorEvent(turn=upcoming, code="asr-empty", message="push-to-talk released with (almost) no audio")
+            )
+            self.emit(ev.StateEvent(state="idle", turn=upcoming))
             return
         utt = Utterance(pcm=pcm, end_of_speech_ms=self._fed_ms)
-        self.emit(ev.SpeechEnd(duration_ms=round(utt.duration_s * 1000.0, 1)))
+        self.emit(ev.SpeechEnd(turn=upcoming, duration_ms=round(utt.duration_s * 1000.0, 1)))
+        # the button's release is the end of speech: no endpointing wait at all
         await self.ask(utt, end_of_speech_ms=self.clock_ms(), endpoint_ms=0.0)
 
 
 class _TurnEmitter:
-    """The ``emit`` a session gives its turn: adjusts two events before they reach the clients."""
+    """The ``emit`` a session gives its turn: corrects what the turn cannot know before it goes out."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -406,8 +445,6 @@ class _TurnEmitter:
 
     def __call__(self, event: ev.Event) -> None:
         session, turn = self.session, self.turn
-        if isinstance(event, ev.ErrorEvent) and event.code == "asr-echo":
-            return  # our own voice: as far as anyone watching is concerned, nothing happened
         if isinstance(event, ev.Interrupted) and turn is not None:
             # the turn only knows what was sent; the listener's playback position says what was heard
             event.heard_text = turn.heard_text(session._played(turn.number))
@@ -426,17 +463,18 @@ class Daemon:
         engines: Engines,
         *,
         metrics: DaemonMetrics | None = None,
-        endpointer_factory: EndpointerFactory | None = default_endpointer,
+        detector_factory: DetectorFactory | None = None,
         local_audio: LocalAudio | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or DaemonMetrics()
         self.engines, self.gates = fair_engines(engines)
-        self.endpointer_factory = endpointer_factory
+        self.detector_factory = detector_factory
         self.sessions: dict[str, Session] = {}
         self._orphans: set[asyncio.Task[Any]] = set()
         self._local_task: asyncio.Task[None] | None = None
         self.started_s = time.monotonic()
+        self._warned_no_asr = False
         self.kiosk = self._new_session("kiosk")
         if local_audio is not None:
             self.attach_local_audio(local_audio)
@@ -448,26 +486,31 @@ class Daemon:
         echo = None
         sid = "kiosk" if kind == "kiosk" else "s-" + uuid.uuid4().hex[:10]
         session = Session(id=sid, kind=kind, daemon=self, engines=engines, echo=echo)
-        if self.endpointer_factory is not None:
-            try:
-                session.endpointer = self.endpointer_factory(self.settings)
-            except AssistantError as err:
-                log.warning("no voice endpointing for session %s: %s", sid, err.message)
         self.sessions[sid] = session
         self.metrics.sessions.set(len(self.sessions))
         return session
+
+    def make_listener(self, session: Session) -> Listener | None:
+        """A session's ears: the Silero endpointer (or the injected detector) plus streaming ASR."""
+        if self.engines.transcriber is None:
+            if not self._warned_no_asr:
+                log.warning("no transcriber is loaded: microphone audio is ignored, typed questions still work")
+                self._warned_no_asr = True
+            return None
+        detector = self.detector_factory() if self.detector_factory is not None else None
+        try:
+            endpointer = Endpointer(self.settings.vad, detector=detector)
+        except AssistantError as err:
+            log.warning("session %s: no voice endpointing: %s", session.id, err.message)
+            session.emit(ev.ErrorEvent(code=err.code, message=err.message))
+            return None
+        return Listener(self.engines.transcriber, self.settings, endpointer=endpointer)
 
     def attach_local_audio(self, local: LocalAudio) -> None:
         """Give the kiosk session the sound card: half-duplex gating and the echo filter come with it."""
         k = self.kiosk
         k.local = local
         k.echo = EchoFilter()
-        if self.engines.transcriber is not None:
-            from dataclasses import replace
-
-            k.engines = replace(
-                self.engines, transcriber=_EchoFilteringTranscriber(self.engines.transcriber, k.echo, self.metrics)
-            )
         self._local_task = asyncio.get_running_loop().create_task(self._pump_local(local), name="local-mic")
 
     async def _pump_local(self, local: LocalAudio) -> None:
@@ -499,7 +542,7 @@ class Daemon:
             )
         )
         session = self.session_of(client)
-        client.send(ev.StateEvent(state=session.state, turn=session._current_number(), t_ms=session.clock_ms()))
+        client.send(ev.StateEvent(state=session.state, turn=session.last_number, t_ms=session.clock_ms()))
 
     def _become(self, client: Client, role: Role) -> Session:
         if role == client.role and client.session_id:
@@ -552,10 +595,7 @@ class Daemon:
             if session.kind == "visitor":  # the kiosk's position is its own speaker's
                 session.played_ms[message.turn] = message.played_ms
         elif isinstance(message, ModeMessage):
-            session = self._visitor(client)
-            session.mode = message.mode
-            if session.endpointer is not None:
-                session.endpointer.reset()
+            await self._visitor(client).set_mode(message.mode)
         elif isinstance(message, TalkMessage):
             await self._visitor(client).talk(message.pressed)
         elif isinstance(message, HelloMessage):

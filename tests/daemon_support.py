@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,53 +15,26 @@ from fakes import fake_engines, settings_for_tests
 from websockets.asyncio.client import ClientConnection, connect
 
 from assistant.config import Settings
-from assistant.daemon import Daemon, SpeechEnded, SpeechStarted
+from assistant.daemon import Daemon
 from assistant.events import AudioFrame, decode_audio_frame, encode_audio_frame
 from assistant.server.app import AssistantServer
-from assistant.stages import SAMPLE_RATE_HZ, AudioChunk, Utterance
+from assistant.stages import SAMPLE_RATE_HZ, AudioChunk
 from assistant.turn import Engines
 
 
-class EnergyEndpointer:
-    """Speech is any 20 ms frame louder than ``threshold`` RMS; ``silence_ms`` of quiet ends it."""
+class EnergyDetector:
+    """A voice detector for tests (the ``VoiceDetector`` shape of ``assistant.audio.vad``): a window
+    louder than ``threshold`` RMS is speech. The real endpointer logic runs on top of it."""
 
-    def __init__(
-        self, settings: Settings | None = None, *, threshold: float = 500.0, silence_ms: float = 200.0
-    ) -> None:
+    def __init__(self, threshold: float = 0.015) -> None:
         self.threshold = threshold
-        self.silence_ms = silence_ms
-        self.reset()
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        rms = np.sqrt(np.mean(np.square(windows.astype(np.float64)), axis=1))
+        return np.where(rms > self.threshold, 0.95, 0.02).astype(np.float32)
 
     def reset(self) -> None:
-        self._fed_ms = 0.0
-        self._speech: list[np.ndarray] | None = None
-        self._start_ms = 0.0
-        self._last_voiced_ms = 0.0
-
-    def feed(self, pcm: np.ndarray) -> Iterable[SpeechStarted | SpeechEnded]:
-        out: list[SpeechStarted | SpeechEnded] = []
-        step = SAMPLE_RATE_HZ // 50
-        for i in range(0, len(pcm), step):
-            frame = pcm[i : i + step]
-            voiced = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2))) > self.threshold if len(frame) else False
-            self._fed_ms += len(frame) * 1000.0 / SAMPLE_RATE_HZ
-            if voiced:
-                if self._speech is None:
-                    self._speech = []
-                    self._start_ms = self._fed_ms
-                    out.append(SpeechStarted(at_ms=self._start_ms))
-                self._last_voiced_ms = self._fed_ms
-            if self._speech is not None:
-                self._speech.append(frame)
-                if self._fed_ms - self._last_voiced_ms >= self.silence_ms:
-                    utt = Utterance(
-                        pcm=np.concatenate(self._speech),
-                        start_ms=self._start_ms,
-                        end_of_speech_ms=self._last_voiced_ms,
-                    )
-                    self._speech = None
-                    out.append(SpeechEnded(utt))
-        return out
+        pass
 
 
 def speech_pcm(duration_ms: float, amplitude: int = 8000) -> np.ndarray:
@@ -104,7 +77,7 @@ async def running_daemon(
 ) -> AsyncIterator[Running]:
     settings = settings or settings_for_tests()
     engines = engines or fake_engines()
-    daemon = Daemon(settings, engines, endpointer_factory=EnergyEndpointer)
+    daemon = Daemon(settings, engines, detector_factory=EnergyDetector)
     server = AssistantServer(settings, daemon, metrics=daemon.metrics, host="127.0.0.1", port=0, **server_kw)
     await server.start()
     try:
