@@ -132,6 +132,9 @@ class LocalAudio(Protocol):
     def play(self, chunk: Any) -> None:
         """Queue reply audio; returns at once."""
 
+    def end(self) -> None:
+        """No more audio for now: play out what is queued."""
+
     def stop(self) -> None:
         """Stop playback now (barge-in) and drop what is queued."""
 
@@ -192,8 +195,11 @@ class Session:
         if isinstance(event, ev.StateEvent):
             self.state = event.state
         self.daemon.observe(self, event)
-        if isinstance(event, ev.Audio) and self.local is not None:
-            self.local.play(event.chunk)
+        if self.local is not None:
+            if isinstance(event, ev.Audio):
+                self.local.play(event.chunk)
+            elif isinstance(event, ev.AudioStop):
+                self.local.end()
         frame = ev.to_wire(event)
         for client in list(self.clients):
             client.send(frame)

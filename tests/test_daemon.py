@@ -20,6 +20,7 @@ from daemon_support import (
     speech_pcm,
 )
 from fakes import FakeLanguageModel, FakeRetriever, FakeSynthesizer, FakeTranscriber, fake_engines, settings_for_tests
+from websockets.exceptions import ConnectionClosed
 
 from assistant.daemon import EchoFilter, echo_similarity
 from assistant.stages import RetrieveError
@@ -129,7 +130,12 @@ async def test_voice_turn_from_microphone_frames() -> None:
             await ws.send(frame)
         got = await collect(ws)
         assert got.types()[:6] == [
-            "speech-start", "state:listening", "speech-end", "state:transcribing", "transcript", "state:thinking",
+            "speech-start",
+            "state:listening",
+            "speech-end",
+            "state:transcribing",
+            "transcript",
+            "state:thinking",
         ]
         assert got.types()[-2:] == ["trace", "state:idle"]
         assert {e["turn"] for e in got.events} == {1}
@@ -356,6 +362,9 @@ class _Local:
     def stop(self) -> None:
         self.stopped += 1
 
+    def end(self) -> None:
+        pass
+
     def new_reply(self) -> None:
         self.played_ms = 0.0
 
@@ -402,3 +411,38 @@ async def test_kiosk_microphone_is_gated_while_the_speaker_plays() -> None:
                 break
             await asyncio.sleep(0.02)
         assert kiosk.results and kiosk.results[-1].route == "faq"
+
+
+async def test_run_serves_until_sigterm_then_stops_cleanly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import signal
+
+    from assistant.commands import daemon as command
+    from assistant.turn import Engines
+
+    engines = fake_engines()
+    monkeypatch.setattr(Engines, "from_settings", classmethod(lambda cls, settings: engines))
+    settings = settings_for_tests()
+    settings.server.port = 0
+    urls: list[str] = []
+    task = asyncio.create_task(command.serve(settings, on_ready=urls.append, local_audio=False))
+    for _ in range(100):
+        if urls:
+            break
+        await asyncio.sleep(0.02)
+    assert urls and urls[0].startswith("http://127.0.0.1:")
+    assert "serving http://127.0.0.1:" in capsys.readouterr().out
+    ws_url = urls[0].replace("http://", "ws://") + "ws?role=visitor"
+    ws = await open_client(ws_url)
+    await hello(ws)
+    await ws.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
+    await collect(ws)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(task, 5) == 0
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 3)
+    assert ws.close_code == 1001
+    # the warm-up went through every engine once
+    assert engines.transcriber.calls and engines.llm.calls  # type: ignore[union-attr, attr-defined]

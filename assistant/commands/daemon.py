@@ -1,0 +1,129 @@
+"""``assistant run``: load the engines once, warm them, serve HTTP + WebSocket, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from assistant.config import Settings
+from assistant.stages import AssistantError, Message, Utterance
+
+log = logging.getLogger("assistant.daemon")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "host", None):
+        settings.server.host = args.host
+    if getattr(args, "port", None):
+        settings.server.port = args.port
+    return asyncio.run(serve(settings))
+
+
+async def serve(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    local_audio: bool = True,
+) -> int:
+    """Run the daemon until ``stop`` is set or SIGINT/SIGTERM arrives. Returns the exit code."""
+    from assistant.daemon import Daemon
+    from assistant.server.app import AssistantServer
+    from assistant.turn import Engines
+
+    started = time.monotonic()
+    engines = await asyncio.to_thread(Engines.from_settings, settings)
+    await warm(engines)
+    daemon = Daemon(settings, engines)
+    server = AssistantServer(settings, daemon, metrics=daemon.metrics)
+    await server.start()
+    background: set[asyncio.Task[object]] = set()
+    if local_audio:
+        from assistant.server.soundcard import SoundCard
+
+        card = await SoundCard.open(settings)
+        if card is None:
+            log.info("no local sound card: the kiosk session is browser-only (avatar pages and their microphones)")
+        else:
+            daemon.attach_local_audio(card)
+    prerender = getattr(engines.synthesizer, "prerender", None)
+    if prerender is not None and settings.tts.faq_cache:
+        from assistant.tts.faq import prerender_faq
+
+        task = asyncio.create_task(_quietly(prerender_faq(settings, engines.synthesizer)))  # type: ignore[arg-type]
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
+            loop.add_signal_handler(sig, stop.set)
+    print(f"assistant: serving {server.url} (ready in {time.monotonic() - started:.1f} s)", flush=True)
+    if on_ready is not None:
+        on_ready(server.url)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: cancelling turns, closing clients")
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        for task in background:
+            task.cancel()
+        await daemon.close()
+        await server.close()
+    print("assistant: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+async def _quietly(coro: object) -> None:
+    try:
+        await coro  # type: ignore[misc]
+    except asyncio.CancelledError:
+        raise
+    except Exception as err:
+        log.warning("rendering the FAQ answers ahead failed (they render on first use): %s", err)
+
+
+async def warm(engines: object) -> None:
+    """One tiny call through each engine, so the first visitor does not pay for lazy loading."""
+    t0 = time.monotonic()
+    transcriber = getattr(engines, "transcriber", None)
+    if transcriber is not None:
+        await _warm_step("asr", transcriber.transcribe(Utterance(pcm=np.zeros(8000, dtype=np.int16))))
+    await _warm_step("retriever", engines.retriever.search("hello", k=1))  # type: ignore[attr-defined]
+
+    async def llm() -> None:
+        stream = engines.llm.stream([Message("user", "Say OK.")], max_tokens=2)  # type: ignore[attr-defined]
+        try:
+            async for _ in stream:
+                pass
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    await _warm_step("llm", llm())
+    synthesizer = getattr(engines, "synthesizer", None)
+    if synthesizer is not None:
+        warm_tts = getattr(synthesizer, "warm", None)
+        if warm_tts is not None:
+            await _warm_step("tts", warm_tts())
+    log.info("engines warm in %.1f s", time.monotonic() - t0)
+
+
+async def _warm_step(name: str, coro: object) -> None:
+    try:
+        await coro  # type: ignore[misc]
+    except AssistantError as err:
+        # a broken engine fails its turns with this same message; the daemon still serves the rest
+        log.warning("warming %s failed: %s [%s]", name, err.message, err.code)
