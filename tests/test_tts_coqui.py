@@ -15,6 +15,7 @@ from assistant.stages import ModelMissingError, SynthesizeError, Voice
 
 pytest.importorskip("TTS", reason="coqui-tts is in the heavy extra")
 torch = pytest.importorskip("torch")
+pytest.importorskip("torchaudio", reason="coqui-tts XTTS needs torchaudio (installed --no-deps by the Makefile)")
 
 pytestmark = pytest.mark.slow
 
