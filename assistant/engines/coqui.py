@@ -23,6 +23,7 @@ per-call state such as the GPT's KV cache).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.metadata
 import logging
@@ -191,7 +192,7 @@ class CoquiSynthesizer:
         text = sentence.strip()
         if not text:
             return
-        loaded = self.load(voice)
+        loaded = await asyncio.to_thread(self.load, voice)  # seconds on first use: not on the event loop
         generate = self._xtts_stream if loaded.kind == "xtts" else self._api_sentence
         follower = EnvelopeFollower()
         try:

@@ -11,6 +11,7 @@ cutting at commas costs nothing audible because the voice pauses there anyway).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import logging
 import re
@@ -162,7 +163,7 @@ class PiperSynthesizer:
         text = sentence.strip()
         if not text:
             return
-        model = self.load(voice)
+        model = await asyncio.to_thread(self.load, voice)  # seconds on first use: not on the event loop
 
         def generate() -> Iterator[np.ndarray]:
             for piece in split_clauses(text):
