@@ -63,6 +63,8 @@ def test_english_years_and_ordinals() -> None:
         ("电话010-12345678", "电话零一零一二三四五六七八"),
         ("房间0101", "房间零一零一"),
         ("1.5万元", "一点五万元"),
+        ("请到301室", "请到三零一室"),
+        ("分机8021", "分机八零二一"),
     ],
 )
 def test_chinese_figures(text: str, spoken: str) -> None:
@@ -88,6 +90,8 @@ def test_chinese_figures(text: str, spoken: str) -> None:
         ("In 2024 we served 10,000 people.", "In twenty twenty-four we served ten thousand people."),
         ("The 21st floor.", "The twenty-first floor."),
         ("Wait 3-5 days.", "Wait three to five days."),
+        ("Go to room 301.", "Go to room three oh one."),
+        ("Call ext. 8021 now.", "Call extension eight oh two one now."),
     ],
 )
 def test_english_figures(text: str, spoken: str) -> None:

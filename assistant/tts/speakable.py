@@ -306,6 +306,9 @@ _RANGE = re.compile(_L + r"(" + _NUM + r")\s?[-–~～至到]\s?(" + _NUM + r")(
 _UNIT = re.compile(_L + r"(" + _NUM + r")\s?(" + _UNIT_RE + r")(?![A-Za-z²])")
 _ORDINAL_EN = re.compile(_L + r"(\d+)(st|nd|rd|th)\b")
 _PHONE = re.compile(_L + r"(\+\d[\d\- ]{5,}\d|0\d{2,3}-\d{7,8}|\d{3}-\d{3,4}-\d{4}|1[3-9]\d{9})(?!\d)")
+_ROOM_EN = re.compile(r"\b(room|gate|flight|platform|bus|route|ext\.?|extension|suite|unit)\s*#?(\d{3,5})\b", re.I)
+_ROOM_ZH_BEFORE = re.compile(r"(房间|会议室|航班|分机|车次|工号)\s*(\d{2,6})")
+_ROOM_ZH_AFTER = re.compile(r"(?<![\d.])(\d{3,5})(室|房间|号房|号会议室)")
 _NUMBER = re.compile(_L + r"(" + _NUM + r")(?![\d])")
 
 
@@ -399,6 +402,17 @@ def _render(text: str, zh: bool) -> str:
         return ("加" if zh else "plus ") * digits.startswith("+") + spoken
 
     text = _PHONE.sub(phone, text)
+    # Room, gate, flight and extension numbers are read digit by digit: "room three oh one", 三零一室.
+    if zh:
+        text = _ROOM_ZH_BEFORE.sub(lambda m: m.group(1) + zh_digits(m.group(2)), text)
+        text = _ROOM_ZH_AFTER.sub(lambda m: zh_digits(m.group(1)) + m.group(2), text)
+    else:
+        text = _ROOM_EN.sub(
+            lambda m: ("extension" if m.group(1).lower().startswith("ext") else m.group(1))
+            + " "
+            + " ".join("oh" if d == "0" else _EN_ONES[int(d)] for d in m.group(2)),
+            text,
+        )
 
     if zh:
         text = _PERCENT.sub(lambda m: "百分之" + num(m.group(1)), text)
