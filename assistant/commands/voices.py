@@ -108,8 +108,28 @@ def add(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     print(f"voice '{voice.name}' created at {voice.path} (engine {voice.engine}, languages {', '.join(voice.languages)})")
+    if voice.engine == "xtts":
+        _prepare_clone(settings, voice)
     print(f"try it: assistant voices test {voice.name} --out test.wav")
     return 0
+
+
+def _prepare_clone(settings: Settings, voice: Voice) -> None:
+    """Compute the XTTS speaker conditioning now, so the voice's first reply does not wait for it."""
+    import importlib.util
+
+    if importlib.util.find_spec("TTS") is None:
+        print("coqui-tts is not installed: the clone is ready to use once it is (pip install '.[heavy]')", file=sys.stderr)
+        return
+    from assistant.engines.coqui import CoquiSynthesizer
+
+    engine = CoquiSynthesizer.from_settings(settings)
+    try:
+        engine.conditioning(engine.load(voice), voice)
+    except AssistantError as err:
+        print(f"speaker conditioning not computed yet ({err.message}); it is computed on first use", file=sys.stderr)
+        return
+    print(f"speaker conditioning cached in {engine.latent_cache_dir}", file=sys.stderr)
 
 
 def test(args: argparse.Namespace, settings: Settings) -> int:
