@@ -99,6 +99,8 @@ class _Model:
         self.backend = EspeakBackend(language, preserve_punctuation=True, with_stress=True)
         self.length_scale = float(self.piper.config["inference"].get("length_scale", 1.0))
         self.lock = threading.Lock()
+        # The first inference allocates ONNX Runtime's buffers (tens of ms): pay it here, at load.
+        self.synthesize("Hello.", speed=1.0)
 
     def synthesize(self, text: str, *, speed: float) -> np.ndarray:
         phonemes = self.backend.phonemize([text], strip=True, njobs=1)[0]
