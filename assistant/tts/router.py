@@ -159,6 +159,8 @@ class VoiceRouter:
                 # First use of a known FAQ answer: render it whole, store it, then play it.
                 chunks = [c async for c in self._render(sentence, voice)]
                 if chunks:
+                    # Keyed by what actually spoke (a voice may have fallen back while rendering).
+                    identity, versions = self._cache_key(voice)
                     self.cache.put(sentence, chunks, voice_name=voice.name, voice_identity=identity, engine_version=versions)
                 for chunk in chunks:
                     yield chunk
@@ -227,6 +229,7 @@ class VoiceRouter:
                     continue
                 chunks = [c async for c in self._render(text, voice)]
                 if chunks:
+                    identity, versions = self._cache_key(voice)  # after a fallback, keyed by what spoke
                     self.cache.put(text, chunks, voice_name=voice.name, voice_identity=identity, engine_version=versions)
                     made += 1
         return made
