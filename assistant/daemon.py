@@ -481,6 +481,8 @@ class Daemon:
         self._local_task: asyncio.Task[None] | None = None
         self.started_s = time.monotonic()
         self._warned_no_asr = False
+        self.background: dict[str, str] = {}
+        """Start-up work still going on or done (``faq_cache``: rendering / ready / failed), for /healthz."""
         self.kiosk = self._new_session("kiosk")
         if local_audio is not None:
             self.attach_local_audio(local_audio)
@@ -624,6 +626,7 @@ class Daemon:
             "turns_running": sum(1 for s in self.sessions.values() if s.busy),
             "uptime_s": round(time.monotonic() - self.started_s, 1),
             "local_audio": self.kiosk.local is not None,
+            **self.background,
         }
 
     # -- metrics -----------------------------------------------------------------------------

@@ -10,11 +10,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from assistant.config import Settings
 from assistant.stages import AssistantError, Message, Utterance
+
+if TYPE_CHECKING:
+    from assistant.daemon import Daemon
 
 log = logging.getLogger("assistant.daemon")
 
@@ -58,7 +62,8 @@ async def serve(
     if prerender is not None and settings.tts.faq_cache:
         from assistant.tts.faq import prerender_faq
 
-        task = asyncio.create_task(_quietly(prerender_faq(settings, engines.synthesizer)))  # type: ignore[arg-type]
+        daemon.background["faq_cache"] = "rendering"
+        task = asyncio.create_task(_prerender(daemon, prerender_faq(settings, engines.synthesizer)))  # type: ignore[arg-type]
         background.add(task)
         task.add_done_callback(background.discard)
 
@@ -81,17 +86,44 @@ async def serve(
             task.cancel()
         await daemon.close()
         await server.close()
+        await close_engines(engines)
     print("assistant: stopped", file=sys.stderr, flush=True)
     return 0
 
 
-async def _quietly(coro: object) -> None:
+async def _prerender(daemon: Daemon, coro: object) -> None:
+    """Render the FAQ answers into the instant-reply cache in the background (cached on disk, so
+    only the first start after a knowledge-base change pays for it)."""
+    t0 = time.monotonic()
     try:
-        await coro  # type: ignore[misc]
+        made = await coro  # type: ignore[misc]
     except asyncio.CancelledError:
         raise
     except Exception as err:
+        daemon.background["faq_cache"] = "failed"
         log.warning("rendering the FAQ answers ahead failed (they render on first use): %s", err)
+    else:
+        daemon.background["faq_cache"] = "ready"
+        log.info("FAQ answers ready for instant replies (%s rendered now, %.1f s)", made, time.monotonic() - t0)
+
+
+async def close_engines(engines: object) -> None:
+    """Stop the engines' worker threads and processes before the interpreter exits: llama.cpp's
+    loop, a TTS worker process. Left running, native threads abort the process at exit."""
+    synthesizer = getattr(engines, "synthesizer", None)
+    parts = [getattr(engines, name, None) for name in ("transcriber", "retriever", "llm")]
+    # the voice router holds one engine per voice kind; close those too
+    parts += [*list(getattr(synthesizer, "_engines", {}).values()), synthesizer]
+    for engine in parts:
+        if engine is None:
+            continue
+        try:
+            if hasattr(engine, "aclose"):
+                await engine.aclose()
+            elif hasattr(engine, "close"):
+                await asyncio.to_thread(engine.close)
+        except Exception as err:
+            log.warning("closing %s failed: %s", type(engine).__name__, err)
 
 
 async def warm(engines: object) -> None:

@@ -1,0 +1,607 @@
+"""Voice-to-voice latency of the daemon: end of speech -> first audio frame, over a real WebSocket.
+
+    .venv/bin/python bench/latency.py [--config assistant.toml] [--port 8799] [--url ws://...]
+
+What it does, all on loopback, every loop bounded:
+
+1. Recorded questions: spoken by the embedded Piper voice (``[tts] voice``) into 16 kHz WAVs
+   (cache/bench-questions/); FAQ questions (route ``faq``) and questions about the documents
+   (route ``generated``). The route reported is the one the daemon actually took.
+2. A daemon: ``assistant run`` in a subprocess (or ``--url`` for one already running), after its
+   engines are warm and its FAQ reply cache is rendered (/healthz ``faq_cache``).
+3. Voice turns: one fresh visitor session per question, microphone frames streamed in real time
+   (20 ms frames, then silence, as a microphone would). Latency = wall time of the first binary
+   audio frame received - wall time the last voiced sample was sent. The daemon's own ``trace``
+   gives the per-stage split (ms after the end of speech).
+4. The sequential baseline on the same models, in this process while the daemon idles: wait
+   ``[vad] silence_ms`` for the end of speech, transcribe the whole utterance, retrieve, generate
+   the whole reply, synthesise the whole reply; latency = when the first audio exists.
+5. 20 concurrent clients asking at once (typed questions): no errors, no mixed-up replies.
+6. 300 idle connections: the daemon's resident memory before and after.
+
+Writes bench/results/latency.json and bench/results/latency.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from assistant.config import Settings, load  # noqa: E402
+from assistant.events import decode_audio_frame, encode_audio_frame  # noqa: E402
+from assistant.stages import SAMPLE_RATE_HZ, AudioChunk, Utterance  # noqa: E402
+
+FAQ_QUESTIONS = [
+    "What is the guest Wi-Fi password?",
+    "How much does visitor parking cost?",
+    "When is the canteen open?",
+    "Where is the IT help desk?",
+    "How do I book a meeting room?",
+    "When is payday?",
+    "Is there a shuttle bus?",
+    "How do I print?",
+]
+GENERATED_QUESTIONS = [
+    "What is on the fifth floor of the tower?",
+    "Where is the assembly point if the fire alarm sounds?",
+    "Am I allowed to take photos in the labs?",
+    "Where can I charge my electric car?",
+    "What happens to my lighter at the security check?",
+    "Where do taxis drop off visitors?",
+    "Can I borrow an umbrella when it rains?",
+    "Which lift can I use with my visitor badge?",
+]
+FRAME_MS = 20
+TRAILING_SILENCE_S = 12.0
+"""Upper bound on silence streamed after a question while waiting for the answer's first audio."""
+
+
+# --- questions ---------------------------------------------------------------------------------
+
+
+def last_voiced_sample(pcm: np.ndarray, threshold: int = 300) -> int:
+    """One past the last sample of the last 10 ms block with real energy (the end of speech)."""
+    block = SAMPLE_RATE_HZ // 100
+    n = len(pcm) // block
+    rms = np.sqrt(np.mean(pcm[: n * block].astype(np.float64).reshape(n, block) ** 2, axis=1))
+    voiced = np.nonzero(rms > threshold)[0]
+    return int((voiced[-1] + 1) * block) if len(voiced) else len(pcm)
+
+
+async def make_questions(settings: Settings, folder: Path) -> list[dict[str, Any]]:
+    from assistant import registry
+    from assistant.tts.pcm import resample_int16
+
+    folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a benchmark script, before any timing
+    synthesizer = None
+    out = []
+    for kind, questions in (("faq", FAQ_QUESTIONS), ("generated", GENERATED_QUESTIONS)):
+        for i, text in enumerate(questions):
+            path = folder / f"{kind}-{i:02d}.wav"
+            if not path.exists():
+                if synthesizer is None:
+                    synthesizer = registry.synthesizer(settings)
+                voice = synthesizer.voice_for("en")  # type: ignore[attr-defined]
+                chunks = [c async for c in synthesizer.synthesize(text, voice=voice)]
+                pcm = np.concatenate([np.frombuffer(c.pcm, dtype="<i2") for c in chunks])
+                pcm = resample_int16(pcm, chunks[0].sample_rate_hz, SAMPLE_RATE_HZ)
+                with wave.open(str(path), "wb") as w:
+                    w.setnchannels(1)
+                    w.setsampwidth(2)
+                    w.setframerate(SAMPLE_RATE_HZ)
+                    w.writeframes(pcm.astype("<i2").tobytes())
+            with wave.open(str(path), "rb") as w:
+                pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").copy()
+            out.append(
+                {
+                    "kind": kind,
+                    "text": text,
+                    "wav": str(path.relative_to(ROOT)),
+                    "pcm": pcm,
+                    "eos_sample": last_voiced_sample(pcm),
+                }
+            )
+    return out
+
+
+# --- the daemon ----------------------------------------------------------------------------------
+
+
+class DaemonProcess:
+    def __init__(self, config: str | None, port: int) -> None:
+        self.config = config
+        self.port = port
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> str:
+        cmd = [sys.executable, "-m", "assistant.cli", "run", "--port", str(self.port)]
+        if self.config:
+            cmd += ["--config", self.config]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=open("/tmp/bench-latency-daemon.log", "w"), text=True
+        )
+        deadline = time.monotonic() + 300
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                raise SystemExit(f"the daemon exited ({self.proc.returncode}); see /tmp/bench-latency-daemon.log")
+            if "serving" in line:
+                return f"ws://127.0.0.1:{self.port}/ws"
+        raise SystemExit("the daemon did not start within 300 s")
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return None
+
+
+async def wait_ready(http: str, timeout_s: float = 900) -> dict[str, Any]:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                health = (await client.get(f"{http}/healthz")).json()
+                if health.get("faq_cache") not in ("rendering",):
+                    return health  # type: ignore[no-any-return]
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(2)
+    raise SystemExit("the daemon's FAQ cache did not finish rendering in time")
+
+
+def rss_mb(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        return round(sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20, 1)
+    except Exception:
+        return None
+
+
+# --- one voice turn ---------------------------------------------------------------------------
+
+
+async def voice_turn(url: str, question: dict[str, Any]) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    pcm = np.concatenate([np.zeros(SAMPLE_RATE_HZ * 3 // 10, dtype=np.int16), question["pcm"]])
+    eos_sample = question["eos_sample"] + SAMPLE_RATE_HZ * 3 // 10
+    step = SAMPLE_RATE_HZ * FRAME_MS // 1000
+    result: dict[str, Any] = {"kind": question["kind"], "question": question["text"]}
+    async with connect(url + "?role=visitor", max_size=None) as ws:
+        await ws.recv()  # hello
+        await ws.recv()  # state
+        done = asyncio.Event()
+        first_audio: list[float] = []
+        events: list[dict[str, Any]] = []
+
+        async def receive() -> None:
+            async for frame in ws:
+                if isinstance(frame, bytes):
+                    if not first_audio:
+                        first_audio.append(time.monotonic())
+                        decode_audio_frame(frame)
+                    continue
+                event = json.loads(frame)
+                events.append(event)
+                if event["type"] == "state" and event["state"] == "idle" and event["turn"] >= 1:
+                    done.set()
+                    return
+
+        receiver = asyncio.create_task(receive())
+        t0 = time.monotonic()
+        eos_wall = t0 + eos_sample / SAMPLE_RATE_HZ
+        total = len(pcm) + int(TRAILING_SILENCE_S * SAMPLE_RATE_HZ)
+        sent = 0
+        seq = 0
+        while sent < total and not done.is_set() and not first_audio:
+            chunk = pcm[sent : sent + step] if sent < len(pcm) else np.zeros(step, dtype=np.int16)
+            await ws.send(encode_audio_frame(AudioChunk(chunk.astype("<i2").tobytes(), SAMPLE_RATE_HZ), sequence=seq))
+            sent += step
+            seq += 1
+            # real time: the frame after this one is due when its audio would have been captured
+            delay = t0 + sent / SAMPLE_RATE_HZ - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        try:
+            await asyncio.wait_for(done.wait(), 60)
+        finally:
+            receiver.cancel()
+    trace = next((e for e in events if e["type"] == "trace"), None)
+    final = [e for e in events if e["type"] == "transcript" and e["final"]]
+    start = next((e for e in events if e["type"] == "reply-start"), None)
+    end = next((e for e in events if e["type"] == "reply-end"), None)
+    errors = [e for e in events if e["type"] == "error"]
+    result.update(
+        route=start["route"] if start else None,
+        transcript=final[0]["text"] if final else None,
+        reply=end["text"] if end else None,
+        first_audio_ms=round((first_audio[0] - eos_wall) * 1000, 1) if first_audio else None,
+        trace={k: v for k, v in (trace or {}).items() if k.endswith("_ms") and k != "t_ms"},
+        errors=[e["code"] for e in errors],
+    )
+    return result
+
+
+# --- the sequential baseline ----------------------------------------------------------------------
+
+
+async def sequential(settings: Settings, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from assistant import prompts
+    from assistant.turn import Engines, decide_route
+
+    engines = await asyncio.to_thread(Engines.from_settings, settings)
+    assert engines.transcriber is not None and engines.synthesizer is not None and engines.voice_for is not None
+    # warm once, like the daemon
+    await engines.transcriber.transcribe(Utterance(pcm=np.zeros(8000, dtype=np.int16)))
+    out = []
+    for q in questions:
+        utt = Utterance(pcm=q["pcm"][: q["eos_sample"] + SAMPLE_RATE_HZ // 5])
+        t0 = time.monotonic()
+        transcript = await engines.transcriber.transcribe(utt)
+        t_asr = time.monotonic()
+        passages = await engines.retriever.search(transcript.text, k=settings.kb.top_k)
+        decision = decide_route(passages, settings)
+        t_kb = time.monotonic()
+        language = transcript.language or "en"
+        if decision.route == "generated":
+            messages = prompts.build_messages(transcript.text, decision.passages, [], language=language)
+            reply = "".join([d async for d in engines.llm.stream(messages, max_tokens=settings.answer.max_tokens)])
+        elif decision.route == "faq":
+            reply = decision.passages[0].answer or ""
+        else:
+            reply = prompts.fallback_line(language)
+        t_llm = time.monotonic()
+        voice = engines.voice_for(language)
+        audio_ms = 0.0
+        async for chunk in engines.synthesizer.synthesize(reply.strip(), voice=voice):
+            audio_ms += chunk.duration_ms
+        t_tts = time.monotonic()
+        ms = lambda a, b: round((b - a) * 1000, 1)  # noqa: E731
+        out.append(
+            {
+                "kind": q["kind"],
+                "question": q["text"],
+                "route": decision.route,
+                "transcript": transcript.text,
+                "endpoint_ms": settings.vad.silence_ms,
+                "asr_ms": ms(t0, t_asr),
+                "retrieve_ms": ms(t_asr, t_kb),
+                "generate_ms": ms(t_kb, t_llm),
+                "synthesize_ms": ms(t_llm, t_tts),
+                "reply_audio_ms": round(audio_ms, 1),
+                "first_audio_ms": round(settings.vad.silence_ms + (t_tts - t0) * 1000, 1),
+            }
+        )
+    return out
+
+
+# --- concurrency and idle connections ---------------------------------------------------------------
+
+
+async def text_turn(url: str, text: str) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    async with connect(url + "?role=visitor", max_size=None) as ws:
+        hello = json.loads(await ws.recv())
+        await ws.recv()
+        t0 = time.monotonic()
+        await ws.send(json.dumps({"type": "text", "text": text}))
+        events: list[dict[str, Any]] = []
+        first_audio = None
+        sequences: list[int] = []
+
+        async def run() -> None:
+            nonlocal first_audio
+            async for frame in ws:
+                if isinstance(frame, bytes):
+                    first_audio = first_audio or time.monotonic()
+                    f = decode_audio_frame(frame)
+                    sequences.append(f.sequence)
+                    if f.turn != 1:
+                        events.append({"type": "mixed-audio", "turn": f.turn})
+                    continue
+                e = json.loads(frame)
+                events.append(e)
+                if e["type"] == "state" and e["state"] == "idle" and e["turn"] == 1:
+                    return
+
+        await asyncio.wait_for(run(), 300)
+    deltas = "".join(e["text"] for e in events if e["type"] == "reply-delta")
+    end = next((e for e in events if e["type"] == "reply-end"), None)
+    return {
+        "question": text,
+        "session": hello["session"],
+        "route": end["route"] if end else None,
+        "reply": end["text"] if end else None,
+        "sources": [s["id"] for e in events if e["type"] == "sources" for s in e["sources"]],
+        "errors": [e.get("code", e["type"]) for e in events if e["type"] in ("error", "mixed-audio")],
+        "consistent": bool(end)
+        and deltas.strip() == (end or {}).get("text", "")
+        and all(e["turn"] == 1 for e in events)
+        and sequences == list(range(len(sequences))),
+        "first_audio_ms": round((first_audio - t0) * 1000, 1) if first_audio else None,
+        "total_ms": round((time.monotonic() - t0) * 1000, 1),
+    }
+
+
+async def concurrent(url: str, clients: int, single: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    texts = [(FAQ_QUESTIONS + GENERATED_QUESTIONS)[i % 16] for i in range(clients)]
+    t0 = time.monotonic()
+    results = await asyncio.gather(*(text_turn(url, t) for t in texts), return_exceptions=True)
+    wall = time.monotonic() - t0
+    failures = [repr(r) for r in results if isinstance(r, BaseException)]
+    ok = [r for r in results if isinstance(r, dict)]
+    mixed = []
+    for r in ok:
+        ref = single.get(r["question"])
+        # an FAQ answer is verbatim: it must be exactly the one this question got alone
+        if ref and ref["route"] == "faq" and r["route"] == "faq" and r["reply"] != ref["reply"]:
+            mixed.append(r["question"])
+    return {
+        "clients": clients,
+        "wall_s": round(wall, 2),
+        "exceptions": failures,
+        "errors": sum(len(r["errors"]) for r in ok),
+        "inconsistent": [r["question"] for r in ok if not r["consistent"]],
+        "mixed_up": mixed,
+        "distinct_sessions": len({r["session"] for r in ok}),
+        "first_audio_ms": summary([r["first_audio_ms"] for r in ok]),
+        "total_ms": summary([r["total_ms"] for r in ok]),
+    }
+
+
+async def idle_connections(url: str, http: str, n: int, pid: int | None) -> dict[str, Any]:
+    import httpx
+    from websockets.asyncio.client import connect
+
+    before = rss_mb(pid)
+    conns = []
+    t0 = time.monotonic()
+    try:
+        for _ in range(n):
+            conns.append(await connect(url, ping_interval=None))
+        opened_s = time.monotonic() - t0
+        await asyncio.sleep(3)
+        after = rss_mb(pid)
+        async with httpx.AsyncClient() as client:
+            health = (await client.get(f"{http}/healthz")).json()
+        probe = await text_turn(url, FAQ_QUESTIONS[0])
+    finally:
+        for c in conns:
+            await c.close()
+    return {
+        "connections": len(conns),
+        "open_s": round(opened_s, 2),
+        "rss_before_mb": before,
+        "rss_after_mb": after,
+        "per_connection_kb": round((after - before) * 1024 / n, 1) if before and after else None,
+        "healthz_clients": health.get("clients"),
+        "turn_while_open": {
+            "route": probe["route"],
+            "errors": probe["errors"],
+            "first_audio_ms": probe["first_audio_ms"],
+        },
+    }
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def summary(values: list[float | None]) -> dict[str, float | int | None]:
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return {"n": 0, "median": None, "p90": None, "min": None, "max": None}
+    return {
+        "n": len(v),
+        "median": round(statistics.median(v), 1),
+        "p90": round(v[min(len(v) - 1, round(0.9 * (len(v) - 1)))], 1),
+        "min": round(v[0], 1),
+        "max": round(v[-1], 1),
+    }
+
+
+STAGES = ["endpoint_ms", "transcript_ms", "retrieve_ms", "first_token_ms", "first_sentence_ms", "first_audio_ms"]
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
+    routes = [r for r in ("faq", "generated") if report["streaming"].get(r, {}).get("first_audio_ms", {}).get("n")]
+    # left: the daemon's per-stage split (median ms after end of speech), as cumulative marks
+    colors = ["#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b"]
+    for i, route in enumerate(routes):
+        stages = report["streaming"][route]["stages_median_ms"]
+        prev = 0.0
+        for stage, color in zip(STAGES, colors, strict=True):
+            value = stages.get(stage)
+            if value is None:
+                continue
+            ax1.barh(
+                i, max(0.0, value - prev), left=prev, color=color, label=stage.removesuffix("_ms") if i == 0 else None
+            )
+            prev = max(prev, value)
+    ax1.set_yticks(range(len(routes)), routes)
+    ax1.set_xlabel("ms after the end of speech (median)")
+    ax1.set_title("streaming daemon: when each stage is done")
+    ax1.legend(fontsize=8, loc="lower right")
+    # right: end of speech -> first audio, streaming vs sequential, with the targets
+    labels, medians, colors2 = [], [], []
+    for route in routes:
+        labels += [f"{route}\nstreaming", f"{route}\nsequential"]
+        medians += [
+            report["streaming"][route]["first_audio_ms"]["median"],
+            report["sequential"].get(route, {}).get("first_audio_ms", {}).get("median") or 0,
+        ]
+        colors2 += ["#2171b5", "#bdbdbd"]
+    ax2.bar(range(len(labels)), medians, color=colors2)
+    ax2.set_xticks(range(len(labels)), labels)
+    for x, m in enumerate(medians):
+        ax2.text(x, m, f"{m:.0f}", ha="center", va="bottom", fontsize=9)
+    for target, route in ((500, "faq"), (1500, "generated")):
+        if route in routes:
+            ax2.axhline(target, color="#d62728", lw=0.8, ls="--")
+            ax2.text(
+                len(labels) - 0.5,
+                target,
+                f"{route} target {target} ms",
+                color="#d62728",
+                fontsize=8,
+                ha="right",
+                va="bottom",
+            )
+    ax2.set_ylabel("end of speech -> first audio, median ms")
+    ax2.set_title("voice to voice, over WebSocket")
+    fig.suptitle(f"assistant latency ({report['machine']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="settings file (default ./assistant.toml)")
+    parser.add_argument("--port", type=int, default=8799)
+    parser.add_argument("--url", help="use a daemon already running at this ws:// URL (its /healthz on the same port)")
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--idle", type=int, default=300)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latency.json"))
+    parser.add_argument("--skip-sequential", action="store_true")
+    args = parser.parse_args()
+    settings = load(args.config)
+    questions = await make_questions(settings, settings.path(settings.general.cache_dir) / "bench-questions")
+    daemon = None if args.url else DaemonProcess(args.config, args.port)
+    url = args.url or daemon.start()  # type: ignore[union-attr]
+    http = url.replace("ws://", "http://").rsplit("/ws", 1)[0]
+    try:
+        health = await wait_ready(http)
+        print(f"daemon ready: {health}", file=sys.stderr)
+        pid = daemon.pid if daemon else None
+        rss_idle = rss_mb(pid)
+        turns = []
+        for q in questions:
+            r = await voice_turn(url, q)
+            print(
+                f"  {r['kind']:9s} route={r['route']!s:9s} first audio {r['first_audio_ms']} ms  {r['transcript']!r}",
+                file=sys.stderr,
+            )
+            turns.append(r)
+        single = {q["text"]: await text_turn(url, q["text"]) for q in questions}
+        conc = await concurrent(url, args.clients, single)
+        print(f"  {args.clients} concurrent: {conc['errors']} errors, mixed {conc['mixed_up']}", file=sys.stderr)
+        idle = await idle_connections(url, http, args.idle, pid)
+        print(f"  {args.idle} idle connections: {idle}", file=sys.stderr)
+        rss_peak = rss_mb(pid)
+    finally:
+        exit_code = daemon.stop() if daemon else None
+    seq = [] if args.skip_sequential else await sequential(settings, questions)
+
+    report: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} CPU cores, loopback, embedded models (shared machine)",
+        "settings": {
+            "asr": settings.asr.model,
+            "llm": settings.llm.model,
+            "tts_voice": settings.tts.voice,
+            "vad_silence_ms": settings.vad.silence_ms,
+            "partials": settings.asr.partials,
+        },
+        "questions": [
+            {
+                "kind": q["kind"],
+                "text": q["text"],
+                "wav": q["wav"],
+                "speech_s": round(q["eos_sample"] / SAMPLE_RATE_HZ, 2),
+            }
+            for q in questions
+        ],
+        "streaming": {},
+        "sequential": {},
+        "turns": turns,
+        "sequential_turns": seq,
+        "concurrent": conc,
+        "idle": idle,
+        "daemon": {"rss_ready_mb": rss_idle, "rss_end_mb": rss_peak, "exit_code_on_sigterm": exit_code},
+    }
+    for route in ("faq", "generated", "fallback"):
+        mine = [t for t in turns if t["route"] == route]
+        if mine:
+            report["streaming"][route] = {
+                "first_audio_ms": summary([t["first_audio_ms"] for t in mine]),
+                "stages_median_ms": {s: summary([t["trace"].get(s) for t in mine])["median"] for s in STAGES},
+            }
+        base = [t for t in seq if t["route"] == route]
+        if base:
+            report["sequential"][route] = {
+                "first_audio_ms": summary([t["first_audio_ms"] for t in base]),
+                "stages_median_ms": {
+                    k: summary([t[k] for t in base])["median"]
+                    for k in ("endpoint_ms", "asr_ms", "retrieve_ms", "generate_ms", "synthesize_ms")
+                },
+            }
+    targets = {}
+    for route, target in (("faq", 500), ("generated", 1500)):
+        median = report["streaming"].get(route, {}).get("first_audio_ms", {}).get("median")
+        targets[f"{route}_median_le_{target}ms"] = None if median is None else median <= target
+    gen, base = report["streaming"].get("generated"), report["sequential"].get("generated")
+    if gen and base:
+        speedup = base["first_audio_ms"]["median"] / gen["first_audio_ms"]["median"]
+        report["speedup_generated_vs_sequential"] = round(speedup, 2)
+        targets["generated_speedup_ge_3x"] = speedup >= 3.0
+    targets["concurrent_no_errors_no_mixups"] = not (
+        conc["errors"] or conc["exceptions"] or conc["mixed_up"] or conc["inconsistent"]
+    )
+    report["targets_met"] = targets
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    plot(report, out.with_suffix(".png"))
+    print(
+        json.dumps(
+            {
+                "streaming": report["streaming"],
+                "sequential": report["sequential"],
+                "speedup": report.get("speedup_generated_vs_sequential"),
+                "targets": targets,
+            },
+            indent=1,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
