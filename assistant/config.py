@@ -108,6 +108,11 @@ class ASR:
     timeout_s: float = 30.0
     languages: list[str] = field(default_factory=lambda: ["zh", "en"])
     """When detecting (``language = ""``), the languages to choose among; empty: any Whisper knows."""
+    dip_cut_after_s: float = 0.0
+    """With partials: after this many seconds of speech without a pause, cut at the quietest dip
+    between words and transcribe that part while the visitor goes on, so less is left at the end.
+    0 turns it off (the default: in bench/asr.py it did not lower the median latency of 3-6 s
+    questions, and cutting mid-sentence raised LibriVox WER from ~4% to ~10%)."""
     encoder_window: Literal["fit", "full"] = "fit"
     """faster-whisper, utterances up to 28 s: ``fit`` encodes only the audio (+1 s), ~5x faster than
     ``full`` (Whisper's fixed 30 s window), at a small accuracy cost; falls back to ``full`` when the
@@ -158,6 +163,8 @@ class TTS:
     """Voices with ``engine = "openai"``: how long to wait for the server."""
     threads: int = 2
     """CPU threads for Piper's ONNX Runtime (no busy-waiting, so idle threads leave the CPU to the LLM)."""
+    device: str = "auto"
+    """Coqui (XTTS-v2, VITS): ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``."""
 
 
 @dataclass

@@ -20,6 +20,10 @@ What this does instead (measured in ``bench/asr.py``):
    turn ends after ``silence_ms`` and, if the speculative transcript covered all the voiced audio,
    it is reused; else only the tail since the last commit is transcribed.
 
+Optionally (``[asr] dip_cut_after_s``, off by default), speech that goes on without any pause is
+cut at the quietest dip between words and that part transcribed while the visitor continues; it
+bounds the work left at the end of long questions but costs accuracy (see its docstring).
+
 With ``[asr] partials = false`` none of this happens: the whole utterance is transcribed after
 the endpointer's ``silence_ms`` decision (the baseline the benchmark compares against).
 
@@ -50,6 +54,9 @@ EndpointKind = Literal["silence", "early", "max", "flush"]
 _MIN_COMMIT_S = 1.0
 """Chunks shorter than this are not committed on their own: Whisper does poorly on a word or two."""
 _MIN_PARTIAL_S = 0.5
+_CHUNK_DIP = 0.35
+"""[asr] dip_cut_after_s cuts only where Silero's probability is below this (between words, not
+inside a vowel)."""
 _COMMIT_GAP_MS = 160
 """A transcription made at a pause is committed only if the pause lasted this long: shorter dips
 happen inside words, and cutting there would split a word between two chunks."""
@@ -97,6 +104,8 @@ class _Take:
     committed: list[str] = field(default_factory=list)
     spec: _Job | None = None
     partial: _Job | None = None
+    chunk: _Job | None = None
+    """A transcription of [commit_sample, a dip between two words], committed when it is done."""
     last_partial_sample: int = 0
     ended: bool = False
 
@@ -149,6 +158,8 @@ class Listener:
         self._out: asyncio.Queue[Any] = asyncio.Queue()
         self._interval_samples = settings.asr.partial_interval_ms * SAMPLE_RATE_HZ // 1000
         self._busy = asyncio.Lock()
+        self.chunk_after_s = settings.asr.dip_cut_after_s or float("inf")
+        """Cut speech without pauses at a dip between words after this long (inf: never)."""
         self._holder: asyncio.Task[Any] | None = None
         self._job_samples = 0
         """How long the last transcription took, in samples of stream time: partials are spaced at
@@ -276,16 +287,46 @@ class Listener:
                 take.commit_sample = spec.to_sample
                 take.language = take.language or result.language
             take.spec = spec = None
+        # A chunk cut at a dip between words is done: commit it.
+        chunk = take.chunk
+        if chunk is not None and chunk.task.done():
+            result = chunk.result()
+            if result is not None and result.text and chunk.from_sample == take.commit_sample:
+                # Cut mid-sentence: Whisper's full stop at the cut is not the speaker's.
+                take.committed.append(result.text.rstrip(".。"))
+                take.commit_sample = chunk.to_sample
+                take.language = take.language or result.language
+            take.chunk = chunk = None
         # A pause: transcribe what is pending now; it may be the whole rest of the question.
         if (
             spec is None
             and state.silence_ms >= s.vad.pause_ms
             and state.last_voiced_sample > take.commit_sample
         ):
-            if take.partial is not None and take.partial.task is not self._holder:
+            # Jobs still waiting for the model are dropped: the pause matters more.
+            if take.partial is not None and take.partial.task is not self._holder and not take.partial.task.done():
                 take.partial.task.cancel()
                 take.partial = None
-            take.spec = spec = self._job(take, take.commit_sample, state.now_sample, state.last_voiced_sample, "ahead")
+            if take.chunk is not None and take.chunk.task is not self._holder and not take.chunk.task.done():
+                take.chunk.task.cancel()
+                take.chunk = chunk = None
+            if take.chunk is None:  # a chunk already running moves commit_sample first
+                take.spec = spec = self._job(
+                    take, take.commit_sample, state.now_sample, state.last_voiced_sample, "ahead"
+                )
+        # Long speech without a pause: cut at the quietest dip between words, so that at the end
+        # only the audio after it is left to transcribe.
+        if (
+            chunk is None
+            and spec is None
+            and state.silence_ms == 0
+            and state.now_sample - take.commit_sample >= self.chunk_after_s * SAMPLE_RATE_HZ
+        ):
+            dip = self.endpointer.quietest_window(
+                take.commit_sample + int(_MIN_COMMIT_S * SAMPLE_RATE_HZ), state.now_sample - SAMPLE_RATE_HZ // 2
+            )
+            if dip is not None and dip[1] < _CHUNK_DIP:
+                take.chunk = self._job(take, take.commit_sample, dip[0], dip[0], "chunk")
         # Early end of turn: the transcript of everything voiced so far is done and ends a sentence.
         if (
             spec is not None
@@ -314,6 +355,7 @@ class Listener:
         if (
             partial is None
             and spec is None
+            and take.chunk is None
             and state.silence_ms == 0
             and state.now_sample - take.last_partial_sample >= max(self._interval_samples, self._job_samples * 3)
             and state.now_sample - take.commit_sample >= _MIN_PARTIAL_S * SAMPLE_RATE_HZ
@@ -332,7 +374,19 @@ class Listener:
                     transcript = await self.transcriber.transcribe(utterance)
                 chunks = 1
             else:
+                chunk = take.chunk
+                if chunk is not None and chunk.from_sample == take.commit_sample:
+                    try:
+                        done = await asyncio.shield(chunk.task)
+                    except (AssistantError, asyncio.CancelledError):
+                        done = None
+                    if done is not None and done.text:
+                        take.committed.append(done.text.rstrip(".。"))
+                        take.commit_sample = chunk.to_sample
+                        take.language = take.language or done.language
                 spec = take.spec
+                if spec is not None and spec.from_sample != take.commit_sample:
+                    spec = None  # it started before a commit: it would repeat committed words
                 result: Transcript | None = None
                 if spec is not None and spec.last_voiced >= eos_sample:
                     # The speculative transcription already covers every voiced sample.
@@ -341,16 +395,8 @@ class Listener:
                     except AssistantError as err:
                         log.debug("speculative transcription failed (%s); transcribing the tail again", err)
                 if result is None:
-                    if spec is not None and spec.to_sample > take.commit_sample:
-                        # It covers a prefix (voice came back after it): commit it if it is usable.
-                        try:
-                            prefix = await asyncio.shield(spec.task)
-                        except AssistantError:
-                            prefix = None
-                        if prefix is not None and prefix.text and spec.to_sample - spec.from_sample >= _MIN_COMMIT_S * SAMPLE_RATE_HZ:
-                            take.committed.append(prefix.text)
-                            take.commit_sample = spec.to_sample
-                            take.language = take.language or prefix.language
+                    # Voice came back after the last transcription ahead (or there was none): the
+                    # tail since the last commit is transcribed now.
                     tail = utterance.pcm[max(0, take.commit_sample - start_sample) :]
                     tail_utterance = Utterance(
                         pcm=tail,

@@ -12,10 +12,12 @@ numbers to words, Mr./Mrs. spelled out) and the word edit distance is summed ove
 Latency: each 3-6 s recording is played through the Listener at real-time pace (0.5 s of silence
 before it, 1.5 s after), frame by frame as a microphone would deliver it. Latency = the wall-clock
 time the final transcript is out minus the wall-clock time the last voiced sample was "captured"
-(``ArraySource.started_at + end_of_speech_ms``). Both paths run in the same process on the same
-recordings, alternating, so machine load affects them alike:
-  partials  [asr] partials = true (commit at pauses, early end of turn; see assistant/listen.py)
-  whole     partials = false: the whole utterance is transcribed after [vad] silence_ms
+(``ArraySource.started_at + end_of_speech_ms``). All paths run in the same process on the same
+recordings, interleaved, so machine load affects them alike:
+  partials              [asr] partials = true (the default): transcribe ahead at pauses, commit at
+                        real pauses, early end of turn (see assistant/listen.py)
+  partials-dip-cuts     the same with [asr] dip_cut_after_s = 2.5 (also cut at dips between words)
+  whole                 partials = false: the whole utterance is transcribed after [vad] silence_ms
   whole-full  as whole, with Whisper's fixed 30 s encoder window (faster-whisper's default path)
 """
 
@@ -149,6 +151,7 @@ async def latency(settings: Settings, rounds: int, with_full: bool, refs: dict[s
     full = FasterWhisperTranscriber(fit.model_dir, language=settings.asr.language, encoder_window="full")
     modes = {
         "partials": (fit, replace(settings, asr=replace(settings.asr, partials=True))),
+        "partials-dip-cuts": (fit, replace(settings, asr=replace(settings.asr, partials=True, dip_cut_after_s=2.5))),
         "whole": (fit, replace(settings, asr=replace(settings.asr, partials=False))),
     }
     if with_full:
@@ -163,7 +166,7 @@ async def latency(settings: Settings, rounds: int, with_full: bool, refs: dict[s
     results: dict[str, list[dict[str, object]]] = {m: [] for m in modes}
     for r in range(rounds):
         for i, (name, pcm) in enumerate(clips):
-            order = list(modes) if (i + r) % 2 == 0 else list(reversed(modes))
+            order = list(modes)[(i + r) % len(modes) :] + list(modes)[: (i + r) % len(modes)]
             for mode in order:
                 transcriber, s = modes[mode]
                 res = await one_pass(transcriber, s, pcm)
@@ -187,6 +190,8 @@ async def latency(settings: Settings, rounds: int, with_full: bool, refs: dict[s
     p = summary["partials"]["median_latency_ms"]  # type: ignore[index]
     w = summary["whole"]["median_latency_ms"]  # type: ignore[index]
     summary["ratio_whole_to_partials"] = round(w / p, 2) if p and w else None
+    n = summary["partials-dip-cuts"]["median_latency_ms"]  # type: ignore[index]
+    summary["ratio_whole_to_partials_dip_cuts"] = round(w / n, 2) if n and w else None
     if "whole-full" in summary:
         wf = summary["whole-full"]["median_latency_ms"]  # type: ignore[index]
         summary["ratio_whole_full_to_partials"] = round(wf / p, 2) if p and wf else None

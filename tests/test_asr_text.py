@@ -39,3 +39,13 @@ def test_joining_chunks_and_loop_detection() -> None:
     assert join_texts(["我想报销", "商旅费用。"]) == "我想报销商旅费用。"
     assert join_texts(["", "ok"]) == "ok"
     assert compression_ratio("10 of clubs " * 20) > 2.4 > compression_ratio("Had he married a more amiable woman")
+
+
+def test_loops_are_collapsed_but_real_repetition_stays() -> None:
+    from assistant.engines._asr_common import collapse_repeats
+
+    assert collapse_repeats("Cold hearted. Cold hearted. Cold hearted.") == "Cold hearted."
+    assert collapse_repeats("10 of clubs 10 of clubs 10 of clubs 10 of") == "10 of clubs"
+    assert collapse_repeats("请问报销。请问报销。") == "请问报销。"
+    assert collapse_repeats("five five") == "five five"
+    assert collapse_repeats("He was. He was not.") == "He was. He was not."

@@ -174,3 +174,26 @@ async def test_whisper_base_through_the_listener(models_dir: object) -> None:
     heard = [i for i in items if isinstance(i, Heard)]
     assert len(heard) == 1
     assert "amiable" in heard[0].transcript.text.lower() and heard[0].transcript.language == "en"
+
+
+async def test_long_speech_without_pauses_is_cut_at_a_dip_between_words() -> None:
+    fake = FakeTranscriber(suffix=".")
+    pcm = with_silence(recording("librivox/sense_and_sensibility_01_austen_64kb-0870.wav"), 500, 1500)
+    s = settings()
+    s.asr.dip_cut_after_s = 2.5
+    items = await listen(fake, s, pcm)
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 1 and heard[0].chunks >= 2
+    # The committed chunk lost the full stop Whisper put at the cut; the last one keeps its own.
+    parts = heard[0].transcript.text.split(" chunk")
+    assert not parts[0].endswith(".") and heard[0].transcript.text.endswith(".")
+    # Every chunk is shorter than the utterance: the end only waited for the last part.
+    assert max(d for d, _ in fake.calls) < heard[0].utterance.duration_s - 1.0
+
+
+async def test_without_dip_cuts_long_speech_is_one_chunk() -> None:
+    fake = FakeTranscriber(suffix=".")
+    pcm = with_silence(recording("librivox/sense_and_sensibility_01_austen_64kb-0920.wav"), 500, 1500)
+    items = await listen(fake, settings(), pcm)  # dip_cut_after_s = 0: off
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 1 and heard[0].chunks == 1

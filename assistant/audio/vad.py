@@ -157,6 +157,8 @@ class Endpointer:
         self._in_speech = False
         self._started = False
         self._chunks: list[np.ndarray] = []
+        self._probs: list[float] = []
+        """Speech probability of each window in _chunks (pre-roll windows: 0)."""
         self._start_sample = 0
         self._first_voiced = 0
         self._last_voiced = 0
@@ -181,6 +183,21 @@ class Endpointer:
         if not self._in_speech:
             return None
         return SpeechState(self._start_sample, self._last_voiced, self._processed, self._started, self._last_gap)
+
+    def quietest_window(self, start_sample: int, end_sample: int) -> tuple[int, float] | None:
+        """The least speech-like window of the utterance in progress between two positions.
+
+        Returns (the sample position of the window's middle, its probability), or None. A listener
+        cuts a long utterance there when it has no real pause: the dip between two words.
+        """
+        if not self._in_speech or not self._probs:
+            return None
+        first = max(0, -(-(start_sample - self._start_sample) // WINDOW_SAMPLES))
+        last = min(len(self._probs), (end_sample - self._start_sample) // WINDOW_SAMPLES)
+        if last <= first:
+            return None
+        i = first + int(np.argmin(self._probs[first:last]))
+        return self._start_sample + i * WINDOW_SAMPLES + WINDOW_SAMPLES // 2, self._probs[i]
 
     def audio(self, start_sample: int | None = None, end_sample: int | None = None) -> np.ndarray:
         """The utterance in progress between two absolute sample positions (default: all of it)."""
@@ -253,6 +270,7 @@ class Endpointer:
                 self._in_speech = True
                 pre = list(self._pre_roll)
                 self._chunks = [*pre, window]
+                self._probs = [0.0] * len(pre) + [prob]
                 self._start_sample = start - WINDOW_SAMPLES * len(pre)
                 self._first_voiced = start
                 self._last_voiced = end
@@ -263,6 +281,7 @@ class Endpointer:
                 return out
         else:
             self._chunks.append(window)
+            self._probs.append(prob)
             if prob >= self.threshold or (prob >= self.neg_threshold and self._silence_run == 0):
                 if self._silence_run:
                     self._last_gap = self._silence_run

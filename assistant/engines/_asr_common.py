@@ -72,6 +72,37 @@ def compression_ratio(text: str) -> float:
     return len(data) / max(1, len(zlib.compress(data)))
 
 
+_SENTENCE = re.compile(r"[^.?!。？！]+[.?!。？！]*")
+
+
+def collapse_repeats(text: str) -> str:
+    """Undo Whisper's loops: a sentence said twice in a row, or a phrase repeated 3+ times at the end.
+
+    "Cold hearted. Cold hearted. Cold hearted." -> "Cold hearted."; "10 of clubs 10 of clubs 10 of
+    clubs" -> "10 of clubs"; "five five" stays (people do say things twice).
+    """
+    sentences = [m.group(0).strip() for m in _SENTENCE.finditer(text) if m.group(0).strip()]
+    kept: list[str] = []
+    for sentence in sentences:
+        if kept and _key(kept[-1]) == _key(sentence) and _key(sentence):
+            continue
+        kept.append(sentence)
+    joined = join_texts(kept) if kept else text.strip()
+    words = joined.split()
+    for period in range(1, min(10, len(words) // 3) + 1):
+        # The longest tail in which every word equals the one `period` words before it.
+        tail = 0
+        while tail < len(words) - period and words[-1 - tail] == words[-1 - tail - period]:
+            tail += 1
+        if tail >= 2 * period:  # the unit, then at least two more of it (the last may be cut off)
+            return " ".join(words[: len(words) - tail])
+    return joined
+
+
+def _key(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
 def join_texts(parts: Sequence[str]) -> str:
     """Join transcripts of consecutive chunks: a space between Latin words, none between CJK."""
     out = ""

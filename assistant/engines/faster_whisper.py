@@ -28,7 +28,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from assistant.config import Settings
-from assistant.engines._asr_common import build_prompt, clean_text, compression_ratio, join_texts, pick_language
+from assistant.engines._asr_common import (
+    build_prompt,
+    clean_text,
+    collapse_repeats,
+    compression_ratio,
+    join_texts,
+    pick_language,
+)
 from assistant.stages import SAMPLE_RATE_HZ, ModelMissingError, TranscribeError, Transcript, Utterance
 
 log = logging.getLogger(__name__)
@@ -208,12 +215,16 @@ class FasterWhisperTranscriber:
             max_initial_timestamp_index=50,
         )[0]
         tokens = result.sequences_ids[0]
-        text = _segments_text(tokens, tokenizer, duration_s)
+        raw = _segments_text(tokens, tokenizer, duration_s)
+        text = collapse_repeats(raw)
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         if result.no_speech_prob > _NO_SPEECH and avg_logprob < _LOW_LOGPROB:
             # Whisper's own rule: probably no speech, and what it wrote is a guess ("Thank you.").
             return _Decoded("", language, False)
-        degenerate = self.max_new_tokens is None and (len(tokens) >= cap or compression_ratio(text) > _MAX_COMPRESSION)
+        # A loop that collapse_repeats could undo is fixed; one it could not is redone on the full window.
+        degenerate = self.max_new_tokens is None and (
+            compression_ratio(text) > _MAX_COMPRESSION or (len(tokens) >= cap and text == raw)
+        )
         return _Decoded(text, language, degenerate)
 
     def _full(self, audio: np.ndarray, language: str, prompt_text: str) -> _Decoded:
@@ -227,6 +238,11 @@ class FasterWhisperTranscriber:
         options: dict[str, Any] = {}
         if self.max_new_tokens is not None:
             options["max_new_tokens"] = self.max_new_tokens
+        if audio.size <= FIT_MAX_S * SAMPLE_RATE_HZ:
+            # A live utterance (or a fit-window redo): one greedy pass, no temperature fallback
+            # ladder, which on a loaded machine can take tens of seconds for a few words.
+            options["temperature"] = 0.0
+            options.setdefault("max_new_tokens", 10 + math.ceil(audio.size / SAMPLE_RATE_HZ * _TOKENS_PER_S))
         segments, info = model.transcribe(
             audio,
             language=language or None,
@@ -236,7 +252,7 @@ class FasterWhisperTranscriber:
             vad_filter=False,
             **options,
         )
-        text = "".join(segment.text for segment in segments)
+        text = collapse_repeats("".join(segment.text for segment in segments))
         return _Decoded(text, language or info.language, False)
 
 
