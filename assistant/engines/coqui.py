@@ -71,6 +71,7 @@ class CoquiSynthesizer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.device = settings.tts.device
         self._models: dict[str, _Loaded] = {}
         self._latents: dict[str, tuple[Any, Any]] = {}
         self._load_lock = threading.Lock()
@@ -141,12 +142,21 @@ class CoquiSynthesizer:
             config.load_json(str(folder / "config.json"))
             model = Xtts(config)
             model.load_checkpoint(config, checkpoint_dir=str(folder), checkpoint_path=str(checkpoint), eval=True)
+            model.to(self._torch_device())
             model.eval()
             return _Loaded("xtts", model, int(config.model_args.output_sample_rate), identity)
         from TTS.api import TTS
 
         api = TTS(model_path=str(checkpoint), config_path=str(folder / "config.json"), progress_bar=False)
+        api.to(self._torch_device())
         return _Loaded("api", api, int(api.synthesizer.output_sample_rate), identity)
+
+    def _torch_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
 
     # --- cloning -------------------------------------------------------------------------------
 
@@ -181,7 +191,8 @@ class CoquiSynthesizer:
         self.latent_computations += 1
         self.latent_cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".pt.tmp")
-        torch.save({"gpt_cond_latent": gpt_cond_latent, "speaker_embedding": speaker_embedding}, tmp)
+        # Stored on the CPU: the cache stays readable on a machine without the GPU it was made on.
+        torch.save({"gpt_cond_latent": gpt_cond_latent.cpu(), "speaker_embedding": speaker_embedding.cpu()}, tmp)
         tmp.replace(path)
         self._latents[key] = (gpt_cond_latent, speaker_embedding)
         return self._latents[key]
