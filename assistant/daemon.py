@@ -172,6 +172,8 @@ class Session:
     listener: Listener | None = None
     echo: EchoFilter | None = None
     local: LocalAudio | None = None
+    half_duplex: bool = True
+    """Gate the microphone while the local speaker plays (kiosk only; off only to measure the echo)."""
     results: deque[TurnResult] = field(default_factory=lambda: deque(maxlen=8))
     last_number: int = 0
     _started: float = field(default_factory=time.monotonic)
@@ -312,7 +314,7 @@ class Session:
 
     def gated(self) -> bool:
         """Half-duplex: is the local speaker (or its echo tail) sounding right now?"""
-        if self.local is None:
+        if self.local is None or not self.half_duplex:
             return False
         if self.local.playing or self.state == "speaking":
             self._speaking_until = time.monotonic()
@@ -600,7 +602,8 @@ class Daemon:
             await self.session_of(client).interrupt(message.played_ms, message.turn)
         elif isinstance(message, PlaybackMessage):
             session = self.session_of(client)
-            if session.kind == "visitor":  # the kiosk's position is its own speaker's
+            # a kiosk with a speaker knows its own position; without one, its watchers play the reply
+            if session.local is None:
                 session.played_ms[message.turn] = message.played_ms
         elif isinstance(message, ModeMessage):
             await self._visitor(client).set_mode(message.mode)

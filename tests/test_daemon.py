@@ -446,3 +446,22 @@ async def test_run_serves_until_sigterm_then_stops_cleanly(
     assert ws.close_code == 1001
     # the warm-up went through every engine once
     assert engines.transcriber.calls and engines.llm.calls  # type: ignore[union-attr, attr-defined]
+
+
+async def test_a_watcher_interrupts_the_browser_only_kiosk_with_its_playback_position() -> None:
+    llm = FakeLanguageModel(reply="First sentence is short. The second one takes longer to say.", delay_s=0.03)
+    synth = FakeSynthesizer(delay_s=0.05)
+    async with running_daemon(fake_engines(llm=llm, synthesizer=synth)) as d, await open_client(d.ws_url) as watcher:
+        await hello(watcher)
+        await d.daemon.kiosk.ask("Tell me about the visitor badge")
+        got = await collect(watcher, "audio-stop")
+        first = got.of("sentence")[0]["text"]
+        await watcher.send(
+            json.dumps({"type": "playback", "turn": 1, "played_ms": got.of("audio-stop")[0]["duration_ms"]})
+        )
+        await watcher.send(json.dumps({"type": "interrupt"}))
+        rest = await collect(watcher)
+        assert rest.of("interrupted")[0]["heard_text"] == first
+        assert [m.content for m in d.daemon.kiosk.history] == ["Tell me about the visitor badge", first]
+        # the watcher is still a watcher: interrupting is not asking
+        assert set(d.daemon.sessions) == {"kiosk"}

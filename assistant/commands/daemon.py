@@ -49,7 +49,7 @@ async def serve(
     daemon = Daemon(settings, engines)
     server = AssistantServer(settings, daemon, metrics=daemon.metrics)
     await server.start()
-    background: set[asyncio.Task[object]] = set()
+    background: set[asyncio.Task[None]] = set()
     if local_audio:
         from assistant.server.soundcard import SoundCard
 

@@ -141,7 +141,7 @@ def parse_text(data: str, *, max_bytes: int) -> ClientMessage:
         if role not in ("visitor", "watcher"):
             raise ProtocolError("bad-message", "'hello' role must be 'visitor' or 'watcher'")
         client = (_field(body, "client", str) or "")[:100]
-        return HelloMessage(role=role, client=client)
+        return HelloMessage(role="visitor" if role == "visitor" else "watcher", client=client)
     if kind == "text":
         text = _field(body, "text", str, required=True).strip()
         if not text:
