@@ -230,6 +230,7 @@ class Session:
             await self._interrupt()
             self.last_number += 1
             number = self.last_number
+            self.played_ms = {n: ms for n, ms in self.played_ms.items() if n > number - 4}
             emitter = _TurnEmitter(self)
             turn = Turn(
                 number,
@@ -265,8 +266,6 @@ class Session:
         if result.error is None:
             self._remember(result, result.answer)
             self.daemon.metrics.turns.inc(outcome="answered")
-        elif result.error.code == "asr-echo":
-            self.daemon.metrics.turns.inc(outcome="echo")
         else:
             self.daemon.metrics.turns.inc(outcome="error")
         return result
@@ -453,6 +452,9 @@ class _TurnEmitter:
 
     def __call__(self, event: ev.Event) -> None:
         session, turn = self.session, self.turn
+        if isinstance(event, ev.Sentence) and session.echo is not None:
+            # known before it is heard: the microphone may pick it up while the turn still runs
+            session.echo.said(event.text)
         if isinstance(event, ev.Interrupted) and turn is not None:
             # the turn only knows what was sent; the listener's playback position says what was heard
             event.heard_text = turn.heard_text(session._played(turn.number))

@@ -215,6 +215,11 @@ class AssistantServer:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # websockets logs every HTTP request and connection at INFO: a kiosk polled by a health
+        # check would log nothing else. Its warnings and errors still come through.
+        ws_log = logging.getLogger("websockets.server")
+        if ws_log.getEffectiveLevel() > logging.DEBUG:
+            ws_log.setLevel(logging.WARNING)
         self._server = await serve(
             self._handle,
             self.host,
