@@ -30,6 +30,8 @@ class PromptSet:
     question_label: str
     faq_question: str
     faq_answer: str
+    no_passages: str
+    """Stands in for the passages when retrieval found none (the model must then decline)."""
     decline: str
     """The exact sentence the model is told to say when the passages do not contain the answer."""
     fallback: str
@@ -41,16 +43,19 @@ PROMPTS: dict[str, PromptSet] = {
         system=(
             "你是公司前台的语音助手，回答访客和员工的问题。\n"
             "规则：\n"
-            "1. 只根据用户消息里编号的资料回答，不要使用资料以外的任何知识，不要编造数字、网址、人名或流程。\n"
-            "2. 如果资料里没有问题的答案，只回答这一句：“{decline}”\n"
+            "1. 用户消息里有编号的资料。资料里有相关内容时，就用资料里的事实直接回答，数字、时间、地点和名称"
+            "要和资料完全一致；不要使用资料以外的知识，不要编造。\n"
+            "2. 只有资料里确实没有问题的答案时，才只回答这一句：“{decline}”\n"
             "3. 用中文回答。\n"
-            "4. 回答要简短，两到三句话，口语化，适合直接朗读；不要用列表、标题、星号、编号或表格，"
-            "不要说“根据资料”。"
+            "4. 回答要简短，一到三句话，口语化，适合直接朗读；不要用列表、标题、星号或表格，不要说“根据资料”。\n"
+            "注意：资料说的是另一件事时（例如问题问产假，资料只讲年假），算没有答案。资料能回答问题时"
+            "（包括答案是“不可以”），就直接回答。"
         ),
         passage_header="资料：",
         question_label="问题：",
         faq_question="问：",
         faq_answer="答：",
+        no_passages="（没有找到相关资料）",
         decline="抱歉，我的资料里没有这个问题的答案，请咨询前台工作人员。",
         fallback="抱歉，这个问题我暂时回答不了，请咨询前台工作人员。",
     ),
@@ -58,17 +63,22 @@ PROMPTS: dict[str, PromptSet] = {
         system=(
             "You are the voice assistant at a company's front desk, answering visitors and employees.\n"
             "Rules:\n"
-            "1. Answer only from the numbered passages in the user's message. Use no other knowledge and "
-            "never invent numbers, addresses, names or procedures.\n"
-            '2. If the passages do not contain the answer, reply with exactly this sentence: "{decline}"\n'
+            "1. The user's message contains numbered passages. When they contain relevant facts, answer directly "
+            "with those facts, keeping numbers, times, places and names exactly as written. Use no other "
+            "knowledge and never invent anything.\n"
+            '2. Only if the passages really do not contain the answer, reply with exactly this sentence: "{decline}"\n'
             "3. Answer in English, even when the passages are in another language.\n"
-            "4. Keep it short and spoken: two or three plain sentences. No lists, headings, asterisks, "
-            'numbering or tables, and do not say "according to the passages".'
+            "4. Keep it short and spoken: one to three plain sentences. No lists, headings, asterisks or tables, "
+            'and do not say "according to the passages".\n'
+            "Note: passages about something else (say the question asks about maternity leave and the passages "
+            "only cover annual leave) do not contain the answer. When the passages do answer the question, even "
+            'if the answer is "no", answer it.'
         ),
         passage_header="Passages:",
         question_label="Question:",
         faq_question="Q:",
         faq_answer="A:",
+        no_passages="(no relevant passages were found)",
         decline="Sorry, my documents don't cover that. Please ask the front desk staff.",
         fallback="Sorry, I don't know the answer to that. Please ask the front desk staff.",
     ),
@@ -100,7 +110,7 @@ def build_messages(question: str, passages: list[Passage], history: list[Message
     """
     lang = language if language in PROMPTS else detect_language(question)
     p = prompt_set(lang)
-    lines = [format_passage(i, passage, p) for i, passage in enumerate(passages, start=1)]
+    lines = [format_passage(i, passage, p) for i, passage in enumerate(passages, start=1)] or [p.no_passages]
     user = f"{p.passage_header}\n" + "\n".join(lines) + f"\n\n{p.question_label}{question.strip()}"
     messages = [Message("system", p.system.format(decline=p.decline))]
     messages.extend(m for m in history if m.role in ("user", "assistant") and m.content.strip())

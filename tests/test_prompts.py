@@ -38,9 +38,9 @@ def test_chinese_prompt_numbers_passages_and_ends_with_the_question() -> None:
     messages = prompts.build_messages("住酒店每晚能报多少钱？", [FAQ_ZH, DOC_ZH], history, language="zh")
     assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
     system, last = messages[0].content, messages[-1].content
-    assert "只根据" in system and "不要编造" in system
+    assert "不要使用资料以外的知识" in system and "不要编造" in system
     assert prompts.decline_line("zh") in system  # the exact sentence to say when the passages lack the answer
-    assert "两到三句话" in system and "用中文回答" in system
+    assert "一到三句话" in system and "用中文回答" in system
     lines = last.splitlines()
     assert lines[0] == "资料："
     assert lines[1] == "[1] 问：出差住酒店的标准是多少 答：北京、上海每晚不超过600元，其他城市不超过450元。"
@@ -53,9 +53,9 @@ def test_english_prompt_asks_for_english_even_from_chinese_passages() -> None:
     messages = prompts.build_messages("  What's the hotel cap?  ", [FAQ_ZH, FAQ_EN], [], language="en")
     assert [m.role for m in messages] == ["system", "user"]
     system, last = messages[0].content, messages[-1].content
-    assert "only from the numbered passages" in system
+    assert "Use no other knowledge" in system
     assert "Answer in English" in system
-    assert "two or three" in system
+    assert "one to three" in system
     assert prompts.decline_line("en") in system
     assert last.startswith("Passages:\n[1] Q:出差住酒店的标准是多少 A:")
     assert "\n[2] Q:What is the guest Wi-Fi password? A:The guest network is HB-Guest" in last
@@ -121,3 +121,9 @@ def test_a_chain_of_follow_ups_anchors_on_the_last_standalone_question() -> None
     assert prompts.rewrite_query("and contractors?", history) == (
         "How many days of annual leave do employees get? and contractors?"
     )
+
+
+@pytest.mark.parametrize("language, marker", [("zh", "没有找到相关资料"), ("en", "no relevant passages")])
+def test_no_passages_is_said_not_left_blank(language: str, marker: str) -> None:
+    messages = prompts.build_messages("年终奖发几个月？" if language == "zh" else "How big is the bonus?", [], [], language=language)
+    assert marker in messages[-1].content
