@@ -49,6 +49,7 @@ def test_a_device_name_that_matches_nothing_lists_what_exists(monkeypatch: pytes
     assert find_input_device("3")["name"] == "USB Mic"
 
 
+@pytest.mark.slow
 async def test_capture_through_a_pulseaudio_null_sink(pulse_server: PulseServer) -> None:  # noqa: F811
     source = DeviceSource(Audio(sample_rate_hz=16_000))
     await source.start()
