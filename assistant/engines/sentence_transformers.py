@@ -59,7 +59,9 @@ class SentenceTransformersEmbedder:
             self._model: Any = SentenceTransformer(str(folder), device=device, local_files_only=True)
         except Exception as err:
             raise AssistantError("kb-embedder", f"cannot load the sentence-transformers model in {folder}: {err}") from err
-        dims = self._model.get_sentence_embedding_dimension()
+        # renamed in sentence-transformers 6 (the old name still works there, with a warning)
+        dimension_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dims = dimension_of()
         if not dims:
             dims = int(self._model.encode(["x"], convert_to_numpy=True).shape[1])
         self._dimensions = int(dims)

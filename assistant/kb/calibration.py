@@ -7,6 +7,8 @@ For every candidate record the retriever measures:
 - ``proto``: the cosine between the query and the mean of the record's key vectors (an FAQ entry
   with many phrasings is a cloud; its centre is a steadier target than its nearest point);
 - ``lexical``: the best normalised BM25 over the record's keys (``lexical.normalized_scores``);
+- ``classifier``: the probability ``classifier.EntryClassifier`` gives the entry (FAQ entries of a
+  knowledge base with alternates; 0 elsewhere, with ``has_classifier`` 0 to say so);
 - ``doc``: 1 for a document chunk, 0 for an FAQ entry (chunks are longer, so their cosines run lower).
 
 The score is a logistic model over these features:
@@ -28,13 +30,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FEATURES = ("dense", "proto", "lexical", "doc", "doc_dense", "doc_lexical")
+FEATURES = ("dense", "proto", "lexical", "classifier", "has_classifier", "doc", "doc_dense", "doc_lexical")
 
 
-def feature_matrix(dense: np.ndarray, proto: np.ndarray, lexical: np.ndarray, doc: np.ndarray) -> np.ndarray:
+def feature_matrix(
+    dense: np.ndarray, proto: np.ndarray, lexical: np.ndarray, classifier: np.ndarray, has_classifier: np.ndarray, doc: np.ndarray
+) -> np.ndarray:
     """Stack the raw signals (each shape (n,)) into the model's design matrix, shape (n, len(FEATURES))."""
     doc = doc.astype(np.float32)
-    return np.stack([dense, proto, lexical, doc, doc * dense, doc * lexical], axis=1).astype(np.float32)
+    return np.stack(
+        [dense, proto, lexical, classifier, has_classifier.astype(np.float32), doc, doc * dense, doc * lexical], axis=1
+    ).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -61,20 +67,30 @@ class Calibration:
         return cls(float(data["bias"]), tuple(float(weights[f]) for f in FEATURES), str(data.get("source", "")))  # type: ignore[arg-type]
 
 
-def fit(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-3, iterations: int = 50, source: str = "") -> Calibration:
-    """Logistic regression by Newton's method (IRLS); ``x`` from ``feature_matrix``, ``y`` in {0, 1}.
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    sample_weight: np.ndarray | None = None,
+    l2: float = 1e-3,
+    iterations: int = 50,
+    source: str = "",
+) -> Calibration:
+    """Weighted logistic regression by Newton's method (IRLS); ``x`` from ``feature_matrix``, ``y`` in {0, 1}.
 
-    A constant feature (e.g. no documents in the training data) gets weight 0 through the ridge term.
+    ``sample_weight`` lets each data set count equally however many pairs it has. A constant
+    feature (e.g. no documents in the training data) gets weight 0 through the ridge term.
     """
     x64 = np.hstack([np.ones((len(x), 1)), x.astype(np.float64)])
     y64 = y.astype(np.float64)
+    sw = np.ones(len(x64)) if sample_weight is None else sample_weight.astype(np.float64) * len(x64) / sample_weight.sum()
     w = np.zeros(x64.shape[1])
     ridge = l2 * len(x64) * np.eye(x64.shape[1])
     ridge[0, 0] = 0.0
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-np.clip(x64 @ w, -30, 30)))
-        grad = x64.T @ (p - y64) + ridge @ w
-        hess = (x64 * (p * (1 - p))[:, None]).T @ x64 + ridge
+        grad = x64.T @ (sw * (p - y64)) + ridge @ w
+        hess = (x64 * (sw * p * (1 - p))[:, None]).T @ x64 + ridge
         step = np.linalg.solve(hess + 1e-9 * np.eye(len(w)), grad)
         w -= step
         if float(np.abs(step).max()) < 1e-8:
@@ -105,7 +121,7 @@ FITTED: dict[str, Calibration] = {}
 
 # Until a fit exists for an embedder: a conservative hand-set model, documented as such (dense
 # cosine 0.9 with a good lexical match -> ~0.9; cosine 0.5 and no shared words -> ~0.1).
-GENERIC = Calibration(-9.0, (6.0, 4.0, 5.0, 0.0, 0.0, 0.0), "generic prior (not fitted)")
+GENERIC = Calibration(-9.0, (6.0, 4.0, 5.0, 2.0, 0.0, 0.0, 0.0, 0.0), "generic prior (not fitted)")
 
 
 def for_embedder(identity: str) -> Calibration:

@@ -37,31 +37,35 @@ _STOPWORDS = frozenset(
     """.split()
 )
 
-_TOKEN = re.compile(r"[\w\-.@/]+", re.UNICODE)
 
 
 def _norm(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words: jieba for Chinese runs, whole tokens for Latin (``hb-guest``, ``8:30``)."""
-    import jieba
+_CJK_RUN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
+_LATIN_WORD = re.compile(r"[\w@]+(?:[-./:][\w@]+)*", re.UNICODE)
 
-    if jieba.default_logger.level < logging.WARNING:
-        jieba.setLogLevel(logging.WARNING)
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words: jieba for Chinese runs, whole tokens for Latin (``hb-guest``, ``8:30``).
+
+    Only the Chinese runs go through jieba (its dictionary walk is ~20x slower than a regex, which
+    matters when a build tokenizes 100k passages).
+    """
     out: list[str] = []
-    for word in jieba.lcut(_norm(text)):
-        word = word.strip()
-        if not word or word in _STOPWORDS:
+    for i, run in enumerate(_CJK_RUN.split(_norm(text))):
+        if not run:
             continue
-        if not _TOKEN.fullmatch(word):
-            # punctuation, or a mixed piece: keep its word characters only
-            parts = _TOKEN.findall(word)
-            out.extend(p for p in parts if p not in _STOPWORDS)
-            continue
-        out.append(word.strip(".-/"))
-    return [t for t in out if t]
+        if i % 2 == 1:  # a Chinese run (split() puts captured groups at odd positions)
+            import jieba
+
+            if jieba.default_logger.level < logging.WARNING:
+                jieba.setLogLevel(logging.WARNING)
+            out.extend(w for w in jieba.lcut(run) if w.strip() and w not in _STOPWORDS)
+        else:
+            out.extend(w for w in _LATIN_WORD.findall(run) if w not in _STOPWORDS and (len(w) > 1 or w.isdigit()))
+    return out
 
 
 class LexicalIndex:

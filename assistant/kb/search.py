@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from assistant.kb import calibration as cal
+from assistant.kb.classifier import EntryClassifier
 from assistant.kb.index import flat_view, read_manifest, read_records, read_vectors
 from assistant.kb.ingest import Record
 from assistant.kb.lexical import LexicalIndex
@@ -25,6 +26,8 @@ DENSE_CANDIDATE_KEYS = 128
 """How many nearest keys faiss returns; their records become candidates."""
 LEXICAL_CANDIDATES = 32
 """How many best BM25 records become candidates besides the dense ones."""
+CLASSIFIER_CANDIDATES = 8
+"""How many most probable entries of the FAQ classifier become candidates."""
 HNSW_EF_SEARCH = 128
 
 
@@ -57,14 +60,19 @@ class KnowledgeBase:
             mean = self._vectors[start : start + counts[i]].mean(axis=0)
             self._proto[int(i)] = mean / max(float(np.linalg.norm(mean)), 1e-9)
         self.calibration = cal.Calibration.from_json(self.manifest["calibration"])
+        self._classifier: EntryClassifier | None = None
+        self._class_of = np.full(len(self.records), -1, dtype=np.int64)
+        if (generation / "classifier.npz").exists():
+            self._classifier = EntryClassifier.load(generation / "classifier.npz")
+            self._class_of[self._classifier.records] = np.arange(len(self._classifier.records))
         # faiss releases the GIL and keeps per-call state, but one search at a time keeps latency
         # predictable and the HNSW efSearch setting shared.
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------
 
-    def candidates(self, query: str, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Candidate record ids and their (dense, proto, lexical) signals; ``q`` is the query's vector."""
+    def candidates(self, query: str, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate record ids and their (dense, proto, lexical, classifier) signals; ``q`` is the query's vector."""
         n_keys = len(self._vectors)
         with self._lock:
             _, ids = self._index.search(q[None, :], min(DENSE_CANDIDATE_KEYS, n_keys))
@@ -75,6 +83,11 @@ class KnowledgeBase:
         if len(lexical_records):
             top = np.argpartition(-lexical_records, min(LEXICAL_CANDIDATES, len(lexical_records) - 1))[:LEXICAL_CANDIDATES]
             cand.update(int(i) for i in top if lexical_records[i] > 0)
+        probs = None
+        if self._classifier is not None:
+            probs = self._classifier.probabilities(q)
+            top_classes = np.argsort(-probs)[:CLASSIFIER_CANDIDATES]
+            cand.update(int(i) for i in self._classifier.records[top_classes])
         rec = np.fromiter(cand, dtype=np.int64, count=len(cand))
         dense = np.empty(len(rec), dtype=np.float32)
         proto = np.empty(len(rec), dtype=np.float32)
@@ -83,14 +96,17 @@ class KnowledgeBase:
             dense[j] = float((self._vectors[start : start + count] @ q).max())
             p = self._proto.get(int(r))
             proto[j] = float(p @ q) if p is not None else dense[j]
-        return rec, dense, proto, lexical_records[rec]
+        classes = self._class_of[rec]
+        clf = np.where(classes >= 0, probs[classes] if probs is not None else 0.0, 0.0).astype(np.float32)
+        return rec, dense, proto, lexical_records[rec], clf
 
     def features(self, query: str, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Candidate record ids and their calibration features (``calibration.FEATURES``)."""
         if q is None:
             q = self.embedder.embed([query])[0]
-        rec, dense, proto, lexical = self.candidates(query, q)
-        return rec, cal.feature_matrix(dense, proto, lexical, self._is_doc[rec])
+        rec, dense, proto, lexical, clf = self.candidates(query, q)
+        has_clf = self._class_of[rec] >= 0
+        return rec, cal.feature_matrix(dense, proto, lexical, clf, has_clf, self._is_doc[rec])
 
     def search_sync(self, query: str, *, k: int) -> list[Passage]:
         query = query.strip()

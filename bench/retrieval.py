@@ -1,0 +1,652 @@
+"""Retrieval benchmark: BANKING77, the Debian FAQ (en, zh-cn, cross-lingual), and scale.
+
+    .venv/bin/python bench/retrieval.py                    # everything -> bench/results/retrieval.json
+    .venv/bin/python bench/retrieval.py --only banking77   # one part (others kept from the last run)
+    .venv/bin/python bench/retrieval.py --only scale --sizes 1000 10000 100000
+
+BANKING77 (../shared/data/banking77, CC BY 4.0): one FAQ entry per intent, its question written
+from the intent name ("card_arrival" -> "card arrival?") with 5 training queries as alternates (seeded
+sample), then again with all of them; the 3,080 test queries are searched through the same
+``build_index`` / ``open_retriever`` path the assistant uses. A plain TF-IDF baseline (word unigrams,
+sublinear tf, cosine to each entry's concatenated phrasings) is computed in the same run.
+
+Debian FAQ: the HTML pages of the Debian packages ``debian-faq`` and ``debian-faq-zh-cn`` are the
+knowledge base (documents, chunked); the queries below are paraphrases written for this benchmark
+(not copied from the FAQ's own questions); the expected answer is the page that answers them.
+English queries are also run against the Chinese-only FAQ.
+
+Scale: FAQ entries built from real sentences of the Debian Reference (en + zh-cn) paired at random
+(seeded) to reach 1k, 10k and 100k passages; build throughput, query latency p50/p95 (query
+embedding included, one query at a time as a turn does it) and memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import math
+import os
+import random
+import re
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from assistant.config import Settings  # noqa: E402
+from assistant.kb import build_index, open_retriever  # noqa: E402
+from assistant.kb.evaluate import EvalCase, evaluate  # noqa: E402
+
+BANKING = ROOT.parent / "shared" / "data" / "banking77"
+if not BANKING.exists():
+    BANKING = Path("/work/shared/data/banking77")
+FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
+REFERENCE_DIR = Path("/usr/share/debian-reference")
+RESULTS = ROOT / "bench" / "results" / "retrieval.json"
+
+# --------------------------------------------------------------------------------------------
+# Debian FAQ queries: paraphrases -> the page (chapter) that answers them
+# --------------------------------------------------------------------------------------------
+
+DEBIAN_EN = [
+    ("How do you say the word Debian and where does the name come from?", "basic-defs"),
+    ("Is Debian only about Linux or are there other kernels too?", "basic-defs"),
+    ("Why would I pick Debian instead of another distro?", "basic-defs"),
+    ("Where can I download an ISO image to install Debian?", "getting-debian"),
+    ("Can I install Debian over the network without CDs?", "getting-debian"),
+    ("Which release of Debian is the newest one?", "getting-debian"),
+    ("Should I run stable, testing or unstable?", "choosing"),
+    ("My hardware is not detected in stable, what can I do?", "choosing"),
+    ("Is Ubuntu or Knoppix the same as Debian?", "choosing"),
+    ("Which CPU architectures does Debian support?", "compatibility"),
+    ("Can I install a .deb file on Red Hat?", "compatibility"),
+    ("How do I install a program that is not packaged for Debian?", "compatibility"),
+    ("How can I set up tools to compile software from source?", "software"),
+    ("Why does the linker say cannot find -lfoo?", "software"),
+    ("How do I find out which version of Debian I am running?", "software"),
+    ("What do the code names like sid and buster mean?", "ftparchives"),
+    ("How can I make my own repository that apt can use?", "ftparchives"),
+    ("Where do I find the source code of packages?", "ftparchives"),
+    ("What is inside a .deb binary package file?", "pkg-basics"),
+    ("How do I stop a package from being upgraded?", "pkg-basics"),
+    ("What does it mean when one package recommends another?", "pkg-basics"),
+    ("How can I list every package installed on my machine?", "pkgtools"),
+    ("Which package does this file belong to?", "pkgtools"),
+    ("How can I see the files that a package installed?", "pkgtools"),
+    ("How do I upgrade my whole system to the latest packages?", "uptodate"),
+    ("Can I delete the downloaded .deb files in the apt cache?", "uptodate"),
+    ("Can upgrades be installed automatically every night?", "uptodate"),
+    ("How do I build my own custom kernel on Debian?", "kernel"),
+    ("Is it safe to remove an old kernel package?", "kernel"),
+    ("How does Debian boot, and what about System V init?", "customizing"),
+    ("How do I make every program use A4 paper?", "customizing"),
+    ("How can I choose between vim and other editors as the default?", "customizing"),
+    ("Where can I ask questions about Debian online?", "support"),
+    ("How do I report a bug in a Debian package?", "support"),
+    ("How do I become a Debian developer?", "contributing"),
+    ("Can I donate money to Debian?", "contributing"),
+    ("Am I allowed to sell CDs of Debian?", "redistributing"),
+    ("Can I ship Debian together with proprietary software?", "redistributing"),
+    ("Who wrote this FAQ and how do I send feedback?", "faqinfo"),
+]
+
+DEBIAN_ZH = [
+    ("Debian这个名字怎么读，是什么意思？", "basic-defs"),
+    ("为什么要选择Debian而不是别的发行版？", "basic-defs"),
+    ("在哪里可以下载Debian的安装镜像？", "getting-debian"),
+    ("能不能直接通过网络安装Debian？", "getting-debian"),
+    ("我应该用稳定版、测试版还是不稳定版？", "choosing"),
+    ("Ubuntu和Knoppix跟Debian是什么关系？", "choosing"),
+    ("Debian支持哪些硬件架构？", "compatibility"),
+    ("可以在红帽系统上安装deb软件包吗？", "compatibility"),
+    ("怎么安装一个不是Debian打包的程序？", "compatibility"),
+    ("怎样搭建编译软件的开发环境？", "software"),
+    ("编译时提示找不到 -lfoo 是怎么回事？", "software"),
+    ("如何查看我用的是哪个版本的Debian？", "software"),
+    ("sid这些代号是什么意思？", "ftparchives"),
+    ("怎么建立自己的apt软件源？", "ftparchives"),
+    ("deb二进制包的格式是什么样的？", "pkg-basics"),
+    ("怎样让一个软件包不被升级？", "pkg-basics"),
+    ("怎么列出系统里已经安装的软件包？", "pkgtools"),
+    ("如何知道某个文件属于哪个软件包？", "pkgtools"),
+    ("怎样把整个系统升级到最新？", "uptodate"),
+    ("apt缓存里下载的deb文件可以删掉吗？", "uptodate"),
+    ("如何编译自定义内核？", "kernel"),
+    ("Debian系统是怎样启动的？", "customizing"),
+    ("有哪些在线社区可以讨论Debian问题？", "support"),
+    ("怎么给Debian报告错误？", "support"),
+    ("如何成为Debian开发者？", "contributing"),
+    ("我可以制作并出售Debian光盘吗？", "redistributing"),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _settings(tmp: Path) -> Settings:
+    s = Settings(root=tmp)
+    s.kb.index_dir = str(tmp / "index")
+    return s
+
+
+def _rss_mb() -> dict[str, float]:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS", "VmHWM")):
+                name, value = line.split(":")
+                out[name] = float(value.split()[0]) / 1024
+    return {"rss_mb": round(out.get("VmRSS", 0), 1), "peak_rss_mb": round(out.get("VmHWM", 0), 1)}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, math.ceil(q * len(s)) - 1)]
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# BANKING77
+# --------------------------------------------------------------------------------------------
+
+
+def _banking(name: str) -> list[tuple[str, str]]:
+    with (BANKING / name).open(encoding="utf-8") as f:
+        return [(r["text"], r["category"]) for r in csv.DictReader(f)]
+
+
+def banking_rows(n_alternates: int | None, seed: int = 0) -> list[dict[str, Any]]:
+    by_intent: dict[str, list[str]] = {}
+    for text, intent in _banking("train.csv"):
+        by_intent.setdefault(intent, []).append(text)
+    rng = random.Random(seed)
+    rows = []
+    for intent in json.loads((BANKING / "categories.json").read_text()):
+        queries = by_intent[intent][:]
+        rng.shuffle(queries)
+        alternates = queries if n_alternates is None else queries[:n_alternates]
+        question = intent.replace("_", " ").replace(" or ", " or ") + "?"
+        rows.append({"id": intent, "question": question, "answer": f"(the answer about {intent})", "alternates": alternates})
+    return rows
+
+
+def _tfidf_baseline(rows: list[dict[str, Any]], queries: list[tuple[str, str]]) -> dict[str, float]:
+    """Word-unigram TF-IDF (sublinear tf, smooth idf, L2) against each entry's concatenated phrasings."""
+
+    def words(text: str) -> list[str]:
+        return re.findall(r"[a-z0-9']+", text.lower())
+
+    docs = [words(" ".join([r["question"], *r["alternates"]])) for r in rows]
+    vocab = {w: i for i, w in enumerate(sorted({w for d in docs for w in d}))}
+    df = Counter(w for d in docs for w in set(d))
+    n = len(docs)
+    idf = np.zeros(len(vocab), dtype=np.float32)
+    for w, i in vocab.items():
+        idf[i] = math.log((1 + n) / (1 + df[w])) + 1
+
+    def vector(tokens: list[str]) -> np.ndarray:
+        v = np.zeros(len(vocab), dtype=np.float32)
+        for w, c in Counter(tokens).items():
+            if w in vocab:
+                v[vocab[w]] = (1 + math.log(c)) * idf[vocab[w]]
+        norm = np.linalg.norm(v)
+        return v / norm if norm else v
+
+    matrix = np.stack([vector(d) for d in docs])
+    ids = [r["id"] for r in rows]
+    r1 = r5 = 0
+    for text, intent in queries:
+        scores = matrix @ vector(words(text))
+        order = np.argsort(-scores)[:5]
+        ranked = [ids[i] for i in order]
+        r1 += ranked[0] == intent
+        r5 += intent in ranked
+    return {"recall_at_1": round(r1 / len(queries), 4), "recall_at_5": round(r5 / len(queries), 4)}
+
+
+def run_banking() -> dict[str, Any]:
+    test = _banking("test.csv")
+    out: dict[str, Any] = {"queries": len(test), "intents": 77, "seed": 0}
+    for label, n_alt in (("alternates_5", 5), ("alternates_all", None)):
+        rows = banking_rows(n_alt)
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            (tmp / "kb").mkdir()
+            _write_jsonl(tmp / "kb" / "banking77.jsonl", rows)
+            settings = _settings(tmp)
+            started = time.perf_counter()
+            report = build_index(settings, [tmp / "kb"], progress=False)
+            build_s = time.perf_counter() - started
+            retriever = open_retriever(settings)
+            latencies: list[float] = []
+
+            def search(query: str, k: int, _r: Any = retriever, _l: list[float] = latencies) -> Any:
+                t0 = time.perf_counter()
+                result = _r.search_sync(query, k=k)
+                _l.append((time.perf_counter() - t0) * 1000)
+                return result
+
+            result = evaluate([EvalCase(q, [c]) for q, c in test], search)
+        out[label] = {
+            "entries": report.entries,
+            "phrasings": report.keys,
+            "build_s": round(build_s, 1),
+            "assistant": {k: v for k, v in result.to_json().items() if k != "misses"},
+            "tfidf_baseline": _tfidf_baseline(rows, test),
+            "search_ms_p50": round(_percentile(latencies, 0.5), 2),
+            "search_ms_p95": round(_percentile(latencies, 0.95), 2),
+        }
+        print(f"banking77 {label}: {json.dumps(out[label])}", file=sys.stderr)
+    out["targets"] = {"alternates_5_recall_at_1": 0.80, "alternates_all_recall_at_1": 0.92}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Debian FAQ
+# --------------------------------------------------------------------------------------------
+
+
+def run_debian() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    sets = {
+        "en": sorted(FAQ_DIR.glob("*.en.html")),
+        "zh-cn": sorted((FAQ_DIR / "zh-cn").glob("*.zh-cn.html")),
+    }
+    if not sets["en"] or not sets["zh-cn"]:
+        return {"error": "install the Debian packages debian-faq and debian-faq-zh-cn"}
+    for lang, pages in sets.items():
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            kb = tmp / "kb"
+            kb.mkdir()
+            for page in pages:
+                if page.name.startswith("index."):
+                    continue  # the table of contents would answer everything with nothing
+                shutil.copy(page, kb / page.name)
+            settings = _settings(tmp)
+            report = build_index(settings, [kb], progress=False)
+            retriever = open_retriever(settings)
+            suffix = ".en.html" if lang == "en" else ".zh-cn.html"
+            runs = {"en": [("en_queries", DEBIAN_EN)], "zh-cn": [("zh_queries", DEBIAN_ZH), ("en_queries_crosslingual", DEBIAN_EN)]}
+            block: dict[str, Any] = {"pages": report.files, "chunks": report.chunks, "skipped": len(report.skipped)}
+            for name, queries in runs[lang]:
+                cases = [EvalCase(q, [f"kb/{stem}{suffix}"]) for q, stem in queries]
+                result = evaluate(cases, lambda q, k, _r=retriever: _r.search_sync(q, k=k))  # type: ignore[misc]
+                summary = result.to_json()
+                summary["misses"] = [m["query"] for m in summary["misses"]]
+                block[name] = summary
+            out[lang] = block
+            print(f"debian {lang}: {json.dumps(block, ensure_ascii=False)}", file=sys.stderr)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Scale
+# --------------------------------------------------------------------------------------------
+
+
+def _reference_sentences() -> list[str]:
+    from assistant.kb.chunking import split_sentences
+
+    seen: dict[str, None] = {}
+    files = sorted(REFERENCE_DIR.glob("*.txt.gz")) + sorted(FAQ_DIR.glob("*.txt.gz"))
+    for path in files:
+        text = gzip.open(path, "rt", encoding="utf-8", errors="replace").read()
+        for para in re.split(r"\n\s*\n", text):
+            for s in split_sentences(" ".join(para.split())):
+                if 15 <= len(s) <= 200:
+                    seen[s] = None
+    return list(seen)
+
+
+def _scale_pairs(n: int, n_sentences: int, seed: int = 1) -> list[tuple[int, int]]:
+    rng = random.Random(seed)
+    out: dict[tuple[int, int], None] = {}
+    while len(out) < n:
+        a, b = rng.sample(range(n_sentences), 2)
+        out[(a, b)] = None
+    return list(out)
+
+
+class ComposedEmbedder:
+    """Embeds a scale passage ("sentence A sentence B") as the normalised sum of its two sentences'
+    real USE vectors, computed once; anything else goes to the real encoder. Same identity as USE, so
+    the index it builds is searched by the real query encoder. It makes a 100k-passage index buildable
+    on 2 shared cores in minutes; embedding throughput is measured separately with the real encoder."""
+
+    def __init__(self, real: Any, sentences: list[str], vectors: np.ndarray) -> None:
+        self.real = real
+        self.sentences = sentences
+        self.vectors = vectors
+        self.pairs: dict[str, tuple[int, int]] = {}
+
+    @property
+    def identity(self) -> str:
+        return str(self.real.identity)
+
+    @property
+    def dimensions(self) -> int:
+        return int(self.real.dimensions)
+
+    def embed(self, texts: Any) -> np.ndarray:
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for i, text in enumerate(texts):
+            pair = self.pairs.get(text)
+            if pair is None:
+                out[i] = self.real.embed([text])[0]
+            else:
+                v = self.vectors[pair[0]] + self.vectors[pair[1]]
+                out[i] = v / np.linalg.norm(v)
+        return out
+
+
+def run_scale(sizes: list[int], save: Any = None) -> dict[str, Any]:
+    from assistant.engines.use_embedder import USEEmbedder
+
+    sentences = _reference_sentences()
+    queries = [q for q, _ in DEBIAN_EN] + [q for q, _ in DEBIAN_ZH]
+    queries += [q for q, _ in random.Random(2).sample(_banking("test.csv"), 135)]
+    real = USEEmbedder()
+    real.embed(["warm-up"])
+    out: dict[str, Any] = {
+        "corpus": f"{len(sentences)} Debian Reference/FAQ sentences (en, zh-cn), paired at random into passages",
+        "queries": len(queries),
+        "method": "passage vectors = normalised sum of the two sentences' real USE vectors (ComposedEmbedder); "
+        "queries embedded by the real encoder; embedding throughput measured on real passages below",
+    }
+    # Real end-to-end embedding throughput on real passages (what a build spends most of its time on).
+    sample_pairs = _scale_pairs(512, len(sentences), seed=9)
+    sample = [f"{sentences[a]} {sentences[b]}" for a, b in sample_pairs]
+    t0 = time.perf_counter()
+    for i in range(0, len(sample), 256):
+        real.embed(sample[i : i + 256])
+    embed_rate = len(sample) / (time.perf_counter() - t0)
+    out["embedding_passages_per_s"] = round(embed_rate, 1)
+    t0 = time.perf_counter()
+    vectors = np.concatenate([real.embed(sentences[i : i + 256]) for i in range(0, len(sentences), 256)])
+    out["sentence_embedding_s"] = round(time.perf_counter() - t0, 1)
+    composed = ComposedEmbedder(real, sentences, vectors)
+    for n in sizes:
+        pairs = _scale_pairs(n, len(sentences))
+        passages = [f"{sentences[a]} {sentences[b]}" for a, b in pairs]
+        composed.pairs = dict(zip(passages, pairs, strict=True))
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            (tmp / "kb").mkdir()
+            _write_jsonl(
+                tmp / "kb" / "passages.jsonl",
+                [{"id": f"p{i}", "question": p, "answer": f"passage {i}"} for i, p in enumerate(passages)],
+            )
+            settings = _settings(tmp)
+            before = _rss_mb()
+            started = time.perf_counter()
+            report = build_index(settings, [tmp / "kb"], progress=False, embedder=composed)
+            construct_s = time.perf_counter() - started
+            after_build = _rss_mb()
+            retriever = open_retriever(settings, embedder=real)
+            loaded = _rss_mb()
+            for q in queries[:5]:
+                retriever.search_sync(q, k=5)  # warm caches
+            latencies = []
+            for q in queries:
+                t0 = time.perf_counter()
+                retriever.search_sync(q, k=5)
+                latencies.append((time.perf_counter() - t0) * 1000)
+            size = sum(p.stat().st_size for p in (tmp / "index").rglob("*") if p.is_file())
+            estimated = construct_s + n / embed_rate
+            row = {
+                "passages": report.keys,
+                "index_type": report.index_type,
+                "index_construction_s": round(construct_s, 1),
+                "estimated_build_s_with_embedding": round(estimated, 1),
+                "estimated_build_passages_per_s": round(n / estimated, 1),
+                "query_ms_p50": round(_percentile(latencies, 0.5), 2),
+                "query_ms_p95": round(_percentile(latencies, 0.95), 2),
+                "query_ms_mean": round(statistics.fmean(latencies), 2),
+                "index_size_mb": round(size / 1e6, 1),
+                "rss_mb_before_build": before["rss_mb"],
+                "rss_mb_after_build": after_build["rss_mb"],
+                "rss_mb_index_loaded": loaded["rss_mb"],
+                "peak_rss_mb": loaded["peak_rss_mb"],
+                "load_avg_1min": round(os.getloadavg()[0], 2),
+            }
+            del retriever
+        out[str(n)] = row
+        print(f"scale {n}: {json.dumps(row)}", file=sys.stderr)
+        if save is not None:
+            save(out)  # a 100k build takes long: keep what is measured so far
+    out["target"] = {"query_ms_p95_at_100000": 20.0}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration: labelled (query, candidate) pairs from real data -> calibration.fit
+# --------------------------------------------------------------------------------------------
+
+SAMPLE_KB = ROOT / "kb"
+
+# Questions a front desk hears that the sample knowledge base does not answer (negatives only).
+OFF_TOPIC = [
+    "火星上今天天气怎么样", "明天会下雨吗", "给我讲个笑话", "世界杯冠军是谁", "附近有什么好吃的餐厅",
+    "今天股市怎么样", "你会唱歌吗", "帮我订一张去巴黎的机票", "怎么做红烧肉", "地球到月球有多远",
+    "what's the weather on Mars", "tell me a joke", "who won the world cup", "what is the capital of France",
+    "how do I bake bread", "recommend a good movie", "what's the stock price of Apple", "how far is the moon",
+    "can you sing a song", "book me a flight to Paris",
+]
+
+# Questions the sample documents answer: (query, a phrase only the answering chunk contains).
+DOC_QUERIES = [
+    ("where is the fire assembly point", "assembly point"),
+    ("what is not allowed through security", "Knives, lighters"),
+    ("which floor is human resources on", "Human Resources"),
+    ("can I borrow an umbrella", "Umbrellas"),
+    ("can I take photos in the building", "Photography"),
+    ("where do taxis drop visitors off", "drop off at the east gate"),
+    ("忘记打卡怎么办", "补卡"),
+    ("加班可以调休吗", "调休"),
+    ("公司电脑能用U盘吗", "U盘"),
+    ("每年的培训预算是多少", "2000元"),
+    ("消防演练什么时候", "消防演练"),
+    ("电话间需要预订吗", "电话间"),
+    ("客户资料可以放在哪里", "海桥云盘"),
+    ("收到可疑邮件怎么办", "可疑邮件"),
+]
+
+
+def _topic(entry_id: str) -> str:
+    return entry_id.split("-", 1)[1] if entry_id[:3] in ("zh-", "en-") else entry_id
+
+
+def _sample_rows() -> list[dict[str, Any]]:
+    rows = []
+    with (SAMPLE_KB / "faq_zh.csv").open(encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            alternates = [a for a in r["alternates"].split("|") if a]
+            rows.append({"id": r["id"], "question": r["question"], "answer": r["answer"], "alternates": alternates})
+    with (SAMPLE_KB / "faq_en.jsonl").open(encoding="utf-8") as f:
+        rows += [json.loads(line) for line in f if line.strip()]
+    return rows
+
+
+def _pairs(retriever: Any, queries: list[tuple[str, Any]], is_positive: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    xs, ys = [], []
+    kb = retriever.kb
+    for query, expected in queries:
+        rec, x = kb.features(query)
+        xs.append(x)
+        ys.append(np.array([is_positive(kb.records[int(r)], expected) for r in rec], dtype=np.float64))
+    return xs, ys
+
+
+def run_calibration() -> dict[str, Any]:
+    """Fit ``assistant.kb.calibration`` on labelled pairs: every candidate each query meets, labelled
+    correct or not. Query sets: BANKING77 held-out training queries (5 alternates, and half of the
+    training set as alternates), the sample knowledge base with one alternate left out per entry
+    (three folds), English <-> Chinese across the sample's two FAQ tables, document questions, and
+    off-topic questions (negatives). Each query set weighs the same in the fit."""
+    from assistant.kb import calibration
+
+    groups: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+
+    def build(tmp: Path, files: dict[str, list[dict[str, Any]]], docs: bool = False) -> Any:
+        kb = tmp / "kb"
+        kb.mkdir(parents=True)
+        for name, rows in files.items():
+            _write_jsonl(kb / name, rows)
+        if docs:
+            shutil.copytree(SAMPLE_KB / "docs", kb / "docs")
+        settings = _settings(tmp)
+        build_index(settings, [kb], progress=False)
+        return open_retriever(settings)
+
+    def same_id(rec: Any, exp: Any) -> bool:
+        return bool(rec.id == exp)
+
+    def same_topic(rec: Any, exp: Any) -> bool:
+        return rec.kind == "faq" and _topic(rec.id) == _topic(exp)
+
+    def never(rec: Any, exp: Any) -> bool:
+        return False
+
+    def phrase_in_chunk(rec: Any, phrase: Any) -> bool:
+        return rec.kind == "document" and phrase in rec.text
+
+    train = _banking("train.csv")
+    company = _sample_rows()
+    with tempfile.TemporaryDirectory() as t:
+        rows = banking_rows(5)
+        used = {a for r in rows for a in r["alternates"]}
+        held = [(q, c) for q, c in train if q not in used]
+        random.Random(3).shuffle(held)
+        r5 = build(Path(t) / "b5", {"b.jsonl": rows})
+        groups["banking77_5"] = _pairs(r5, held[:600], same_id)
+        groups["off_topic_vs_banking"] = _pairs(r5, [(r["question"], None) for r in company] + [(q, None) for q in OFF_TOPIC], never)
+        by: dict[str, list[str]] = {}
+        for q, c in train:
+            by.setdefault(c, []).append(q)
+        half_rows = [{"id": c, "question": c.replace("_", " ") + "?", "answer": "-", "alternates": qs[::2]} for c, qs in by.items()]
+        half_queries = [(q, c) for c, qs in by.items() for q in qs[1::2][:5]]
+        rh = build(Path(t) / "bh", {"b.jsonl": half_rows})
+        groups["banking77_half"] = _pairs(rh, half_queries, same_id)
+        held_xs: list[np.ndarray] = []
+        held_ys: list[np.ndarray] = []
+        for fold in range(3):
+            kept, queries = [], []
+            for r in company:
+                alts = list(r["alternates"])
+                if len(alts) > fold:
+                    queries.append((alts.pop(fold), r["id"]))
+                kept.append({**r, "alternates": alts})
+            rf = build(Path(t) / f"f{fold}", {"faq.jsonl": kept}, docs=True)
+            xs, ys = _pairs(rf, queries, same_topic)
+            held_xs += xs
+            held_ys += ys
+            if fold == 0:
+                groups["off_topic_vs_sample"] = _pairs(rf, [(q, None) for q in OFF_TOPIC] + [(q, None) for q, _ in held[600:800]], never)
+                groups["documents"] = _pairs(rf, DOC_QUERIES, phrase_in_chunk)
+        groups["sample_kb_held_out"] = (held_xs, held_ys)
+        zh_rows = [r for r in company if r["id"].startswith("zh-")]
+        en_rows = [r for r in company if r["id"].startswith("en-")]
+        rz = build(Path(t) / "zh", {"faq.jsonl": zh_rows})
+        ren = build(Path(t) / "en", {"faq.jsonl": en_rows})
+        xs, ys = _pairs(rz, [(r["question"], r["id"]) for r in en_rows], same_topic)
+        xs2, ys2 = _pairs(ren, [(r["question"], r["id"]) for r in zh_rows], same_topic)
+        groups["cross_lingual"] = (xs + xs2, ys + ys2)
+
+    x_all, y_all, w_all = [], [], []
+    summary = {}
+    for name, (xs, ys) in groups.items():
+        x_all.append(np.concatenate(xs))
+        y_all.append(np.concatenate(ys))
+        w_all.append(np.full(len(y_all[-1]), 1.0 / len(xs)))  # every query set weighs the same
+        summary[name] = {"queries": len(xs), "pairs": len(y_all[-1]), "positives": int(y_all[-1].sum())}
+    x = np.concatenate(x_all)
+    y = np.concatenate(y_all)
+    fitted = calibration.fit(
+        x, y, sample_weight=np.concatenate(w_all), source=f"fitted {time.strftime('%Y-%m-%d')} by bench/retrieval.py --only calibration"
+    )
+    np.savez(RESULTS.parent / "calibration_pairs.npz", **{f"x_{k}": np.concatenate(v[0]) for k, v in groups.items()})
+    per_group = {}
+    for name, (xs, ys) in groups.items():
+        top_scores, top_ok = [], []
+        for xq, yq in zip(xs, ys, strict=True):
+            sq = fitted.scores(xq)
+            top_scores.append(float(sq.max()))
+            top_ok.append(float(yq[int(np.argmax(sq))]))
+        s_top = np.array(top_scores)
+        ok = np.array(top_ok)
+        per_group[name] = {
+            "top1_correct": round(float(ok.mean()), 3),
+            "share_at_or_above_faq_0.80": round(float((s_top >= 0.8).mean()), 3),
+            "precision_at_or_above_faq_0.80": round(float(ok[s_top >= 0.8].mean()), 3) if (s_top >= 0.8).any() else None,
+            "share_at_or_above_relevance_0.45": round(float((s_top >= 0.45).mean()), 3),
+            "precision_at_or_above_relevance_0.45": round(float(ok[s_top >= 0.45].mean()), 3) if (s_top >= 0.45).any() else None,
+        }
+    return {
+        "groups": summary,
+        "calibration": fitted.to_json(),
+        "reliability_all_candidates": calibration.reliability(fitted.scores(x).tolist(), y.astype(int).tolist()),
+        "top_result_by_group": per_group,
+    }
+
+
+def _save(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["banking77", "debian", "scale", "calibration"], action="append")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    parts = args.only or ["banking77", "debian", "scale"]
+    results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results["machine"] = {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    for part in parts:
+        started = time.perf_counter()
+        if part == "banking77":
+            results["banking77"] = run_banking()
+        elif part == "debian":
+            results["debian_faq"] = run_debian()
+        elif part == "calibration":
+            results["calibration"] = run_calibration()
+        else:
+
+            def save_partial(partial: dict[str, Any]) -> None:
+                results["scale"] = partial
+                _save(args.out, results)
+
+            results["scale"] = run_scale(args.sizes, save_partial)
+        results.setdefault("seconds", {})[part] = round(time.perf_counter() - started, 1)
+    results["command"] = "bench/retrieval.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    _save(args.out, results)
+    print(json.dumps(results, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Hybrid search: dense and lexical evidence fused into one calibrated score; thresholds mean something."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kb_support import HashEmbedder, settings_in
+
+from assistant.kb import build_index, calibration, open_retriever
+from assistant.kb.evaluate import EvalCase, evaluate, load_cases
+from assistant.kb.lexical import LexicalIndex, tokenize
+from assistant.stages import Passage, RetrieveError
+
+
+class TableEmbedder:
+    """Known texts get fixed vectors; anything else a vector orthogonal to all of them."""
+
+    def __init__(self, table: dict[str, Sequence[float]], dims: int = 8) -> None:
+        self.table = {k: np.asarray(v, dtype=np.float32) for k, v in table.items()}
+        self.dims = dims
+
+    identity = "table-test"
+
+    @property
+    def dimensions(self) -> int:
+        return self.dims
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        for i, t in enumerate(texts):
+            v = self.table.get(t.split(": ", 1)[-1], np.eye(self.dims, dtype=np.float32)[-1])
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+
+def test_tokenize_segments_chinese_and_keeps_codes() -> None:
+    assert tokenize("请问商旅的出差制度") == ["商旅", "出差", "制度"]
+    assert tokenize("Connect to HB-Guest at 8:30, please") == ["connect", "hb-guest", "8:30"]
+
+
+def test_normalized_bm25_is_bounded_and_penalises_unknown_words() -> None:
+    lex = LexicalIndex.build(["visitor parking fee", "guest wifi password", "canteen opening hours"])
+    exact = lex.normalized_scores("visitor parking fee")
+    assert exact.argmax() == 0 and 0.9 <= exact[0] <= 1.0
+    partial = lex.normalized_scores("visitor parking on mars")
+    assert 0.0 < partial[0] < exact[0]
+    assert lex.normalized_scores("weather on mars").max() == 0.0
+
+
+def test_fusion_ranks_entries_with_both_signals_first(tmp_path: Path) -> None:
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    rows = [
+        {"id": "both", "question": "visitor parking fee", "answer": "2 hours free"},
+        {"id": "dense-only", "question": "where do guests leave their cars", "answer": "B2"},
+        {"id": "lexical-only", "question": "parking fee for bicycles", "answer": "free"},
+        {"id": "neither", "question": "canteen hours", "answer": "11:30"},
+    ]
+    (kb / "faq.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    q = [1.0, 0, 0, 0, 0, 0, 0, 0]
+    emb = TableEmbedder(
+        {
+            "visitor parking fee": [0.9, 0.44, 0, 0, 0, 0, 0, 0],
+            "where do guests leave their cars": [0.9, 0, 0.44, 0, 0, 0, 0, 0],
+            "parking fee for bicycles": [0, 0, 0, 1, 0, 0, 0, 0],
+            "canteen hours": [0, 0, 0, 0, 1, 0, 0, 0],
+            "how much is the visitor parking fee": q,
+        }
+    )
+    s = settings_in(tmp_path)
+    build_index(s, [kb], progress=False, embedder=emb)
+    passages = open_retriever(s, embedder=emb).search_sync("how much is the visitor parking fee", k=4)
+    ids = [p.id for p in passages]
+    assert ids[0] == "both"
+    assert set(ids[1:3]) == {"dense-only", "lexical-only"}  # each signal alone still finds its entry
+    assert ids[3] == "neither" or len(ids) == 3
+    scores = [p.score for p in passages]
+    assert scores == sorted(scores, reverse=True) and all(0.0 <= x <= 1.0 for x in scores)
+
+
+def test_calibration_is_monotone_in_every_signal() -> None:
+    for cal in [*calibration.FITTED.values(), calibration.GENERIC]:
+        base = calibration.feature_matrix(*(np.array([v]) for v in (0.6, 0.6, 0.3, 0.0, 0.0, 0.0)))
+        for i, name in enumerate(("dense", "proto", "lexical")):
+            higher = base.copy()
+            higher[0, i] += 0.2
+            assert cal.scores(higher)[0] >= cal.scores(base)[0], name
+
+
+def test_thresholds_separate_a_paraphrase_from_an_off_topic_question() -> None:
+    """With the shipped weights: a near-identical phrasing clears the FAQ bar, an unrelated one is
+    not even relevant, whatever the embedder family."""
+    for cal in [*calibration.FITTED.values(), calibration.GENERIC]:
+        match = calibration.feature_matrix(*(np.array([v]) for v in (0.97, 0.9, 0.9, 0.0, 0.0, 0.0)))
+        off = calibration.feature_matrix(*(np.array([v]) for v in (0.25, 0.2, 0.0, 0.0, 0.0, 0.0)))
+        assert cal.scores(match)[0] >= 0.80 > 0.45 > cal.scores(off)[0], cal.source
+
+
+def test_fit_recovers_a_probability() -> None:
+    rng = np.random.default_rng(0)
+    dense = rng.uniform(0, 1, 4000).astype(np.float32)
+    truth = 1 / (1 + np.exp(-(12 * dense - 8)))
+    y = (rng.uniform(0, 1, 4000) < truth).astype(np.float64)
+    zeros = np.zeros_like(dense)
+    x = calibration.feature_matrix(dense, zeros, zeros, zeros, zeros, zeros)
+    fitted = calibration.fit(x, y)
+    for d in (0.3, 0.6, 0.9):
+        p = fitted.scores(calibration.feature_matrix(*(np.array([v], dtype=np.float32) for v in (d, 0, 0, 0, 0, 0))))[0]
+        assert abs(p - 1 / (1 + np.exp(-(12 * d - 8)))) < 0.08
+    assert calibration.Calibration.from_json(fitted.to_json()) == fitted
+
+
+def test_faq_passage_shows_the_matched_phrasing(tmp_path: Path) -> None:
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    row = {"id": "wifi", "question": "What is the guest Wi-Fi password?", "answer": "Ask the desk.", "alternates": ["wifi code for visitors"]}
+    (kb / "faq.jsonl").write_text(json.dumps(row), encoding="utf-8")
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    (p,) = open_retriever(s, embedder=emb).search_sync("wifi code for visitors", k=1)
+    assert (p.kind, p.text, p.answer) == ("faq", "wifi code for visitors", "Ask the desk.")
+
+
+def test_eval_metrics_and_file_errors(tmp_path: Path) -> None:
+    def fake_search(query: str, k: int) -> list[Passage]:
+        order = {"a": ["x", "y"], "b": ["y", "x"], "c": ["z"]}[query]
+        return [Passage(id=i, text=i, source=f"{i}.md", score=0.5) for i in order]
+
+    cases = [EvalCase("a", ["x"]), EvalCase("b", ["x"]), EvalCase("c", ["w.md", "q"])]
+    result = evaluate(cases, fake_search)
+    assert (result.n, result.recall_at_1, result.recall_at_5) == (3, 1 / 3, 2 / 3)
+    assert result.mrr == pytest.approx((1 + 0.5) / 3)
+    assert [m["query"] for m in result.misses] == ["c"]
+    good = tmp_path / "q.jsonl"
+    good.write_text('{"query": "a", "expected": "x"}\n{"query": "b", "expected": ["x", "kb/a.md"]}\n', encoding="utf-8")
+    assert [c.expected for c in load_cases(good)] == [["x"], ["x", "kb/a.md"]]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"q": "a"}\n', encoding="utf-8")
+    with pytest.raises(RetrieveError, match="line 1"):
+        load_cases(bad)
