@@ -16,7 +16,9 @@ def test_traditional_chinese_becomes_simplified() -> None:
     assert to_simplified("請問報銷流程是什麼？") == "请问报销流程是什么？"
     assert to_simplified("滴滴APP怎麼下載") == "滴滴APP怎么下载"
     assert to_simplified("Hello world.") == "Hello world."
-    assert clean_text("  商旅   報銷 ", "zh") == "商旅 报销"
+    assert clean_text("  商旅   報銷 ", "zh") == "商旅报销"
+    assert clean_text("请问流程是什么, 我需要 提交哪些发票 。", "zh") == "请问流程是什么,我需要提交哪些发票。"
+    assert clean_text("滴滴 APP 怎麼下載", "zh") == "滴滴 APP 怎么下载"
     assert clean_text(" Fine. ", "en") == "Fine."
 
 

@@ -27,10 +27,19 @@ def to_simplified(text: str) -> str:
     return str(zhconv.convert(text, "zh-hans"))
 
 
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff"
+_CJK_PUNCT = "\u3000-\u303f\uff00-\uffef"
+_SPACE_IN_CHINESE = re.compile(
+    rf"(?<=[{_HAN}{_CJK_PUNCT},.!?;:])\s+(?=[{_HAN}])|(?<=[{_HAN}])\s+(?=[{_HAN}{_CJK_PUNCT},.!?;:])"
+)
+
+
 def clean_text(text: str, language: str) -> str:
+    """One line, Simplified characters, and no spaces between Chinese characters (Whisper puts
+    them at segment joins: "什么, 我需要" -> "什么,我需要"); spaces around Latin words stay."""
     text = _SPACES.sub(" ", text).strip()
     if language == "zh" or has_cjk(text):
-        text = to_simplified(text)
+        text = _SPACE_IN_CHINESE.sub("", to_simplified(text))
     return text
 
 
