@@ -536,6 +536,8 @@ async def main() -> int:
             "tts_voice": settings.tts.voice,
             "vad_silence_ms": settings.vad.silence_ms,
             "partials": settings.asr.partials,
+            "asr_prompt_from_kb": settings.asr.prompt_from_kb,
+            "asr_language": settings.asr.language,
         },
         "questions": [
             {
