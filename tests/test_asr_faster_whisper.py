@@ -97,3 +97,28 @@ async def test_whisper_base_hears_librivox(models_dir: Path) -> None:
     full = await t.transcribe(Utterance(pcm, language="en"))
     assert "amiable" in full.text.lower()
     t.encoder_window = "fit"
+
+
+def test_knowledge_base_vocabulary_becomes_the_prompt(
+    tiny_ct2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    import assistant.kb
+    from assistant.config import load
+
+    asked: list[int] = []
+
+    def terms(settings: object, limit: int = 50) -> list[str]:
+        asked.append(limit)
+        return ["商旅", "报销", "HB-Guest"]
+
+    monkeypatch.setattr(assistant.kb, "domain_terms", terms)
+    cfg = tmp_path / "assistant.toml"
+    cfg.write_text(f'[asr]\nmodel_path = "{tiny_ct2}"\n')
+    t = FasterWhisperTranscriber.from_settings(load(cfg))
+    assert t.prompt_terms == ("商旅", "报销", "HB-Guest") and asked == [50]
+
+    def no_index(settings: object, limit: int = 50) -> list[str]:
+        raise RuntimeError("no index built yet")
+
+    monkeypatch.setattr(assistant.kb, "domain_terms", no_index)
+    assert FasterWhisperTranscriber.from_settings(load(cfg)).prompt_terms == ()
