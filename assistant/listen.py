@@ -7,7 +7,8 @@ endpoint leaves the visitor waiting ~1-2 s before anything else can start.
 What this does instead (measured in ``bench/asr.py``):
 
 1. Partials. While the visitor talks, the uncommitted part of the utterance is transcribed every
-   ``[asr] partial_interval_ms`` and shown as ``TranscriptEvent(final=False)``.
+   ``[asr] partial_interval_ms`` (or 3x as long as the last transcription took, when the machine
+   is slower than that) and shown as ``TranscriptEvent(final=False)``.
 2. Transcribe ahead at pauses. When the VAD sees ``[vad] pause_ms`` of silence, the audio since
    the last commit point up to now is transcribed at once (speculatively: the visitor may have
    finished). If they speak again after a real pause (>= 160 ms, not a dip inside a word), that
