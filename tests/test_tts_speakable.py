@@ -119,6 +119,16 @@ def test_markdown_urls_emoji_and_citations_are_removed() -> None:
     assert "Sunday: closed" in spoken
 
 
+def test_a_url_that_is_an_object_points_to_the_screen() -> None:
+    assert make_speakable("The console is at https://admin.example.com: sign in.", language="en") == (
+        "The console is at the address shown on screen: sign in."
+    )
+    assert make_speakable("管理员后台地址是https://admin.example.com，用公司账号登录。", language="zh") == (
+        "管理员后台地址是屏幕上显示的网址，用公司账号登录。"
+    )
+    assert make_speakable("Details: https://example.com/a.", language="en") == "Details."
+
+
 def test_chinese_markup_and_citations() -> None:
     spoken = make_speakable("请访问**官网** https://didi.com 下载【1】。👍", language="zh")
     assert spoken == "请访问官网 下载。"

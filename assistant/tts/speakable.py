@@ -41,7 +41,13 @@ _CITATION = re.compile(
     r"\[\^?\d+(?:\s*[,，、\-–]\s*\d+)*\]|【\s*\d+(?:\s*[,，、\-–]\s*\d+)*\s*】|\[(?:source|来源|出处)\s*\d+\]",
     re.I,
 )
-_URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'，。！？、）)】]+", re.I)
+# A URL ends before trailing sentence punctuation ("see https://x.y/z." keeps its full stop).
+_URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'，。！？、；：）)】]*[^\s<>\"'，。！？、；：）)】.,;:!?]", re.I)
+# A URL that is the object of "at", "visit", 访问, 是 ... leaves a hole in the sentence when removed:
+# the visitor hears where to look instead (the captions on the avatar page show the address).
+_URL_OBJECT_EN = re.compile(r"\b(at|on|to|visit|see|via|from|open)\s+" + _URL.pattern, re.I)
+_URL_OBJECT_ZH = re.compile(r"(是|为|访问|登录|打开|见|到|在)\s*" + _URL.pattern, re.I)
+URL_PLACEHOLDER = {"en": "the address shown on screen", "zh": "屏幕上显示的网址"}
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 # Emoji and pictographs, their modifiers, joiners and variation selectors.
 _EMOJI = re.compile(
@@ -460,8 +466,12 @@ def make_speakable(text: str, *, language: str | None = None) -> str:
     ``language`` (``"zh"`` / ``"en"``) defaults to the text's own. Whitespace is collapsed; an empty
     result means there is nothing to say.
     """
+    lang = language or detect_language(strip_markup(text))
+    if lang.startswith("zh"):
+        text = _URL_OBJECT_ZH.sub(lambda m: m.group(1) + URL_PLACEHOLDER["zh"], text)
+    else:
+        text = _URL_OBJECT_EN.sub(lambda m: f"{m.group(1)} {URL_PLACEHOLDER['en']}", text)
     text = strip_markup(text)
-    lang = language or detect_language(text)
     text = _render(text, zh=lang.startswith("zh"))
     text = re.sub(r"[ \t\r\f\v]+", " ", text)
     text = re.sub(r"\s*\n\s*", "\n", text).strip()
@@ -472,6 +482,7 @@ def make_speakable(text: str, *, language: str | None = None) -> str:
     text = re.sub(r"\(\s*[,，]?\s*\)|（\s*）", "", text)
     text = re.sub(r"\s+([,.;:!?，。；：！？、])", r"\1", text)
     text = re.sub(r"([,，、])\1+", r"\1", text)
+    text = re.sub(r"[:：,，;；、]\s*([.。!?！？])", r"\1", text)  # "Details: <url>." -> "Details."
     return re.sub(r" {2,}", " ", text).strip()
 
 
