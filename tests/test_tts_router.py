@@ -289,3 +289,39 @@ async def test_prerender_with_a_fallen_back_voice_is_a_hit_afterwards(tmp_path: 
     calls = len(espeak.calls)
     await collect(router, FAQ, router.voice_for("zh"))
     assert len(espeak.calls) == calls  # served from the cache, not rendered twice
+
+
+async def test_closing_the_stream_stops_the_engine_worker(setup) -> None:  # type: ignore[no-untyped-def]
+    """Barge-in closes the router's stream: the engine's worker thread stops after its current piece."""
+    import asyncio
+    import contextlib
+    import threading
+
+    from assistant.tts.pcm import iterate_in_thread
+
+    produced: list[int] = []
+    lock = threading.Lock()
+
+    class SlowEngine:
+        version = "slow"
+
+        async def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:
+            def pieces():  # type: ignore[no-untyped-def]
+                for i in range(40):
+                    time.sleep(0.02)
+                    produced.append(i)
+                    yield np.full(441, 8000, dtype=np.int16)
+
+            async with contextlib.aclosing(iterate_in_thread(pieces, lock=lock)) as items:
+                async for pcm in items:
+                    for chunk in chunks_from_pcm(pcm, 22_050):
+                        yield chunk
+
+    settings, _, _ = setup
+    router = VoiceRouter(settings, engine_factory=lambda name: SlowEngine())  # type: ignore[arg-type,return-value]
+    async with contextlib.aclosing(router.synthesize("Hello there.", voice=router.voice_for("en"))) as stream:
+        async for _ in stream:
+            break
+    await asyncio.sleep(0.3)
+    assert len(produced) < 10
+    assert not lock.locked()  # the model is free for the next turn

@@ -24,6 +24,7 @@ per-call state such as the GPT's KV cache).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib.metadata
 import logging
@@ -207,9 +208,10 @@ class CoquiSynthesizer:
         generate = self._xtts_stream if loaded.kind == "xtts" else self._api_sentence
         follower = EnvelopeFollower()
         try:
-            async for pcm in iterate_in_thread(lambda: generate(loaded, text, voice), lock=loaded.lock):
-                for chunk in chunks_from_pcm(pcm, loaded.sample_rate_hz, follower=follower):
-                    yield chunk
+            async with contextlib.aclosing(iterate_in_thread(lambda: generate(loaded, text, voice), lock=loaded.lock)) as pieces:
+                async for pcm in pieces:
+                    for chunk in chunks_from_pcm(pcm, loaded.sample_rate_hz, follower=follower):
+                        yield chunk
         except (SynthesizeError, ModelMissingError):
             raise
         except Exception as err:

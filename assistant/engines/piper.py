@@ -12,6 +12,7 @@ cutting at commas costs nothing audible because the voice pauses there anyway).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import logging
 import re
@@ -173,9 +174,10 @@ class PiperSynthesizer:
 
         follower = EnvelopeFollower()
         try:
-            async for pcm in iterate_in_thread(generate, lock=model.lock):
-                for chunk in chunks_from_pcm(pcm, model.sample_rate_hz, follower=follower):
-                    yield chunk
+            async with contextlib.aclosing(iterate_in_thread(generate, lock=model.lock)) as pieces:
+                async for pcm in pieces:
+                    for chunk in chunks_from_pcm(pcm, model.sample_rate_hz, follower=follower):
+                        yield chunk
         except SynthesizeError:
             raise
         except Exception as err:

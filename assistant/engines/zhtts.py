@@ -14,6 +14,7 @@ TTS for Chinese instead (set ``[tts] voice_zh``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -146,9 +147,10 @@ class ZhttsSynthesizer:
                 raise
 
         follower = EnvelopeFollower()
-        async for pcm in iterate_in_thread(generate, lock=self._lock):
-            for chunk in chunks_from_pcm(pcm, rate[0], follower=follower):
-                yield chunk
+        async with contextlib.aclosing(iterate_in_thread(generate, lock=self._lock)) as pieces:
+            async for pcm in pieces:
+                for chunk in chunks_from_pcm(pcm, rate[0], follower=follower):
+                    yield chunk
 
     def close(self) -> None:
         with self._lock:

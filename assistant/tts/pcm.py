@@ -8,7 +8,7 @@ import contextlib
 import io
 import threading
 import wave
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -88,7 +88,9 @@ def write_wav(path: Path | str, pcm: np.ndarray, sample_rate_hz: int) -> None:
     Path(path).write_bytes(wav_bytes(pcm, sample_rate_hz))
 
 
-async def iterate_in_thread(make: Callable[[], Iterator[T]], *, lock: threading.Lock | None = None) -> AsyncIterator[T]:
+async def iterate_in_thread(
+    make: Callable[[], Iterator[T]], *, lock: threading.Lock | None = None
+) -> AsyncGenerator[T, None]:
     """Run a blocking generator in a worker thread and yield its items on the event loop, as they come.
 
     ``lock`` (held for the whole generation) keeps two sessions from driving one model at once.

@@ -13,9 +13,10 @@ rate once per sentence (``audio-start``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -165,10 +166,12 @@ class VoiceRouter:
                 for chunk in chunks:
                     yield chunk
                 return
-        async for chunk in self._render(sentence, voice):
-            yield chunk
+        # Closed explicitly (barge-in): the engine's worker stops now, not when garbage is collected.
+        async with contextlib.aclosing(self._render(sentence, voice)) as rendered:
+            async for chunk in rendered:
+                yield chunk
 
-    async def _render(self, sentence: str, voice: Voice) -> AsyncIterator[AudioChunk]:
+    async def _render(self, sentence: str, voice: Voice) -> AsyncGenerator[AudioChunk, None]:
         # Figures are read in the sentence's own language, not the voice's.
         text = make_speakable(sentence)
         if not text:
@@ -179,22 +182,23 @@ class VoiceRouter:
         follower = EnvelopeFollower()
         for run_lang, part in runs:
             run_voice = voice if _covers(voice, run_lang) else self.voice_for(run_lang)
-            async for chunk in self._speak_run(part, run_voice):
-                rate = rate or chunk.sample_rate_hz
-                if chunk.sample_rate_hz != rate:
-                    pcm = resample_int16(np.frombuffer(chunk.pcm, dtype="<i2"), chunk.sample_rate_hz, rate)
-                    for piece in chunks_from_pcm(pcm, rate, follower=follower):
-                        yield piece
-                else:
-                    yield chunk
+            async with contextlib.aclosing(self._speak_run(part, run_voice)) as run_chunks:
+                async for chunk in run_chunks:
+                    rate = rate or chunk.sample_rate_hz
+                    if chunk.sample_rate_hz != rate:
+                        pcm = resample_int16(np.frombuffer(chunk.pcm, dtype="<i2"), chunk.sample_rate_hz, rate)
+                        for piece in chunks_from_pcm(pcm, rate, follower=follower):
+                            yield piece
+                    else:
+                        yield chunk
 
-    async def _speak_run(self, text: str, voice: Voice) -> AsyncIterator[AudioChunk]:
+    async def _speak_run(self, text: str, voice: Voice) -> AsyncGenerator[AudioChunk, None]:
         voice = self._usable(voice)
         try:
             engine = self.engine(voice.engine)
-            stream = engine.synthesize(text, voice=voice)
-            async for chunk in stream:
-                yield chunk
+            async with contextlib.aclosing(engine.synthesize(text, voice=voice)) as stream:  # type: ignore[type-var]
+                async for chunk in stream:
+                    yield chunk
         except AssistantError as err:
             replacement = self._fall_back(voice, err)
             if replacement is None:
