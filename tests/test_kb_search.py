@@ -143,3 +143,27 @@ def test_eval_metrics_and_file_errors(tmp_path: Path) -> None:
     bad.write_text('{"q": "a"}\n', encoding="utf-8")
     with pytest.raises(RetrieveError, match="line 1"):
         load_cases(bad)
+
+
+def test_entry_classifier_is_trained_on_alternates(tmp_path: Path) -> None:
+    from assistant.kb.classifier import EntryClassifier, should_train
+
+    assert not should_train([1, 1, 1, 1]) and should_train([3, 1, 2]) and not should_train([3, 3])
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    rows = [
+        {"id": "refund", "question": "refund", "answer": "a", "alternates": ["money back please", "I want my money returned", "get a refund"]},
+        {"id": "card", "question": "card arrival", "answer": "b", "alternates": ["my card has not arrived", "where is my new card", "card delivery"]},
+        {"id": "pin", "question": "change pin", "answer": "c", "alternates": ["new pin code", "reset my pin", "forgot pin"]},
+    ]
+    (kb / "faq.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    retriever = open_retriever(s, embedder=emb)
+    assert retriever.manifest["classifier"] is True
+    model = EntryClassifier.load(retriever.kb.generation / "classifier.npz")
+    assert model.weights.shape == (64, 3) and model.text_weights is not None
+    probs = model.probabilities(emb.embed(["when will my card arrive"])[0], "when will my card arrive")
+    assert probs.argmax() == 1 and probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert retriever.search_sync("my money back", k=1)[0].id == "refund"

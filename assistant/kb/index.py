@@ -78,7 +78,6 @@ class BuildReport:
     embedder: str = ""
     index_type: str = "flat"
     seconds: float = 0.0
-    changed: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -448,7 +447,8 @@ def _train_classifier(records: Sequence[Record], matrix: np.ndarray, path: Path)
     np.cumsum([len(r.keys) for r in records], out=starts[1:])
     rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in faq])
     labels = np.concatenate([np.full(starts[i + 1] - starts[i], c) for c, i in enumerate(faq)])
-    model = classifier.train(matrix[rows], labels, len(faq), np.asarray(faq))
+    texts = [k for i in faq for k in records[i].keys]
+    model = classifier.train(matrix[rows], labels, len(faq), np.asarray(faq), texts)
     model.save(path)
     return True
 

@@ -85,7 +85,7 @@ class KnowledgeBase:
             cand.update(int(i) for i in top if lexical_records[i] > 0)
         probs = None
         if self._classifier is not None:
-            probs = self._classifier.probabilities(q)
+            probs = self._classifier.probabilities(q, query)
             top_classes = np.argsort(-probs)[:CLASSIFIER_CANDIDATES]
             cand.update(int(i) for i in self._classifier.records[top_classes])
         rec = np.fromiter(cand, dtype=np.int64, count=len(cand))
