@@ -447,7 +447,7 @@ async def test_audio_frames_cross_the_wire_both_ways_and_history_stays_bounded()
         await page.wait_for_selector(".bubble.assistant:last-child >> text=Enjoy your visit.")
         counts = await page.evaluate(
             "({bubbles: document.querySelectorAll('#captions .bubble').length,"
-            " replies: window.assistantPage.page.replies.size, chunks: window.assistantPage.player.chunks.length})"
+            " replies: window.assistantPage.captions.replies.size, chunks: window.assistantPage.player.chunks.length})"
         )
         assert counts["bubbles"] <= 10 and counts["replies"] <= 5 and counts["chunks"] == 0, counts
         assert "take 13" in await page.text_content("#captions")

@@ -28,8 +28,8 @@ def test_every_text_the_page_uses_is_translated() -> None:
     known = _tables()["en"]
     html = (WEB / "index.html").read_text(encoding="utf-8")
     used = set(re.findall(r'data-i18n(?:-placeholder)?="(\w+)"', html))
-    js = (WEB / "app.js").read_text(encoding="utf-8")
-    used |= set(re.findall(r'\bt\("(\w+)"', js))
+    for name in ("app.js", "captions.js"):
+        used |= set(re.findall(r'\bt\("(\w+)"', (WEB / name).read_text(encoding="utf-8")))
     # keys built from a state or a connection status
     used |= {f"state_{s}" for s in ("idle", "listening", "transcribing", "thinking", "speaking", "offline")}
     used |= {f"conn_{s}" for s in ("connecting", "open", "waiting")}

@@ -10,14 +10,12 @@
 //   debug=1         show each turn's latency trace in a corner (for tuning a kiosk)
 
 import { Avatar } from "./avatar.js";
+import { Captions } from "./captions.js";
 import { Connection } from "./connection.js";
 import { translator, pickLanguage } from "./i18n.js";
 import { Microphone } from "./mic.js";
 import { Player } from "./player.js";
 import * as proto from "./protocol.js";
-
-const MAX_BUBBLES = 10; // caption history on screen; older lines are removed (the tab runs for days)
-const KEEP_REPLIES = 4; // per-turn bookkeeping kept for late events
 
 const params = new URLSearchParams(location.search);
 const role = params.get("role") === "watcher" ? "watcher" : "visitor";
@@ -67,8 +65,6 @@ const page = {
   paused: false, // hands-free microphone paused by the visitor
   micSequence: 0,
   micRateHz: proto.MIC_RATE_HZ, // what the daemon expects (hello.sample_rate_hz)
-  replies: new Map(), // turn -> {bubble, sentences: Map, heard: [], text, route, ended, interrupted, audio}
-  youBubble: null,
   stats: { audioFrames: 0, micFramesSent: 0, hellos: 0, sentencesHeard: 0, lastTrace: null, errors: [] },
 };
 
@@ -77,21 +73,20 @@ const page = {
 const ctx = new AudioContext({ latencyHint: "interactive" });
 const player = new Player(ctx, {
   onSentence: (turn, index) => {
-    const reply = page.replies.get(turn);
-    if (reply && !reply.heard.includes(index)) reply.heard.push(index);
+    captions.sentenceHeard(turn, index);
     if (index > 0) avatar.nod();
     page.stats.sentencesHeard++;
-    if (reply) renderReply(reply);
     updateLook();
   },
   onPosition: (pos) => {
     if (pos.turn > 0) conn.send(proto.playbackMessage(pos));
   },
   onIdle: () => {
-    for (const reply of page.replies.values()) if (reply.ended) renderReply(reply);
+    captions.renderAll();
     updateLook();
   },
 });
+const captions = new Captions(ui, player, () => ({ t, language }));
 /** A screen beside the kiosk (a watcher) is muted: the kiosk's own speaker plays the reply and
  * this page only lip-syncs. Asking a question here makes it a visitor, with its own voice. */
 function applyRole(current) {
@@ -188,7 +183,7 @@ conn.addEventListener("close", () => {
 conn.addEventListener("audio", (e) => {
   const frame = e.detail;
   page.stats.audioFrames++;
-  const reply = page.replies.get(frame.turn);
+  const reply = captions.reply(frame.turn);
   if (reply) reply.audio = true;
   player.play(frame);
   updateLook();
@@ -212,16 +207,16 @@ function onEvent(ev) {
     case "state": {
       page.serverState = ev.state;
       if (ev.turn) page.turn = ev.turn;
-      const reply = page.replies.get(ev.turn);
+      const reply = captions.reply(ev.turn);
       if (ev.state === "idle" && reply && !reply.over) {
         reply.over = true;
-        renderReply(reply);
+        captions.render(reply);
       }
       updateLook();
       break;
     }
     case "audio-start": {
-      const reply = page.replies.get(ev.turn);
+      const reply = captions.reply(ev.turn);
       if (reply) reply.audio = true;
       break;
     }
@@ -229,47 +224,47 @@ function onEvent(ev) {
       // The visitor started talking: whatever is still playing gives way (barge-in). The daemon
       // interrupts a turn it is still working on; audio it has already sent is ours to stop.
       cutReply();
-      youBubble({ partial: true, text: "" });
+      captions.heardVisitor({ partial: true, text: "" });
       break;
     case "transcript":
-      youBubble({ partial: !ev.final, text: ev.text });
+      captions.heardVisitor({ partial: !ev.final, text: ev.text });
       if (ev.final) avatar.nod(); // "I've got your question"
       break;
     case "sources":
-      renderSources(ev.sources || []);
+      captions.sources(ev.sources || []);
       break;
     case "reply-start":
-      startReply(ev.turn, ev.route);
+      captions.startReply(ev.turn, ev.route);
       break;
     case "reply-delta": {
-      const reply = page.replies.get(ev.turn);
+      const reply = captions.reply(ev.turn);
       if (reply) reply.text += ev.text;
       break;
     }
     case "sentence": {
-      const reply = page.replies.get(ev.turn) || startReply(ev.turn, "generated");
+      const reply = captions.reply(ev.turn) || captions.startReply(ev.turn, "generated");
       reply.sentences.set(ev.index, ev.text);
-      if (player.current && player.current.turn === ev.turn && player.current.sentence === ev.index) renderReply(reply);
+      if (player.current && player.current.turn === ev.turn && player.current.sentence === ev.index) captions.render(reply);
       break;
     }
     case "reply-end": {
-      const reply = page.replies.get(ev.turn);
+      const reply = captions.reply(ev.turn);
       if (reply) {
         reply.ended = true;
         reply.text = ev.text || reply.text;
         reply.interrupted = reply.interrupted || ev.interrupted;
-        renderReply(reply);
+        captions.render(reply);
       }
       break;
     }
     case "interrupted": {
-      player.stop();
-      const reply = page.replies.get(ev.turn);
+      if (player.turn === ev.turn) player.stop();
+      const reply = captions.reply(ev.turn);
       if (reply) {
         reply.interrupted = true;
         reply.ended = true;
         reply.heardText = ev.heard_text || "";
-        renderReply(reply);
+        captions.render(reply);
       }
       updateLook();
       break;
@@ -277,10 +272,7 @@ function onEvent(ev) {
     case "error":
       page.stats.errors.push(ev.code);
       if (page.stats.errors.length > 20) page.stats.errors.shift();
-      if (page.youBubble && page.youBubble.classList.contains("partial") && !page.youBubble.querySelector(".text").textContent) {
-        page.youBubble.remove();
-        page.youBubble = null;
-      }
+      captions.dropEmptyQuestion();
       if (ev.code === "asr-empty") toast(t("heardNothing"));
       else toast(t("error"), ev.code);
       break;
@@ -293,117 +285,18 @@ function onEvent(ev) {
   }
 }
 
-// --- captions --------------------------------------------------------------------------------
-
-function bubble(kind) {
-  const el = document.createElement("div");
-  el.className = `bubble ${kind}`;
-  const who = document.createElement("span");
-  who.className = "who";
-  who.dataset.i18n = kind === "you" ? "you" : "assistant";
-  who.textContent = t(who.dataset.i18n);
-  const text = document.createElement("span");
-  text.className = "text";
-  el.append(who, text);
-  // A new question turns the previous exchange into history (smaller, dimmer).
-  if (kind === "you") for (const old of ui.captions.querySelectorAll(".bubble:not(.old)")) old.classList.add("old");
-  ui.captions.append(el);
-  ui.greeting.remove(); // a no-op after the first time
-  while (ui.captions.children.length > MAX_BUBBLES) ui.captions.firstElementChild.remove();
-  el.scrollIntoView({ block: "end", behavior: "smooth" });
-  return el;
-}
-
-function youBubble({ partial, text }) {
-  let el = page.youBubble;
-  if (!el || !el.classList.contains("partial")) {
-    el = bubble("you");
-    page.youBubble = el;
-    // A new question: what was shown for the last answer no longer applies.
-    ui.fallback.hidden = true;
-    ui.sources.hidden = true;
-  }
-  el.classList.toggle("partial", partial);
-  el.querySelector(".text").textContent = text;
-  el.scrollIntoView({ block: "end" });
-}
-
-function startReply(turn, route) {
-  const el = bubble("assistant");
-  el.classList.add("pending");
-  const reply = { turn, bubble: el, sentences: new Map(), heard: [], text: "", route, ended: false, over: false, interrupted: false, audio: false };
-  page.replies.set(turn, reply);
-  for (const key of page.replies.keys()) if (key < turn - KEEP_REPLIES || key > turn) page.replies.delete(key);
-  ui.fallback.hidden = route !== "fallback";
-  if (page.youBubble) page.youBubble.classList.remove("partial");
-  page.youBubble = null;
-  return reply;
-}
-
-function renderReply(reply) {
-  const textEl = reply.bubble.querySelector(".text");
-  textEl.replaceChildren();
-  const playingThis = player.playing && player.current && player.current.turn === reply.turn;
-  if (!reply.audio) {
-    // No voice came for this reply (a daemon without speech): once the turn is over, show the
-    // words as written. Until then audio may still come, and captions wait for the voice.
-    if (reply.over) textEl.textContent = reply.text;
-  } else if (!reply.heard.length) {
-    // Cut before a word was heard: the daemon's account of what was heard, if any.
-    if (reply.interrupted) textEl.textContent = reply.heardText || "";
-  } else {
-    // Captions follow the voice: the sentences heard so far; the one being spoken stands out.
-    const nowIndex = playingThis ? player.current.sentence : -1;
-    for (const index of reply.heard) {
-      const text = reply.sentences.get(index);
-      if (!text) continue;
-      const span = document.createElement("span");
-      if (playingThis) span.className = index === nowIndex ? "now" : "spoken";
-      span.textContent = (textEl.childNodes.length && language !== "zh" ? " " : "") + text;
-      textEl.append(span);
-    }
-  }
-  reply.bubble.classList.toggle("pending", !textEl.textContent && !reply.over && !reply.interrupted);
-  reply.bubble.classList.toggle("interrupted", reply.interrupted);
-  reply.bubble.scrollIntoView({ block: "end" });
-}
-
 /** The visitor cut the reply short (by voice, button or a new question): stop it and say so. */
 function cutReply() {
   if (!player.playing) return;
   const pos = player.position();
   player.stop();
   conn.send(proto.interruptMessage(pos.turn, pos.playedMs));
-  const reply = page.replies.get(pos.turn);
+  const reply = captions.reply(pos.turn);
   if (reply) {
     reply.interrupted = true;
-    renderReply(reply);
+    captions.render(reply);
   }
   updateLook();
-}
-
-function renderSources(sources) {
-  ui.sourceList.replaceChildren();
-  for (const s of sources.slice(0, 4)) {
-    const li = document.createElement("li");
-    const kind = document.createElement("span");
-    kind.className = `kind ${s.kind === "faq" ? "faq" : "doc"}`;
-    kind.textContent = t(s.kind === "faq" ? "faq" : "document");
-    const title = document.createElement("span");
-    title.className = "title";
-    const file = (s.source || "").split("/").pop();
-    title.textContent = s.title || (s.kind === "faq" ? s.id : file) || file;
-    const where = document.createElement("span");
-    where.className = "where";
-    const parts = [];
-    if (s.section) parts.push(s.section);
-    if (s.page) parts.push(t("page", { p: s.page }));
-    if (file && file !== title.textContent) parts.push(file);
-    where.textContent = parts.join(" · ");
-    li.append(kind, title, where);
-    ui.sourceList.append(li);
-  }
-  ui.sources.hidden = sources.length === 0;
 }
 
 function showTrace(trace) {
@@ -464,8 +357,7 @@ ui.form.addEventListener("submit", (e) => {
   }
   cutReply();
   conn.send(proto.textMessage(text));
-  page.youBubble = null;
-  youBubble({ partial: false, text });
+  captions.typed(text);
   ui.question.value = "";
 });
 
@@ -563,4 +455,4 @@ if (page.mode === "hf") setMode("hf");
 updateLook();
 
 // For tests and for whoever debugs a kiosk from the console.
-window.assistantPage = { page, player, conn, mic, ctx, avatar };
+window.assistantPage = { page, player, conn, mic, ctx, avatar, captions };
