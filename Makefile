@@ -9,7 +9,7 @@ SITE    = $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths(
 # Debian packages: what the daemon needs at run time, and what the tests add (a PulseAudio null sink,
 # a real browser, real speech and documents to test and benchmark on).
 DEBIAN_RUN  := libportaudio2 libsndfile1 ffmpeg espeak-ng sox
-DEBIAN_TEST := pulseaudio pulseaudio-utils libasound2-plugins chromium pocketsphinx-testdata \
+DEBIAN_TEST := pulseaudio pulseaudio-utils libasound2-plugins chromium fonts-wqy-microhei pocketsphinx-testdata \
                debian-faq debian-faq-zh-cn debian-reference-en debian-reference-zh-cn
 
 .PHONY: help run setup setup-dev system system-test models models-all index test test-fast lint bench clean

@@ -104,7 +104,8 @@ class Source:
             source=passage.source,
             score=round(float(passage.score), 4),
             kind=passage.kind,
-            title=passage.title,
+            # an FAQ entry's title is its question, unless the table gave it one
+            title=passage.title or (passage.text if passage.kind == "faq" else ""),
             section=passage.section,
             page=passage.page,
         )
