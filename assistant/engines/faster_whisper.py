@@ -229,12 +229,6 @@ class FasterWhisperTranscriber:
 
     def _full(self, audio: np.ndarray, language: str, prompt_text: str) -> _Decoded:
         model = self._model
-        if not language and model.model.is_multilingual and self.languages:
-            features = model.feature_extractor(audio[: 30 * SAMPLE_RATE_HZ])
-            from faster_whisper.audio import pad_or_trim
-
-            encoder_output = model.encode(pad_or_trim(features))
-            language = pick_language(model.model.detect_language(encoder_output)[0], self.languages)
         options: dict[str, Any] = {}
         if self.max_new_tokens is not None:
             options["max_new_tokens"] = self.max_new_tokens
@@ -243,15 +237,13 @@ class FasterWhisperTranscriber:
             # ladder, which on a loaded machine can take tens of seconds for a few words.
             options["temperature"] = 0.0
             options.setdefault("max_new_tokens", 10 + math.ceil(audio.size / SAMPLE_RATE_HZ * _TOKENS_PER_S))
-        segments, info = model.transcribe(
-            audio,
-            language=language or None,
-            beam_size=self.beam_size,
-            initial_prompt=prompt_text or None,
-            condition_on_previous_text=False,
-            vad_filter=False,
-            **options,
-        )
+        options.update(beam_size=self.beam_size, initial_prompt=prompt_text or None, condition_on_previous_text=False)
+        # transcribe() detects the language eagerly (its segments are lazy), reusing that encoder
+        # pass for the first window; only a language outside [asr] languages costs a second start.
+        segments, info = model.transcribe(audio, language=language or None, vad_filter=False, **options)
+        if not language and model.model.is_multilingual and self.languages and info.language not in self.languages:
+            language = pick_language(info.all_language_probs or [], self.languages)
+            segments, info = model.transcribe(audio, language=language, vad_filter=False, **options)
         text = collapse_repeats("".join(segment.text for segment in segments))
         return _Decoded(text, language or info.language, False)
 
