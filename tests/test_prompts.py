@@ -127,3 +127,15 @@ def test_a_chain_of_follow_ups_anchors_on_the_last_standalone_question() -> None
 def test_no_passages_is_said_not_left_blank(language: str, marker: str) -> None:
     messages = prompts.build_messages("年终奖发几个月？" if language == "zh" else "How big is the bonus?", [], [], language=language)
     assert marker in messages[-1].content
+
+
+@pytest.mark.parametrize(
+    "question, anchor",
+    [
+        ("那员工停车呢？", "访客停车怎么收费"),
+        ("And how about sick leave?", "How many days of annual leave do I get?"),
+    ],
+)
+def test_a_follow_up_that_restates_the_topic_is_searched_alone(question: str, anchor: str) -> None:
+    history = [Message("user", anchor), Message("assistant", "...")]
+    assert prompts.rewrite_query(question, history) == question
