@@ -174,3 +174,16 @@ def test_endpointer_rules_with_a_scripted_detector() -> None:
     assert utt.end_of_speech_ms == 29 * 32
     assert utt.start_ms == 7 * 32  # 96 ms = 3 windows of pre-roll
     np.testing.assert_array_equal(utt.pcm, pcm[7 * 512 : 29 * 512 + 3200].astype(np.int16))
+
+
+def test_reset_forgets_the_utterance_in_progress() -> None:
+    speech = recording("cards/001.wav")
+    ep = Endpointer(VAD())
+    out: list[object] = []
+    for i in range(0, len(speech) // 2 + 4800, 512):
+        out.extend(ep.feed(np.concatenate([silence(300), speech])[i : i + 512]))
+    assert kinds(out) == ["SpeechStart"] and ep.in_speech
+    clock = ep.stream_ms
+    ep.reset()
+    assert not ep.in_speech and ep.state() is None and ep.stream_ms == clock
+    assert kinds(run(with_silence(speech, 300, 800))) == ["SpeechStart", "SpeechEnd", "Utterance"]

@@ -223,6 +223,14 @@ class Endpointer:
             self._paused = False
             self.detector.reset()
 
+    def reset(self) -> None:
+        """Forget everything heard so far (an utterance in progress, pre-roll, Silero state); the
+        stream clock keeps counting."""
+        self._reset_speech()
+        self._pre_roll.clear()
+        self._pending = np.zeros(0, dtype=np.int16)
+        self.detector.reset()
+
     def end_now(self) -> list[Endpoint]:
         """End the utterance in progress now (an early end-of-turn decided by the caller).
 
