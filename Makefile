@@ -45,6 +45,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	# openai-whisper without triton (1 GB, CUDA only) and its other light dependencies
 	$(BIN)/pip install -q --no-deps openai-whisper==20250625
 	$(BIN)/pip install -q tiktoken more-itertools numba
+	# coqui-tts imports torchaudio (XTTS mel/resampling) without declaring it; --no-deps keeps torch 2.13
+	$(BIN)/pip install -q --no-deps torchaudio==2.11.0
 	# torchaudio's bundled libraries link CUDA; coqui-tts does not need them (forced alignment only)
 	rm -f $(SITE)/torchaudio/lib/*.so
 	touch $(VENV)/.installed-run $@
