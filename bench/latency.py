@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import statistics
@@ -56,14 +57,21 @@ FAQ_QUESTIONS = [
     "How do I print?",
 ]
 GENERATED_QUESTIONS = [
-    "What is on the fifth floor of the tower?",
-    "Where is the assembly point if the fire alarm sounds?",
-    "Am I allowed to take photos in the labs?",
-    "Where can I charge my electric car?",
-    "What happens to my lighter at the security check?",
-    "Where do taxis drop off visitors?",
-    "Can I borrow an umbrella when it rains?",
-    "Which lift can I use with my visitor badge?",
+    # near an FAQ entry or a document but not a stored question: the LLM phrases the answer
+    # (chosen so that the sample index routes them to `generated`; the report shows the route taken)
+    "What is Starsea Hall?",
+    "What floor is the gym on?",
+    "What should I do if I feel sick at work?",
+    "Who approves my business trip?",
+    "Can I work from home?",
+    "Do visitors need to show ID?",
+    "What time does the building open?",
+    "Can I park overnight?",
+]
+FALLBACK_QUESTIONS = [
+    "Can I bring my dog to the office?",
+    "What is the dress code?",
+    "Is there a place to pray?",
 ]
 FRAME_MS = 20
 TRAILING_SILENCE_S = 12.0
@@ -89,9 +97,11 @@ async def make_questions(settings: Settings, folder: Path) -> list[dict[str, Any
     folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a benchmark script, before any timing
     synthesizer = None
     out = []
-    for kind, questions in (("faq", FAQ_QUESTIONS), ("generated", GENERATED_QUESTIONS)):
+    for kind, questions in (("faq", FAQ_QUESTIONS), ("generated", GENERATED_QUESTIONS), ("fallback", FALLBACK_QUESTIONS)):
         for i, text in enumerate(questions):
-            path = folder / f"{kind}-{i:02d}.wav"
+            # named by content: changing a question makes a new recording, never reuses a stale one
+            digest = hashlib.sha1(f"{settings.tts.voice}|{text}".encode()).hexdigest()[:10]
+            path = folder / f"{kind}-{i:02d}-{digest}.wav"
             if not path.exists():
                 if synthesizer is None:
                     synthesizer = registry.synthesizer(settings)
@@ -355,7 +365,8 @@ async def text_turn(url: str, text: str) -> dict[str, Any]:
 
 
 async def concurrent(url: str, clients: int, single: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    texts = [(FAQ_QUESTIONS + GENERATED_QUESTIONS)[i % 16] for i in range(clients)]
+    pool = FAQ_QUESTIONS + GENERATED_QUESTIONS
+    texts = [pool[i % len(pool)] for i in range(clients)]
     t0 = time.monotonic()
     results = await asyncio.gather(*(text_turn(url, t) for t in texts), return_exceptions=True)
     wall = time.monotonic() - t0
@@ -501,6 +512,8 @@ async def main() -> int:
     parser.add_argument("--skip-sequential", action="store_true")
     args = parser.parse_args()
     settings = load(args.config)
+    # other work on the machine takes CPU from the models: the report says how busy it was
+    load_start = round(os.getloadavg()[0], 2)
     questions = await make_questions(settings, settings.path(settings.general.cache_dir) / "bench-questions")
     daemon = None if args.url else DaemonProcess(args.config, args.port)
     url = args.url or daemon.start()  # type: ignore[union-attr]
@@ -530,6 +543,7 @@ async def main() -> int:
 
     report: dict[str, Any] = {
         "machine": f"{os.cpu_count()} CPU cores, loopback, embedded models (shared machine)",
+        "load_average_1min": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         "settings": {
             "asr": settings.asr.model,
             "llm": settings.llm.model,
