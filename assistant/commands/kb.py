@@ -96,7 +96,7 @@ def search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def stats(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.kb import index_path
+    from assistant.kb import calibration, index_path
     from assistant.kb.index import current_generation, read_manifest
     from assistant.stages import RetrieveError
 
@@ -116,7 +116,7 @@ def stats(args: argparse.Namespace, settings: Settings) -> int:
         "size_bytes": size,
         "files": {name: {k: v for k, v in info.items() if k != "chunking"} for name, info in manifest["files"].items()},
         "skipped": manifest["skipped"],
-        "calibration": manifest["calibration"],
+        "calibration": calibration.for_embedder(manifest["embedder"]["identity"]).to_json(),
         "domain_terms": manifest.get("domain_terms", [])[:20],
     }
     if args.json:
@@ -130,7 +130,7 @@ def stats(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {name}: {info['kind']}, {info['records']} records, sha256 {info['sha256'][:12]}")
     for s in manifest["skipped"]:
         print(f"  skipped {s['file']}: {s['reason']}")
-    print(f"calibration: {manifest['calibration'].get('source', '')}")
+    print(f"calibration: {out['calibration']['source']}")
     print("domain terms: " + ", ".join(out["domain_terms"]))
     return 0
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,47 +44,110 @@ def feature_matrix(
     ).astype(np.float32)
 
 
+GAP_CAP = 4.0
+"""The lead of a candidate over the best other one counts up to this many logits."""
+
+
+def lead(z: np.ndarray) -> np.ndarray:
+    """Each candidate's ranking logit minus the best *other* candidate's, clipped to ±GAP_CAP."""
+    if len(z) == 0:
+        return z
+    if len(z) == 1:
+        return np.full(1, GAP_CAP, dtype=np.float32)
+    order = np.argsort(-z)
+    best, second = z[order[0]], z[order[1]]
+    other = np.where(np.arange(len(z)) == order[0], second, best)
+    return np.clip(z - other, -GAP_CAP, GAP_CAP).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Calibration:
+    """Two stages: ``logits`` ranks (fusion of the signals); ``scores`` maps a candidate's ranking
+    logit and its lead over the best other candidate to a probability (Platt scaling, fitted on the
+    top candidates of real queries, where the thresholds are applied)."""
+
     bias: float
     weights: tuple[float, ...]
     source: str = ""
     """Where the weights come from (data set and date), shown by `assistant kb stats`."""
+    scale: float = 1.0
+    lead_weight: float = 0.0
+    offset: float = 0.0
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        return x @ np.asarray(self.weights, dtype=np.float32) + np.float32(self.bias)
+        return (x @ np.asarray(self.weights, dtype=np.float32) + np.float32(self.bias)).astype(np.float32)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        z = np.clip(self.logits(x), -30.0, 30.0)
-        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+        """Probabilities for one query's candidates (all of them together: the lead compares them)."""
+        z = self.logits(x)
+        t = np.clip(self.scale * z + self.lead_weight * lead(z) + self.offset, -30.0, 30.0)
+        return (1.0 / (1.0 + np.exp(-t))).astype(np.float32)
 
     def to_json(self) -> dict[str, object]:
-        return {"bias": self.bias, "weights": dict(zip(FEATURES, self.weights, strict=True)), "source": self.source}
+        return {
+            "bias": self.bias,
+            "weights": dict(zip(FEATURES, self.weights, strict=True)),
+            "scale": self.scale,
+            "lead_weight": self.lead_weight,
+            "offset": self.offset,
+            "source": self.source,
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> Calibration:
+    def from_json(cls, data: dict[str, Any]) -> Calibration:
         weights = data["weights"]
-        assert isinstance(weights, dict)
-        return cls(float(data["bias"]), tuple(float(weights[f]) for f in FEATURES), str(data.get("source", "")))  # type: ignore[arg-type]
+        return cls(
+            float(data["bias"]),
+            tuple(float(weights[f]) for f in FEATURES),
+            str(data.get("source", "")),
+            float(data.get("scale", 1.0)),
+            float(data.get("lead_weight", 0.0)),
+            float(data.get("offset", 0.0)),
+        )
 
 
-def fit(
-    x: np.ndarray,
-    y: np.ndarray,
+def fit_two_stage(
+    queries_x: Sequence[np.ndarray],
+    queries_y: Sequence[np.ndarray],
+    query_weight: Sequence[float],
     *,
-    sample_weight: np.ndarray | None = None,
-    l2: float = 1e-3,
-    iterations: int = 50,
+    top: int = 3,
+    use_lead: bool = True,
     source: str = "",
 ) -> Calibration:
-    """Weighted logistic regression by Newton's method (IRLS); ``x`` from ``feature_matrix``, ``y`` in {0, 1}.
+    """Stage 1 ranks: logistic regression on every (query, candidate) pair. Stage 2 calibrates:
+    Platt scaling of the ranking logit (and the candidate's lead) on each query's ``top`` candidates,
+    the ones a threshold is ever applied to. ``query_weight`` balances the query sets."""
+    x = np.concatenate(queries_x)
+    y = np.concatenate(queries_y)
+    w = np.concatenate([np.full(len(xq), wq) for xq, wq in zip(queries_x, query_weight, strict=True)])
+    ranking = fit(x, y, sample_weight=w)
+    feats, labels, weights = [], [], []
+    for xq, yq, wq in zip(queries_x, queries_y, query_weight, strict=True):
+        if len(xq) == 0:
+            continue
+        z = ranking.logits(xq)
+        g = lead(z)
+        for i in np.argsort(-z)[:top]:
+            feats.append((z[i], g[i] if use_lead else 0.0))
+            labels.append(yq[i])
+            weights.append(wq)
+    f = np.asarray(feats, dtype=np.float64)
+    platt = _logistic(f if use_lead else f[:, :1], np.asarray(labels), np.asarray(weights), l2=1e-4)
+    return Calibration(
+        ranking.bias,
+        ranking.weights,
+        source,
+        scale=float(platt[1]),
+        lead_weight=float(platt[2]) if use_lead else 0.0,
+        offset=float(platt[0]),
+    )
 
-    ``sample_weight`` lets each data set count equally however many pairs it has. A constant
-    feature (e.g. no documents in the training data) gets weight 0 through the ridge term.
-    """
+def _logistic(x: np.ndarray, y: np.ndarray, sw: np.ndarray | None, *, l2: float, iterations: int = 50) -> np.ndarray:
+    """Weighted L2 logistic regression by Newton's method (IRLS); returns [bias, *weights]."""
     x64 = np.hstack([np.ones((len(x), 1)), x.astype(np.float64)])
     y64 = y.astype(np.float64)
-    sw = np.ones(len(x64)) if sample_weight is None else sample_weight.astype(np.float64) * len(x64) / sample_weight.sum()
+    sw = np.ones(len(x64)) if sw is None else sw.astype(np.float64) * len(x64) / sw.sum()
     w = np.zeros(x64.shape[1])
     ridge = l2 * len(x64) * np.eye(x64.shape[1])
     ridge[0, 0] = 0.0
@@ -95,6 +159,23 @@ def fit(
         w -= step
         if float(np.abs(step).max()) < 1e-8:
             break
+    return w
+
+
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    sample_weight: np.ndarray | None = None,
+    l2: float = 1e-3,
+    source: str = "",
+) -> Calibration:
+    """One-stage logistic model over ``feature_matrix`` rows, ``y`` in {0, 1} (no Platt stage).
+
+    ``sample_weight`` lets each data set count equally however many pairs it has. A constant
+    feature (e.g. no documents in the training data) gets weight 0 through the ridge term.
+    """
+    w = _logistic(x, y, sample_weight, l2=l2)
     return Calibration(float(w[0]), tuple(float(v) for v in w[1:]), source)
 
 

@@ -94,8 +94,10 @@ class EntryClassifier:
         return (e / e.sum()).astype(np.float32)
 
     def save(self, path: Path) -> None:
-        extra = {} if self.text_weights is None else {"text_weights": self.text_weights, "idf": self.idf}
-        np.savez(path, weights=self.weights, bias=self.bias, records=self.records, **extra)
+        arrays: dict[str, Any] = {"weights": self.weights, "bias": self.bias, "records": self.records}
+        if self.text_weights is not None:
+            arrays.update(text_weights=self.text_weights, idf=self.idf)
+        np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> EntryClassifier:

@@ -138,7 +138,7 @@ def flat_view(index: Any) -> np.ndarray:
     """The stored vectors of a flat or HNSW-flat faiss index as a (n, d) numpy view (no copy)."""
     import faiss
 
-    storage = faiss.downcast_index(index.storage) if hasattr(index, "storage") else index
+    storage: Any = faiss.downcast_index(index.storage) if hasattr(index, "storage") else index
     n, d = storage.ntotal, storage.d
     if n == 0:
         return np.zeros((0, d), dtype=np.float32)
@@ -196,6 +196,8 @@ def _source_name(path: Path, root: Path) -> str:
 def _make_faiss(vectors: np.ndarray, dimensions: int) -> Any:
     import faiss
 
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # a search process may have lowered it to 1
+    index: Any
     if len(vectors) >= HNSW_MIN_KEYS:
         index = faiss.IndexHNSWFlat(dimensions, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION

@@ -339,6 +339,9 @@ def _html_blocks(text: str) -> tuple[str, list[Block]]:
     soup = BeautifulSoup(text, "html.parser")
     for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "template"]):
         tag.decompose()
+    # Page furniture of generated manuals (DocBook's navigation bars, tables of contents).
+    for tag in soup.select(".navheader, .navfooter, .toc, .breadcrumb, .breadcrumbs, [role=navigation]"):
+        tag.decompose()
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     headings: list[str] = []
     blocks: list[Block] = []

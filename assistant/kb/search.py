@@ -40,6 +40,11 @@ class KnowledgeBase:
         self.records: list[Record] = read_records(generation)
         self.embedder = embedder
         self._index = read_vectors(generation)
+        import faiss
+
+        # One query at a time: OpenMP fan-out costs more than it saves (65 ms instead of ~2 ms for a
+        # 10k flat scan on 2 busy cores). Process-wide; builds raise it again for themselves.
+        faiss.omp_set_num_threads(1)
         if hasattr(self._index, "hnsw"):
             self._index.hnsw.efSearch = HNSW_EF_SEARCH
         self._vectors = flat_view(self._index)
@@ -59,7 +64,9 @@ class KnowledgeBase:
             start = self._key_start[i]
             mean = self._vectors[start : start + counts[i]].mean(axis=0)
             self._proto[int(i)] = mean / max(float(np.linalg.norm(mean)), 1e-9)
-        self.calibration = cal.Calibration.from_json(self.manifest["calibration"])
+        # The calibration belongs to this version of the code (its features and fitted weights), not
+        # to the index: a refit applies without a rebuild. The manifest keeps the one used at build.
+        self.calibration = cal.for_embedder(self.manifest["embedder"]["identity"])
         self._classifier: EntryClassifier | None = None
         self._class_of = np.full(len(self.records), -1, dtype=np.int64)
         if (generation / "classifier.npz").exists():
@@ -75,11 +82,13 @@ class KnowledgeBase:
         """Candidate record ids and their (dense, proto, lexical, classifier) signals; ``q`` is the query's vector."""
         n_keys = len(self._vectors)
         with self._lock:
-            _, ids = self._index.search(q[None, :], min(DENSE_CANDIDATE_KEYS, n_keys))
+            found_scores, ids = self._index.search(q[None, :], min(DENSE_CANDIDATE_KEYS, n_keys))
         lexical_keys = self._lexical.normalized_scores(query)
         lexical_records = np.maximum.reduceat(lexical_keys, self._key_start) if n_keys else lexical_keys
-        dense_ids = ids[0][ids[0] >= 0]
-        cand = set(self._key_record[dense_ids].tolist())
+        valid = ids[0] >= 0
+        dense_ids = ids[0][valid]
+        found_records = self._key_record[dense_ids]
+        cand = set(found_records.tolist())
         if len(lexical_records):
             top = np.argpartition(-lexical_records, min(LEXICAL_CANDIDATES, len(lexical_records) - 1))[:LEXICAL_CANDIDATES]
             cand.update(int(i) for i in top if lexical_records[i] > 0)
@@ -89,12 +98,22 @@ class KnowledgeBase:
             top_classes = np.argsort(-probs)[:CLASSIFIER_CANDIDATES]
             cand.update(int(i) for i in self._classifier.records[top_classes])
         rec = np.fromiter(cand, dtype=np.int64, count=len(cand))
+        # A record with any key among the nearest keys has its best key among them too (the list is
+        # sorted by score): its dense signal is exact without touching its other keys. Only records
+        # that came from BM25 or the classifier alone are scored key by key.
+        best_found: dict[int, float] = {}
+        for r, score in zip(found_records.tolist(), found_scores[0][valid].tolist(), strict=True):
+            if r not in best_found:
+                best_found[r] = score
         dense = np.empty(len(rec), dtype=np.float32)
         proto = np.empty(len(rec), dtype=np.float32)
-        for j, r in enumerate(rec):
-            start, count = self._key_start[r], self._key_count[r]
-            dense[j] = float((self._vectors[start : start + count] @ q).max())
-            p = self._proto.get(int(r))
+        for j, r in enumerate(rec.tolist()):
+            if r in best_found:
+                dense[j] = best_found[r]
+            else:
+                start, count = self._key_start[r], self._key_count[r]
+                dense[j] = float((self._vectors[start : start + count] @ q).max())
+            p = self._proto.get(r)
             proto[j] = float(p @ q) if p is not None else dense[j]
         classes = self._class_of[rec]
         clf = np.where(classes >= 0, probs[classes] if probs is not None else 0.0, 0.0).astype(np.float32)
