@@ -114,6 +114,8 @@ async def condition(settings: Any, engines: Any, *, gating: bool, echo_filter: b
         "heard": heard,
         "self_triggered_turns": kiosk.last_number - asked,
         "echo_dropped": int(daemon.metrics.echo_dropped.value()),
+        # the kiosk's own voice detected as speech while it talks stops its reply (barge-in on itself)
+        "interrupted_turns": int(daemon.metrics.turns.value(outcome="interrupted")),
     }
 
 

@@ -345,7 +345,7 @@ async def text_turn(url: str, text: str) -> dict[str, Any]:
                 if e["type"] == "state" and e["state"] == "idle" and e["turn"] == 1:
                     return
 
-        await asyncio.wait_for(run(), 300)
+        await asyncio.wait_for(run(), 600)
     deltas = "".join(e["text"] for e in events if e["type"] == "reply-delta")
     end = next((e for e in events if e["type"] == "reply-end"), None)
     return {
