@@ -78,7 +78,7 @@ async def running_daemon(
     settings = settings or settings_for_tests()
     engines = engines or fake_engines()
     daemon = Daemon(settings, engines, detector_factory=EnergyDetector)
-    server = AssistantServer(settings, daemon, metrics=daemon.metrics, host="127.0.0.1", port=0, **server_kw)
+    server = AssistantServer(settings, daemon, host="127.0.0.1", port=0, **server_kw)
     await server.start()
     try:
         yield Running(daemon, server, engines)

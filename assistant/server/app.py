@@ -194,7 +194,8 @@ class AssistantServer:
     ) -> None:
         self.settings = settings
         self.hub = hub
-        self.metrics = metrics or DaemonMetrics()
+        # one registry for both: the daemon counts turns, the server counts clients and bad input
+        self.metrics = metrics or getattr(hub, "metrics", None) or DaemonMetrics()
         self.host = host if host is not None else settings.server.host
         self.port = port if port is not None else settings.server.port
         self.web_dir = web_dir.resolve()
