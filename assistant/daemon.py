@@ -373,7 +373,9 @@ class Session:
         upcoming = self.last_number + 1
         if isinstance(item, ev.SpeechStart):
             self.emit(ev.SpeechStart(turn=upcoming))
-            if self.busy:
+            # a finished turn may still be sounding from the local speaker (audio is sent faster
+            # than it plays): barge-in stops that too
+            if self.busy or (self.local is not None and self.local.playing):
                 await self.interrupt()
             self.emit(ev.StateEvent(state="listening", turn=upcoming))
         elif isinstance(item, ev.SpeechEnd):

@@ -465,3 +465,20 @@ async def test_a_watcher_interrupts_the_browser_only_kiosk_with_its_playback_pos
         assert [m.content for m in d.daemon.kiosk.history] == ["Tell me about the visitor badge", first]
         # the watcher is still a watcher: interrupting is not asking
         assert set(d.daemon.sessions) == {"kiosk"}
+
+
+async def test_speech_stops_the_local_speaker_even_after_the_turn_finished() -> None:
+    # full duplex (no gating): the reply was sent long ago but the speaker is still playing it
+    async with running_daemon() as d:
+        local = _Local()
+        d.daemon.attach_local_audio(local)
+        kiosk = d.daemon.kiosk
+        kiosk.half_duplex = False
+        local.playing = True
+        before = local.stopped
+        await kiosk.hear(speech_pcm(400))
+        for _ in range(50):
+            if local.stopped > before:
+                break
+            await asyncio.sleep(0.02)
+        assert local.stopped > before and kiosk.state == "listening"
