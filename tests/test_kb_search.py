@@ -94,10 +94,16 @@ def test_calibration_is_monotone_in_every_signal() -> None:
 def test_thresholds_separate_a_paraphrase_from_an_off_topic_question() -> None:
     """With the shipped weights: a near-identical phrasing clears the FAQ bar, an unrelated one is
     not even relevant, whatever the embedder family."""
+    def candidates(*rows: tuple[float, ...]) -> np.ndarray:
+        return calibration.feature_matrix(*(np.array(col, dtype=np.float32) for col in zip(*rows, strict=True)))
+
     for cal in [*calibration.FITTED.values(), calibration.GENERIC]:
-        match = calibration.feature_matrix(*(np.array([v]) for v in (0.97, 0.9, 0.9, 0.0, 0.0, 0.0)))
-        off = calibration.feature_matrix(*(np.array([v]) for v in (0.25, 0.2, 0.0, 0.0, 0.0, 0.0)))
-        assert cal.scores(match)[0] >= 0.80 > 0.45 > cal.scores(off)[0], cal.source
+        # (dense, proto, lexical, classifier, has_classifier, doc): the match stands out from the rest
+        match = candidates((0.97, 0.9, 0.9, 0.9, 1, 0), (0.55, 0.5, 0.1, 0.05, 1, 0), (0.5, 0.45, 0.0, 0.02, 1, 0))
+        # off topic: everything is equally unlike the question
+        off = candidates((0.3, 0.25, 0.0, 0.2, 1, 0), (0.29, 0.25, 0.0, 0.2, 1, 0), (0.28, 0.24, 0.0, 0.15, 1, 0))
+        assert cal.scores(match)[0] >= 0.80, cal.source
+        assert cal.scores(off).max() < 0.45, cal.source
 
 
 def test_fit_recovers_a_probability() -> None:

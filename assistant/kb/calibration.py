@@ -12,9 +12,9 @@ For every candidate record the retriever measures:
 - ``doc``: 1 for a document chunk, 0 for an FAQ entry (chunks are longer, so their cosines run lower).
 
 The score is a logistic model over these features:
-``score = 1 / (1 + exp(-(bias + Σ weight·feature)))``, fitted by ``fit`` on labelled (query,
-candidate, correct?) pairs from real data (``python -m assistant.kb.calibration`` refits and prints
-the weights; see docs/configuration.md). Because the model is fitted on all the candidates a query
+``score = 1 / (1 + exp(-(bias + Σ weight·feature)))``, fitted by ``fit_two_stage`` on labelled
+(query, candidate, correct?) pairs from real data (``bench/retrieval.py --only calibration`` refits
+and prints the weights; see docs/configuration.md). Because the model is fitted on all the candidates a query
 meets, a score reads as "the chance that this record is the one that answers the query": the
 ``[answer] faq_threshold`` of 0.80 means "answer verbatim when at least 4 times in 5 the match is
 right", and ``relevance_threshold`` 0.45 "drop what is more likely wrong than right".
@@ -49,7 +49,10 @@ GAP_CAP = 4.0
 
 
 def lead(z: np.ndarray) -> np.ndarray:
-    """Each candidate's ranking logit minus the best *other* candidate's, clipped to ±GAP_CAP."""
+    """How far the best candidate is ahead of the runner-up (clipped to GAP_CAP); 0 for the others.
+
+    Only a lead counts, never a lag: a question that needs two entries ("hotel cap and per diem")
+    has two right answers, and the second must not be marked down for not being the first."""
     if len(z) == 0:
         return z
     if len(z) == 1:
@@ -57,7 +60,7 @@ def lead(z: np.ndarray) -> np.ndarray:
     order = np.argsort(-z)
     best, second = z[order[0]], z[order[1]]
     other = np.where(np.arange(len(z)) == order[0], second, best)
-    return np.clip(z - other, -GAP_CAP, GAP_CAP).astype(np.float32)
+    return np.clip(z - other, 0.0, GAP_CAP).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -115,13 +118,13 @@ def fit_two_stage(
     use_lead: bool = True,
     source: str = "",
 ) -> Calibration:
-    """Stage 1 ranks: logistic regression on every (query, candidate) pair. Stage 2 calibrates:
-    Platt scaling of the ranking logit (and the candidate's lead) on each query's ``top`` candidates,
-    the ones a threshold is ever applied to. ``query_weight`` balances the query sets."""
-    x = np.concatenate(queries_x)
-    y = np.concatenate(queries_y)
-    w = np.concatenate([np.full(len(xq), wq) for xq, wq in zip(queries_x, query_weight, strict=True)])
-    ranking = fit(x, y, sample_weight=w)
+    """Stage 1 ranks: a conditional logit (softmax over each query's candidates, the right ones
+    against the rest), so only differences *within* a query count and a feature that is constant
+    for a knowledge base (has a classifier, has documents) cannot stand in for a bias. Stage 2
+    calibrates: Platt scaling of the ranking logit and the candidate's lead on each query's ``top``
+    candidates, the ones a threshold is ever applied to, off-topic queries included.
+    ``query_weight`` balances the query sets."""
+    ranking = _conditional_logit(queries_x, queries_y, query_weight)
     feats, labels, weights = [], [], []
     for xq, yq, wq in zip(queries_x, queries_y, query_weight, strict=True):
         if len(xq) == 0:
@@ -162,6 +165,35 @@ def _logistic(x: np.ndarray, y: np.ndarray, sw: np.ndarray | None, *, l2: float,
     return w
 
 
+def _conditional_logit(
+    queries_x: Sequence[np.ndarray], queries_y: Sequence[np.ndarray], query_weight: Sequence[float], *, l2: float = 1e-3
+) -> Calibration:
+    from scipy.optimize import minimize
+
+    data = [
+        (xq.astype(np.float64), yq.astype(np.float64) / yq.sum(), wq)
+        for xq, yq, wq in zip(queries_x, queries_y, query_weight, strict=True)
+        if len(xq) and yq.sum() > 0
+    ]
+    total = sum(wq for _, _, wq in data)
+
+    def loss_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        loss = 0.5 * l2 * float(w @ w)
+        grad = l2 * w
+        for xq, target, wq in data:
+            z = xq @ w
+            z -= z.max()
+            p = np.exp(z)
+            p /= p.sum()
+            loss -= wq / total * float(target @ np.log(p + 1e-300))
+            grad += wq / total * (xq.T @ (p - target))
+        return loss, grad
+
+    dims = data[0][0].shape[1]
+    result = minimize(loss_grad, np.zeros(dims), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    return Calibration(0.0, tuple(float(v) for v in result.x))
+
+
 def fit(
     x: np.ndarray,
     y: np.ndarray,
@@ -196,9 +228,20 @@ def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-# Fitted weights per embedder family (the part of the identity before the first space or colon).
-# Filled in from `python -m assistant.kb.calibration`; see its docstring for the data.
-FITTED: dict[str, Calibration] = {}
+# Fitted weights per embedder family (the part of the identity before the first space or colon),
+# copied from `bench/retrieval.py --only calibration` (bench/results/retrieval.json, "calibration":
+# the data, per-set thresholds behaviour and a reliability table are there).
+FITTED: dict[str, Calibration] = {
+    "use-multilingual-v3": Calibration(
+        bias=0.0,
+        weights=(6.092529, 6.566487, 0.384952, 3.867044, -1.986591, 1.986591, 1.237706, 2.267718),
+        source="fitted 2026-11-27 by bench/retrieval.py --only calibration (BANKING77 train, sample kb folds, "
+        "cross-lingual, documents, combined and off-topic questions)",
+        scale=0.383371,
+        lead_weight=1.139900,
+        offset=-4.249239,
+    ),
+}
 
 # Until a fit exists for an embedder: a conservative hand-set model, documented as such (dense
 # cosine 0.9 with a good lexical match -> ~0.9; cosine 0.5 and no shared words -> ~0.1).
