@@ -39,6 +39,11 @@ _STOPWORDS = frozenset(
 
 
 
+def _quiet_bm25s() -> None:
+    # bm25s sets its own logger to DEBUG at import ("Building index from tokens" on every build).
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
 def _norm(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
@@ -81,6 +86,7 @@ class LexicalIndex:
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
         import bm25s
 
+        _quiet_bm25s()
         tokens = [tokenize(t) for t in texts]
         # bm25s needs at least one token per document to keep document ids aligned.
         corpus = [t if t else ["\u0000"] for t in tokens]
@@ -104,6 +110,7 @@ class LexicalIndex:
     def load(cls, folder: Path) -> LexicalIndex:
         import bm25s
 
+        _quiet_bm25s()
         model = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
         stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
         return cls(model, stats["df"], int(stats["n_docs"]), float(stats["avg_len"]))
