@@ -239,24 +239,24 @@ class Session:
                 history=self.history,
                 emit=emitter,
                 clock_ms=self.clock_ms,
+                # the turn only knows what was sent; the listener's playback position says what was heard
+                played_ms=lambda: self._played(number),
             )
-            emitter.turn = turn
             # the listener decided the endpoint and transcribed before the turn existed: the
             # trace still reports both (ms after the end of speech, like every other stage)
-            if endpoint_ms is not None:
-                turn.result.timings_ms["endpoint"] = round(endpoint_ms, 1)
-            if transcript_ms is not None:
-                turn.result.timings_ms["transcript"] = round(transcript_ms, 1)
+            marks = {"endpoint": endpoint_ms, "transcript": transcript_ms}
             if self.local is not None:
                 self.local.new_reply()
             self.turn = turn
             self.task = asyncio.create_task(
-                self._run(turn, question, end_of_speech_ms), name=f"turn-{self.id}-{number}"
+                self._run(turn, question, end_of_speech_ms, marks), name=f"turn-{self.id}-{number}"
             )
 
-    async def _run(self, turn: Turn, question: Question, end_of_speech_ms: float | None) -> TurnResult | None:
+    async def _run(
+        self, turn: Turn, question: Question, end_of_speech_ms: float | None, marks: dict[str, float | None]
+    ) -> TurnResult | None:
         try:
-            result = await turn.run(question, end_of_speech_ms=end_of_speech_ms)
+            result = await turn.run(question, end_of_speech_ms=end_of_speech_ms, marks=marks)
         except asyncio.CancelledError:
             heard = turn.heard_text(self._played(turn.number))
             self._remember(turn.result, heard)
@@ -446,20 +446,16 @@ class Session:
 
 
 class _TurnEmitter:
-    """The ``emit`` a session gives its turn: corrects what the turn cannot know before it goes out."""
+    """The ``emit`` a session gives its turn: tells the echo filter what is about to be said."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.turn: Turn | None = None
 
     def __call__(self, event: ev.Event) -> None:
-        session, turn = self.session, self.turn
+        session = self.session
         if isinstance(event, ev.Sentence) and session.echo is not None:
             # known before it is heard: the microphone may pick it up while the turn still runs
             session.echo.said(event.text)
-        if isinstance(event, ev.Interrupted) and turn is not None:
-            # the turn only knows what was sent; the listener's playback position says what was heard
-            event.heard_text = turn.heard_text(session._played(turn.number))
         session.emit(event)
 
 

@@ -158,6 +158,13 @@ def _find_fallback_cut(buf: str) -> int | None:
     return None
 
 
+def speech_units(text: str) -> list[str]:
+    """The pieces a finished text is spoken in: exactly what a turn's streaming splitter yields for
+    it, so audio rendered ahead of time (the instant FAQ replies) matches what a turn asks for."""
+    splitter = SentenceSplitter()
+    return splitter.feed(text) + splitter.flush()
+
+
 def split_sentences(text: str, *, first_clause_weight: float = 0.0) -> list[str]:
     """All sentences of a finished text (no early first clause unless asked)."""
     splitter = SentenceSplitter(first_clause_weight=first_clause_weight)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -121,12 +121,16 @@ class Turn:
         history: list[Message] | None = None,
         emit: Emit | None = None,
         clock_ms: Callable[[], float] | None = None,
+        played_ms: Callable[[], float | None] | None = None,
     ) -> None:
+        """``played_ms`` reports how much of this turn's audio the listener has heard (the client's
+        playback position); on barge-in it decides what ``interrupted`` and the history keep."""
         self.number = number
         self.engines = engines
         self.settings = settings
         self.history = list(history or [])
         self._emit_to = emit or (lambda _e: None)
+        self._played_ms = played_ms or (lambda: None)
         start = time.monotonic()
         self._clock_ms = clock_ms or (lambda: (time.monotonic() - start) * 1000.0)
         self.result = TurnResult()
@@ -177,11 +181,20 @@ class Turn:
     # --- the turn -------------------------------------------------------------------------
 
     async def run(
-        self, question: str | Utterance | Transcript, *, end_of_speech_ms: float | None = None
+        self,
+        question: str | Utterance | Transcript,
+        *,
+        end_of_speech_ms: float | None = None,
+        marks: Mapping[str, float | None] | None = None,
     ) -> TurnResult:
         """Run the turn. ``end_of_speech_ms`` (session clock) is when the visitor stopped talking;
-        the latency trace counts from it (default: now)."""
+        the latency trace counts from it (default: now). ``marks`` are stages measured before the
+        turn existed, in ms after the end of speech: ``endpoint`` (the endpointer decided) and
+        ``transcript`` (the listener's final transcript)."""
         self._reference_ms = self._clock_ms() if end_of_speech_ms is None else end_of_speech_ms
+        for name, value in (marks or {}).items():
+            if value is not None:
+                self.result.timings_ms[name] = round(value, 1)
         try:
             transcript = await self._hear(question)
             if not transcript.text.strip():
@@ -189,7 +202,7 @@ class Turn:
             await self._answer(transcript)
         except asyncio.CancelledError:
             self.result.interrupted = True
-            heard = self.heard_text()
+            heard = self.heard_text(self._played_ms())
             self.emit(ev.Interrupted(heard_text=heard))
             self.emit(ev.StateEvent(state="idle"))
             raise
@@ -263,11 +276,11 @@ class Turn:
                 transcript.language
             )
             deltas = _once(text)
-        # A FAQ answer is spoken as one piece: the instant-reply cache holds whole answers.
-        whole = decision.route != "generated"
-        await self._write_and_speak(deltas, language=transcript.language, whole=whole)
+        # Stored answers go through the same splitter, so their units are the ones the instant-reply
+        # cache rendered (assistant.sentences.speech_units) and a cache miss still starts early.
+        await self._write_and_speak(deltas, language=transcript.language)
 
-    async def _write_and_speak(self, deltas: AsyncIterator[str], *, language: str, whole: bool) -> None:
+    async def _write_and_speak(self, deltas: AsyncIterator[str], *, language: str) -> None:
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speak = self.engines.synthesizer is not None
 
@@ -283,11 +296,9 @@ class Turn:
                         parts.append(delta)
                         self.result.answer = "".join(parts)
                         self.emit(ev.ReplyDelta(text=delta))
-                        if not whole:
-                            for s in splitter.feed(delta):
-                                self._queue_sentence(sentences, s)
-                rest = [self.result.answer.strip()] if whole else splitter.flush()
-                for s in rest:
+                        for s in splitter.feed(delta):
+                            self._queue_sentence(sentences, s)
+                for s in splitter.flush():
                     if s:
                         self._queue_sentence(sentences, s)
                 self.result.answer = self.result.answer.strip()

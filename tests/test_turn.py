@@ -17,6 +17,7 @@ from fakes import (
 )
 
 from assistant import events as ev
+from assistant.sentences import speech_units
 from assistant.stages import Passage, RetrieveError
 from assistant.turn import Turn, TurnResult, decide_route
 
@@ -33,8 +34,11 @@ def test_faq_turn_answers_verbatim_without_the_llm() -> None:
     result, seen = run_turn("请问商旅的出差制度", engines)
     assert event_types(seen) == [
         "state:thinking", "sources", "reply-start", "reply-delta", "reply-end",
-        "sentence", "state:speaking", "audio-start", "audio", "audio-stop", "trace", "state:idle",
+        "sentence", "state:speaking", "audio-start", "audio", "audio-stop",
+        "sentence", "audio-start", "audio", "audio-stop", "trace", "state:idle",
     ]
+    # spoken in the units the instant-reply cache renders ahead of time
+    assert [e.text for e in seen if isinstance(e, ev.Sentence)] == speech_units(result.answer)
     assert result.route == "faq"
     assert result.answer.startswith("出差需提前三个工作日")
     assert [s.id for s in result.sources] == ["travel-policy"]
@@ -100,12 +104,16 @@ def test_fallback_turn_says_it_does_not_know_in_the_question_language(question: 
     assert result.language == language
     assert result.sources == []
     assert engines.llm.calls == []  # type: ignore[attr-defined]
+    units = speech_units(result.answer)
+    assert len(units) == 2
     assert event_types(seen) == [
         "state:thinking", "sources", "reply-start", "reply-delta", "reply-end",
-        "sentence", "state:speaking", "audio-start", "audio", "audio-stop", "trace", "state:idle",
+        "sentence", "state:speaking", "audio-start", "audio", "audio-stop",
+        "sentence", "audio-start", "audio", "audio-stop", "trace", "state:idle",
     ]
-    sentence = next(e for e in seen if isinstance(e, ev.Sentence))
-    assert sentence.language == language
+    sentences = [e for e in seen if isinstance(e, ev.Sentence)]
+    assert [e.text for e in sentences] == units
+    assert {e.language for e in sentences} == {language}
 
 
 def test_text_only_turn_emits_captions_without_audio() -> None:
@@ -173,6 +181,32 @@ def test_barge_in_stops_generation_and_reports_what_was_heard() -> None:
     first_ms = next(e for e in seen if isinstance(e, ev.AudioStop)).duration_ms
     assert turn.heard_text(first_ms / 2) == first[: len(first) // 2]
     assert turn.heard_text(0) == ""
+
+
+def test_marks_and_playback_position_reach_the_trace_and_the_interruption() -> None:
+    synth = FakeSynthesizer(delay_s=0.01)
+    seen: list[ev.Event] = []
+
+    async def scenario() -> None:
+        spoken = asyncio.Event()
+
+        def emit(event: ev.Event) -> None:
+            seen.append(event)
+            if isinstance(event, ev.AudioStop):
+                spoken.set()
+
+        turn = Turn(4, engines=fake_engines(synthesizer=synth, llm=FakeLanguageModel(delay_s=0.02)),
+                    settings=settings_for_tests(), emit=emit, played_ms=lambda: 0.0)
+        task = asyncio.create_task(turn.run("Where do visitors get a badge?", marks={"endpoint": 250.0, "transcript": 300.0}))
+        await spoken.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert turn.result.timings_ms["endpoint"] == 250.0 and turn.result.timings_ms["transcript"] == 300.0
+
+    asyncio.run(scenario())
+    # the client reported that nothing was played yet: nothing was heard
+    assert next(e for e in seen if isinstance(e, ev.Interrupted)).heard_text == ""
 
 
 def test_history_reaches_the_prompt() -> None:

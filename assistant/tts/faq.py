@@ -29,7 +29,10 @@ def faq_answers(settings: Settings, index_dir: str | Path | None = None) -> list
 
 
 async def prerender_faq(settings: Settings, router: VoiceRouter, index_dir: str | Path | None = None) -> int:
-    """Render the index's FAQ answers into the cache (each in its language's voice); returns how many were new."""
+    """Render the index's FAQ answers, and the "I don't know" lines of the fallback route, into the
+    cache (each unit in its language's voice); returns how many were new."""
+    from assistant.prompts import fallback_line
+
     if not settings.tts.faq_cache:
         return 0
-    return await router.prerender(faq_answers(settings, index_dir))
+    return await router.prerender([*faq_answers(settings, index_dir), fallback_line("zh"), fallback_line("en")])

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -157,14 +157,17 @@ class VoiceRouter:
                     yield chunk
                 return
             if sentence.strip() in self._faq_texts:
-                # First use of a known FAQ answer: render it whole, store it, then play it.
-                chunks = [c async for c in self._render(sentence, voice)]
+                # First use of a known FAQ answer's unit: play it as it renders, and store it once it
+                # was rendered completely (a barge-in leaves nothing half-made in the cache).
+                chunks: list[AudioChunk] = []
+                async with contextlib.aclosing(self._render(sentence, voice)) as rendered:
+                    async for chunk in rendered:
+                        chunks.append(chunk)
+                        yield chunk
                 if chunks:
                     # Keyed by what actually spoke (a voice may have fallen back while rendering).
                     identity, versions = self._cache_key(voice)
                     self.cache.put(sentence, chunks, voice_name=voice.name, voice_identity=identity, engine_version=versions)
-                for chunk in chunks:
-                    yield chunk
                 return
         # Closed explicitly (barge-in): the engine's worker stops now, not when garbage is collected.
         async with contextlib.aclosing(self._render(sentence, voice)) as rendered:
@@ -218,16 +221,12 @@ class VoiceRouter:
         Returns how many were rendered now (already-cached ones are skipped). Also remembers the texts
         as FAQ answers, so one not rendered yet is cached on first use.
         """
-        from assistant.language import detect_language
-
         made = 0
         wanted = list(voices) if voices is not None else None
-        for text in texts:
-            text = text.strip()
-            if not text:
-                continue
+        for unit, language in _units(texts):
+            text = unit
             self._faq_texts.add(text)
-            for voice in wanted or [self.voice_for(detect_language(text))]:
+            for voice in wanted or [self.voice_for(language)]:
                 identity, versions = self._cache_key(voice)
                 if self.cache.get(text, voice_name=voice.name, voice_identity=identity, engine_version=versions):
                     continue
@@ -240,7 +239,22 @@ class VoiceRouter:
 
     def remember_faq(self, texts: Iterable[str]) -> None:
         """Mark texts as FAQ answers without rendering them now: each is cached the first time it is spoken."""
-        self._faq_texts.update(t.strip() for t in texts if t.strip())
+        self._faq_texts.update(unit for unit, _ in _units(texts))
+
+
+def _units(texts: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """(speech unit, its language) for each stored answer: the turn speaks an answer in exactly these
+    units (assistant.sentences.speech_units) and picks each unit's voice the same way."""
+    from assistant.language import detect_language
+    from assistant.sentences import speech_units
+
+    for text in texts:
+        text = text.strip()
+        if not text:
+            continue
+        whole = detect_language(text)
+        for unit in speech_units(text):
+            yield unit, detect_language(unit, default=whole)
 
 
 def _takes_voice(function: Callable[..., object]) -> bool:
