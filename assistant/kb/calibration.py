@@ -7,19 +7,20 @@ For every candidate record the retriever measures:
 - ``proto``: the cosine between the query and the mean of the record's key vectors (an FAQ entry
   with many phrasings is a cloud; its centre is a steadier target than its nearest point);
 - ``lexical``: the best normalised BM25 over the record's keys (``lexical.normalized_scores``);
-- ``classifier``: the probability ``classifier.EntryClassifier`` gives the entry (FAQ entries of a
-  knowledge base with alternates; 0 elsewhere, with ``has_classifier`` 0 to say so);
+- ``classifier``: the probability ``classifier.EntryClassifier`` gives the entry, on a log scale
+  (``classifier_signal``: 1 at p=1, 0.5 at p=0.01, ~0 at p=0.0001), for FAQ entries of a knowledge
+  base with alternates; 0 elsewhere, with ``has_classifier`` 0 to say so;
 - ``doc``: 1 for a document chunk, 0 for an FAQ entry (chunks are longer, so their cosines run lower).
 
-The score is a logistic model over these features:
-``score = 1 / (1 + exp(-(bias + Σ weight·feature)))``, fitted by ``fit_two_stage`` on labelled
-(query, candidate, correct?) pairs from real data (``bench/retrieval.py --only calibration`` refits
-and prints the weights; see docs/configuration.md). Because the model is fitted on all the candidates a query
-meets, a score reads as "the chance that this record is the one that answers the query": the
-``[answer] faq_threshold`` of 0.80 means "answer verbatim when at least 4 times in 5 the match is
-right", and ``relevance_threshold`` 0.45 "drop what is more likely wrong than right".
-
-The same model ranks (it is a linear fusion of dense and lexical evidence) and calibrates.
+Two fitted stages make the score (``fit_two_stage``): a ranking value ``z = Σ weight·feature``
+(a conditional logit over each query's candidates: the fusion of dense and lexical evidence), then
+``score = 1 / (1 + exp(-(scale·z + lead_weight·lead + offset)))`` (Platt scaling on the top
+candidates of real queries, ``lead`` being how far the best candidate is ahead of the runner-up).
+Both are fitted on labelled (query, candidate, correct?) pairs from real data
+(``bench/retrieval.py --only calibration``; see docs/configuration.md), so a score reads as "the
+chance that this passage is the answer": ``[answer] faq_threshold`` 0.80 means "answer verbatim
+when at least 4 times in 5 the match is right", ``relevance_threshold`` 0.45 "drop what is more
+likely wrong than right".
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ from typing import Any
 import numpy as np
 
 FEATURES = ("dense", "proto", "lexical", "classifier", "has_classifier", "doc", "doc_dense", "doc_lexical")
+
+
+def classifier_signal(p: np.ndarray) -> np.ndarray:
+    """The classifier's probability on a log scale in [0, 1]: the log-odds a classifier speaks in
+    fuse better than raw probabilities (0.01 and 0.0001 are very different verdicts)."""
+    return np.clip(1.0 + np.log10(np.asarray(p, dtype=np.float64) + 1e-4) / 4.0, 0.0, 1.0).astype(np.float32)
 
 
 def feature_matrix(
@@ -190,7 +197,13 @@ def _conditional_logit(
         return loss, grad
 
     dims = data[0][0].shape[1]
-    result = minimize(loss_grad, np.zeros(dims), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    # Evidence never counts against a match: the signal weights are kept >= 0 (a signal the others
+    # already carry, like BM25 beside the classifier's n-grams, gets 0 rather than a negative weight).
+    signals = {"dense", "proto", "lexical", "classifier"}
+    bounds = [(0.0, None) if name in signals else (None, None) for name in FEATURES]
+    result = minimize(
+        loss_grad, np.zeros(dims), jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 500}
+    )
     return Calibration(0.0, tuple(float(v) for v in result.x))
 
 
@@ -234,12 +247,12 @@ def logit(p: float) -> float:
 FITTED: dict[str, Calibration] = {
     "use-multilingual-v3": Calibration(
         bias=0.0,
-        weights=(6.092529, 6.566487, 0.384952, 3.867044, -1.986591, 1.986591, 1.237706, 2.267718),
+        weights=(4.737288, 4.004320, 0.000000, 7.165220, -3.607443, 3.607443, 2.076854, 2.838190),
         source="fitted 2026-11-27 by bench/retrieval.py --only calibration (BANKING77 train, sample kb folds, "
         "cross-lingual, documents, combined and off-topic questions)",
-        scale=0.383371,
-        lead_weight=1.139900,
-        offset=-4.249239,
+        scale=0.712790,
+        lead_weight=1.017666,
+        offset=-6.608607,
     ),
 }
 

@@ -116,7 +116,8 @@ class KnowledgeBase:
             p = self._proto.get(r)
             proto[j] = float(p @ q) if p is not None else dense[j]
         classes = self._class_of[rec]
-        clf = np.where(classes >= 0, probs[classes] if probs is not None else 0.0, 0.0).astype(np.float32)
+        clf = np.where(classes >= 0, cal.classifier_signal(probs[classes]) if probs is not None else 0.0, 0.0)
+        clf = clf.astype(np.float32)
         return rec, dense, proto, lexical_records[rec], clf
 
     def features(self, query: str, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
