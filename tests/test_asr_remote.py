@@ -77,7 +77,8 @@ async def test_upload_and_simplified_chinese(server: _Server) -> None:
     request = server.requests[0]
     assert request["path"] == "/v1/audio/transcriptions" and request["auth"] == "Bearer k"
     assert request["model"] == b"whisper-large-v3" and "language" not in request
-    assert request["prompt"].decode().startswith("商旅, 报销")  # type: ignore[union-attr]
+    # the language is not known before the server answers: Chinese terms are not offered (build_prompt)
+    assert "商旅" not in request.get("prompt", b"").decode()  # type: ignore[union-attr]
     with wave.open(io.BytesIO(request["file"])) as w:  # type: ignore[arg-type]
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16_000, 1, 2)
         np.testing.assert_array_equal(np.frombuffer(w.readframes(w.getnframes()), "<i2"), _speech())

