@@ -692,7 +692,9 @@ def main(argv: list[str] | None = None) -> int:
 
             results["scale"] = run_scale(args.sizes, save_partial)
         results.setdefault("seconds", {})[part] = round(time.perf_counter() - started, 1)
-    results["command"] = "bench/retrieval.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        results.setdefault("commands", {})[part] = "bench/retrieval.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     _save(args.out, results)
     print(json.dumps(results, ensure_ascii=False, indent=1))
