@@ -168,6 +168,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def _git_commit() -> str:
+    """The commit measured (the knowledge base and its calibration change between runs)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+    except OSError:
+        return ""
+
+
 def _mean(values: list[int]) -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
@@ -288,6 +299,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         key = system + suffix
         systems[key] = {
             **summarise(rows),
+            "git_commit": _git_commit(),
             "relevance_threshold": settings.answer.relevance_threshold,
             "seconds": round(time.monotonic() - t0, 1),
         }
@@ -324,7 +336,7 @@ def rescore(path: Path, questions: Path) -> int:
                 row.pop("missing_facts", None)
                 row.pop("facts_ok", None)
                 row.update(score(items[row["id"]], row["answer"]))
-        kept = {k: v for k, v in result["systems"][key].items() if k in ("relevance_threshold", "seconds")}
+        kept = {k: v for k, v in result["systems"][key].items() if k in ("relevance_threshold", "seconds", "git_commit")}
         result["systems"][key] = {**summarise(rows), **kept}
     path.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     print(json.dumps({k: {m: v for m, v in s.items() if m != "routes"} for k, s in result["systems"].items()}, ensure_ascii=False, indent=1))
