@@ -15,12 +15,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from assistant import events as ev
 from assistant.config import Settings
+from assistant.kb.query import sub_questions
 from assistant.language import detect_language
 from assistant.sentences import SentenceSplitter
 from assistant.stages import (
@@ -78,9 +79,24 @@ class RouteDecision:
     """The passages shown as sources: the FAQ entry on ``faq``, the relevant ones on ``generated``."""
 
 
-def decide_route(passages: list[Passage], settings: Settings) -> RouteDecision:
+def decide_route(
+    passages: list[Passage], settings: Settings, *, parts: Sequence[list[Passage]] = ()
+) -> RouteDecision:
     """``faq`` when the best FAQ match clears the FAQ threshold, ``generated`` when anything clears the
-    relevance threshold, else ``fallback``."""
+    relevance threshold, else ``fallback``.
+
+    ``parts`` are the results for the question's parts (assistant.kb.query.sub_questions): when two
+    or more parts each match a different passage at the FAQ threshold, the visitor asked several
+    things, and the answer is ``generated`` from all of those passages.
+    """
+    strong: dict[str, Passage] = {}
+    for results in parts:
+        if results and results[0].score >= settings.answer.faq_threshold:
+            strong.setdefault(results[0].id, results[0])
+    if len(strong) >= 2:
+        extra = [p for p in passages if p.score >= settings.answer.relevance_threshold and p.id not in strong]
+        limit = max(settings.answer.max_passages, len(strong))
+        return RouteDecision("generated", [*strong.values(), *extra][:limit])
     faq = [p for p in passages if p.kind == "faq" and p.answer]
     if faq:
         best = max(faq, key=lambda p: p.score)
@@ -258,8 +274,9 @@ class Turn:
         self.emit(ev.StateEvent(state="thinking"))
         query = prompts.rewrite_query(transcript.text, self.history)
         passages = await self.engines.retriever.search(query, k=self.settings.kb.top_k)
+        parts = [await self.engines.retriever.search(q, k=3) for q in sub_questions(query)]
         self._mark("retrieve")
-        decision = decide_route(passages, self.settings)
+        decision = decide_route(passages, self.settings, parts=parts)
         self.result.route = decision.route
         self.result.sources = decision.passages
         self.emit(ev.Sources(sources=[ev.Source.of(p) for p in decision.passages]))

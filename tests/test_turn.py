@@ -237,3 +237,45 @@ def test_decide_route_thresholds(passages: list[Passage], route: str, ids: list[
     decision = decide_route(passages, settings_for_tests(faq_threshold=0.8, relevance_threshold=0.45))
     assert decision.route == route
     assert [x.id for x in decision.passages] == ids
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        ("出差时住宿标准和每天的出差补贴分别是多少？", ["出差时住宿标准", "每天的出差补贴分别是多少"]),
+        ("What is the hotel cap and the daily allowance on a business trip?",
+         ["What is the hotel cap", "the daily allowance on a business trip"]),
+        ("访客Wi-Fi密码是什么，停车怎么收费？", ["访客Wi-Fi密码是什么", "停车怎么收费"]),
+        ("请问商旅的出差制度", []),
+        # a part may be vague ("怎么操作"): it only counts if it strongly matches an entry of its own
+        ("我想预订会议室，怎么操作？", ["我想预订会议室", "怎么操作"]),
+        ("我想订会议室，谢谢", []),
+        ("Where is the canteen?", []),
+    ],
+)
+def test_sub_questions(question: str, parts: list[str]) -> None:
+    from assistant.kb.query import sub_questions
+
+    assert sub_questions(question) == parts
+
+
+def test_two_strong_part_matches_make_a_generated_answer_from_both() -> None:
+    full = [p(0.84, "faq", "per diem"), p(0.17, "faq", "hotel")]
+    hotel = Passage(id="hotel", text="q", source="s", score=0.99, kind="faq", answer="600 yuan")
+    perdiem = Passage(id="perdiem", text="q", source="s", score=0.98, kind="faq", answer="150 yuan")
+    settings = settings_for_tests(faq_threshold=0.8, relevance_threshold=0.45)
+    decision = decide_route(full, settings, parts=[[hotel], [perdiem]])
+    assert decision.route == "generated"
+    assert [x.id for x in decision.passages] == ["hotel", "perdiem", "faq-0.84"]
+    # one strong part (the other part is weak or the same entry): the whole question decides
+    weak = Passage(id="other", text="q", source="s", score=0.2, kind="faq", answer="a")
+    assert decide_route(full, settings, parts=[[hotel], [weak]]).route == "faq"
+    assert decide_route(full, settings, parts=[[hotel], [hotel]]).route == "faq"
+
+
+def test_a_two_part_question_reaches_the_llm_with_both_entries() -> None:
+    engines = fake_engines()
+    result, _ = run_turn("请问商旅的出差制度, and how do I download the DiDi app?", engines)
+    assert result.route == "generated"
+    assert {s.id for s in result.sources} >= {"travel-policy", "didi-app"}
+    assert len(engines.retriever.queries) == 3  # type: ignore[attr-defined]
