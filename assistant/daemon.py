@@ -281,10 +281,29 @@ class Session:
             self.echo.said(result.answer)
 
     async def interrupt(self, played_ms: float | None = None, turn: int | None = None) -> None:
-        if played_ms is not None and self.turn is not None and turn in (None, self.turn.number):
-            self.played_ms[self.turn.number] = played_ms
+        current = self.turn
+        if current is not None and turn is not None and turn != current.number:
+            # a late interrupt for an earlier turn (hands-free: the visitor spoke over its end)
+            # must not cut the reply that is playing now
+            return
+        if played_ms is not None and current is not None:
+            self.played_ms[current.number] = played_ms
         async with self._switch:
+            finished = self.task is None or self.task.done()
             await self._interrupt()
+            if finished and played_ms is not None and current is not None and self.results:
+                self._trim_heard(current, played_ms)
+
+    def _trim_heard(self, turn: Turn, played_ms: float) -> None:
+        """The turn had sent all its audio but the listener cut playback: keep only what was heard."""
+        heard = turn.heard_text(played_ms)
+        if not (self.history and self.history[-1].role == "assistant"):
+            return
+        if self.history[-1].content == turn.result.answer and heard != turn.result.answer:
+            if heard:
+                self.history[-1] = Message("assistant", heard)
+            else:
+                del self.history[-2:]
 
     async def _interrupt(self) -> None:
         if self.local is not None:

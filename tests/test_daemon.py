@@ -203,6 +203,39 @@ async def test_barge_in_by_interrupt_keeps_only_what_was_heard() -> None:
         assert d.daemon.metrics.turns.value(outcome="interrupted") == 1
 
 
+async def test_interrupt_after_all_audio_was_sent_trims_the_history_to_what_was_heard() -> None:
+    async with running_daemon() as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "Where do visitors get a badge?"}))
+        got = await collect(ws)  # the whole turn was sent; the page is still playing it
+        first = got.of("sentence")[0]["text"]
+        played = got.of("audio-stop")[0]["duration_ms"]
+        await ws.send(json.dumps({"type": "interrupt", "turn": 1, "played_ms": played}))
+        session = d.daemon.sessions[next(iter(d.daemon.sessions.keys() - {"kiosk"}))]
+        for _ in range(50):
+            if session.history[-1].content == first:
+                break
+            await asyncio.sleep(0.01)
+        assert [m.content for m in session.history] == ["Where do visitors get a badge?", first]
+
+
+async def test_a_late_interrupt_for_an_earlier_turn_does_not_cut_the_current_one() -> None:
+    synth = FakeSynthesizer(delay_s=0.05, chunks_per_sentence=4)
+    async with (
+        running_daemon(fake_engines(synthesizer=synth)) as d,
+        await open_client(d.ws_url + "?role=visitor") as ws,
+    ):
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
+        await collect(ws)
+        await ws.send(json.dumps({"type": "text", "text": "Where do visitors get a badge?"}))
+        await collect(ws, "audio-start")
+        await ws.send(json.dumps({"type": "interrupt", "turn": 1, "played_ms": 100}))
+        rest = await collect(ws, "state:idle")
+        assert "interrupted" not in rest.types()
+        assert rest.types()[-2:] == ["trace", "state:idle"]
+
+
 async def test_barge_in_by_speech_while_speaking() -> None:
     synth = FakeSynthesizer(delay_s=0.1, chunks_per_sentence=4)
     async with (
