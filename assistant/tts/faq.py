@@ -7,6 +7,7 @@ call it after a build so the first visitor already gets instant replies.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from assistant.config import Settings
@@ -28,11 +29,18 @@ def faq_answers(settings: Settings, index_dir: str | Path | None = None) -> list
     return list(seen)
 
 
-async def prerender_faq(settings: Settings, router: VoiceRouter, index_dir: str | Path | None = None) -> int:
+async def prerender_faq(
+    settings: Settings,
+    router: VoiceRouter,
+    index_dir: str | Path | None = None,
+    *,
+    wait_idle: Callable[[], Awaitable[None]] | None = None,
+) -> int:
     """Render the index's FAQ answers, and the "I don't know" lines of the fallback route, into the
     cache (each unit in its language's voice); returns how many were new."""
     from assistant.prompts import fallback_line
 
     if not settings.tts.faq_cache:
         return 0
-    return await router.prerender([*faq_answers(settings, index_dir), fallback_line("zh"), fallback_line("en")])
+    texts = [*faq_answers(settings, index_dir), fallback_line("zh"), fallback_line("en")]
+    return await router.prerender(texts, wait_idle=wait_idle)

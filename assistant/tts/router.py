@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -215,21 +215,32 @@ class VoiceRouter:
 
     # --- the instant-reply cache ---------------------------------------------------------------
 
-    async def prerender(self, texts: Iterable[str], *, voices: Iterable[Voice] | None = None) -> int:
+    async def prerender(
+        self,
+        texts: Iterable[str],
+        *,
+        voices: Iterable[Voice] | None = None,
+        wait_idle: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
         """Render FAQ answers into the cache (each in the voice of its language unless ``voices``).
 
         Returns how many were rendered now (already-cached ones are skipped). Also remembers the texts
-        as FAQ answers, so one not rendered yet is cached on first use.
+        as FAQ answers, so one not rendered yet is cached on first use. ``wait_idle`` is awaited before
+        each unit: the daemon passes one that waits while a turn runs, because rendering ahead on the
+        same two cores made a live reply wait 16-20 s for its first audio right after start.
         """
         made = 0
         wanted = list(voices) if voices is not None else None
-        for unit, language in _units(texts):
+        units = list(_units(texts))
+        self._faq_texts.update(unit for unit, _ in units)
+        for unit, language in units:
             text = unit
-            self._faq_texts.add(text)
             for voice in wanted or [self.voice_for(language)]:
                 identity, versions = self._cache_key(voice)
                 if self.cache.get(text, voice_name=voice.name, voice_identity=identity, engine_version=versions):
                     continue
+                if wait_idle is not None:
+                    await wait_idle()
                 chunks = [c async for c in self._render(text, voice)]
                 if chunks:
                     identity, versions = self._cache_key(voice)  # after a fallback, keyed by what spoke
