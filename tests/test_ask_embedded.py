@@ -67,11 +67,11 @@ def test_a_question_needing_two_entries_is_generated_from_both(config: Path, cap
 def test_a_voice_turn_from_a_recording(config: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     question = tmp_path / "question.wav"
     capsys.readouterr()
-    assert main(["say", "How do I log in to the admin console?", "--voice", "joe", "--out", str(question),
+    assert main(["say", "Where can visitors park their car?", "--voice", "joe", "--out", str(question),
                  "--config", str(config)]) == 0
     answer = tmp_path / "answer.wav"
     r = ask(config, capsys, "--wav", str(question), "--out", str(answer))
-    assert "admin" in r["transcript"].lower()
-    assert r["route"] == "faq" and r["sources"][0]["id"] == "en-admin-console"
+    assert "park" in r["transcript"].lower()
+    assert r["route"] == "faq" and r["sources"][0]["id"] == "en-parking-visitor"
     assert r["trace_ms"]["transcript"] is not None and r["trace_ms"]["first_audio"] is not None
     assert answer.stat().st_size > 10_000
