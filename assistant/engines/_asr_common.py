@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import zlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Self
+
+import numpy as np
 
 from assistant.language import detect_language, has_cjk
+from assistant.stages import SAMPLE_RATE_HZ, TranscribeError, Transcript, Utterance
+
+if TYPE_CHECKING:
+    from assistant.config import Settings
+
+log = logging.getLogger(__name__)
 
 PROMPT_MAX_CHARS = 400
 """Whisper reads at most 223 prompt tokens; ~400 characters of terms plus context stay well inside."""
@@ -137,3 +148,55 @@ def join_texts(parts: Sequence[str]) -> str:
             out += " "
         out += part
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# What the engine classes share
+# --------------------------------------------------------------------------------------------
+
+
+def kb_terms(settings: Settings, limit: int = 50) -> list[str]:
+    """The knowledge base's own vocabulary, or nothing when there is no index yet."""
+    try:
+        from assistant.kb import domain_terms
+    except ImportError:
+        return []
+    try:
+        return list(domain_terms(settings, limit=limit))
+    except Exception as err:  # no index built yet, or an old one: transcription works without terms
+        log.info("no domain vocabulary for the ASR prompt: %s", err)
+        return []
+
+
+class PromptTerms:
+    """Domain vocabulary (product names, 商旅, 报销...) offered to Whisper as its initial prompt."""
+
+    prompt_terms: tuple[str, ...] = ()
+
+    def set_prompt_terms(self, terms: Sequence[str]) -> None:
+        self.prompt_terms = tuple(terms)
+
+    def with_kb_terms(self, settings: Settings) -> Self:
+        """The engine, prompted with the knowledge base's terms when ``[asr] prompt_from_kb`` is on."""
+        if settings.asr.prompt_from_kb:
+            self.set_prompt_terms(kb_terms(settings))
+        return self
+
+
+class LocalWhisper(PromptTerms):
+    """An in-process Whisper: the async Transcriber method runs the engine's blocking
+    ``transcribe_sync`` (one model, serialised by the engine's lock) in a worker thread."""
+
+    language: str = ""
+
+    async def transcribe(self, utterance: Utterance, *, previous_text: str = "") -> Transcript:
+        if utterance.sample_rate_hz != SAMPLE_RATE_HZ:
+            raise TranscribeError(
+                "asr-input", f"utterances must be {SAMPLE_RATE_HZ} Hz, got {utterance.sample_rate_hz}"
+            )
+        audio = utterance.float32()
+        language = utterance.language or self.language
+        return await asyncio.to_thread(self.transcribe_sync, audio, language=language, previous_text=previous_text)
+
+    def transcribe_sync(self, audio: np.ndarray, *, language: str = "", previous_text: str = "") -> Transcript:
+        raise NotImplementedError

@@ -16,7 +16,6 @@ on 2 cores that only makes both late).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -29,6 +28,7 @@ import numpy as np
 
 from assistant.config import Settings
 from assistant.engines._asr_common import (
+    LocalWhisper,
     build_prompt,
     clean_text,
     collapse_repeats,
@@ -36,7 +36,7 @@ from assistant.engines._asr_common import (
     join_texts,
     pick_language,
 )
-from assistant.stages import SAMPLE_RATE_HZ, ModelMissingError, TranscribeError, Transcript, Utterance
+from assistant.stages import SAMPLE_RATE_HZ, ModelMissingError, TranscribeError, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class _Decoded:
     degenerate: bool
 
 
-class FasterWhisperTranscriber:
+class FasterWhisperTranscriber(LocalWhisper):
     """A Transcriber over a CTranslate2 Whisper folder (``model.bin``, ``config.json``, tokenizer).
 
     ``transcribe(utterance, previous_text=...)`` accepts what was said just before (the Listener
@@ -134,22 +134,9 @@ class FasterWhisperTranscriber:
             device=device,
             encoder_window=a.encoder_window,
         )
-        if a.prompt_from_kb:
-            transcriber.set_prompt_terms(_kb_terms(settings))
-        return transcriber
-
-    def set_prompt_terms(self, terms: Sequence[str]) -> None:
-        """Domain vocabulary offered to Whisper as the initial prompt (product names, 商旅, 报销...)."""
-        self.prompt_terms = tuple(terms)
+        return transcriber.with_kb_terms(settings)
 
     # -- Transcriber ---------------------------------------------------------------------------
-
-    async def transcribe(self, utterance: Utterance, *, previous_text: str = "") -> Transcript:
-        if utterance.sample_rate_hz != SAMPLE_RATE_HZ:
-            raise TranscribeError("asr-input", f"utterances must be {SAMPLE_RATE_HZ} Hz, got {utterance.sample_rate_hz}")
-        audio = utterance.float32()
-        language = utterance.language or self.language
-        return await asyncio.to_thread(self.transcribe_sync, audio, language=language, previous_text=previous_text)
 
     def transcribe_sync(self, audio: np.ndarray, *, language: str = "", previous_text: str = "") -> Transcript:
         """Blocking: float32 16 kHz mono -> Transcript. Errors come out as TranscribeError."""
@@ -161,7 +148,9 @@ class FasterWhisperTranscriber:
                 if self.encoder_window == "fit" and audio.size <= FIT_MAX_S * SAMPLE_RATE_HZ:
                     decoded = self._fit(audio, language, previous_text)
                     if decoded.degenerate:
-                        log.debug("fit-window output looked degenerate (%r); redoing on the full window", decoded.text[:80])
+                        log.debug(
+                            "fit-window output looked degenerate (%r); redoing on the full window", decoded.text[:80]
+                        )
                         decoded = None
                 if decoded is None:
                     decoded = self._full(audio, language, previous_text)
@@ -288,16 +277,3 @@ def _segments_text(tokens: Sequence[int], tokenizer: Any, duration_s: float) -> 
         seen.add(key)
         kept.append(text)
     return join_texts(kept)
-
-
-def _kb_terms(settings: Settings, limit: int = 50) -> list[str]:
-    """The knowledge base's own vocabulary, or nothing when there is no index yet."""
-    try:
-        from assistant.kb import domain_terms
-    except ImportError:
-        return []
-    try:
-        return list(domain_terms(settings, limit=limit))
-    except Exception as err:  # no index built yet, or an old one: transcription works without terms
-        log.info("no domain vocabulary for the ASR prompt: %s", err)
-        return []

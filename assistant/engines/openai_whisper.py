@@ -11,7 +11,6 @@ comes from the ``heavy`` extra.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Sequence
@@ -21,8 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from assistant.config import Settings
-from assistant.engines._asr_common import build_prompt, clean_text, pick_language
-from assistant.stages import SAMPLE_RATE_HZ, ModelMissingError, TranscribeError, Transcript, Utterance
+from assistant.engines._asr_common import LocalWhisper, build_prompt, clean_text, pick_language
+from assistant.stages import ModelMissingError, TranscribeError, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def find_checkpoint(settings: Settings) -> Path:
     raise ModelMissingError(a.model, target, f"place the openai-whisper checkpoint for '{a.model}' at {target}")
 
 
-class OpenAIWhisperTranscriber:
+class OpenAIWhisperTranscriber(LocalWhisper):
     """A Transcriber over ``whisper.load_model(checkpoint)``; one model, calls serialised by a lock."""
 
     accepts_previous_text: ClassVar[bool] = True
@@ -94,8 +93,6 @@ class OpenAIWhisperTranscriber:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIWhisperTranscriber:
-        from assistant.engines.faster_whisper import _kb_terms
-
         a = settings.asr
         transcriber = cls(
             find_checkpoint(settings),
@@ -104,19 +101,7 @@ class OpenAIWhisperTranscriber:
             device=a.device,
             beam_size=a.beam_size,
         )
-        if a.prompt_from_kb:
-            transcriber.set_prompt_terms(_kb_terms(settings))
-        return transcriber
-
-    def set_prompt_terms(self, terms: Sequence[str]) -> None:
-        self.prompt_terms = tuple(terms)
-
-    async def transcribe(self, utterance: Utterance, *, previous_text: str = "") -> Transcript:
-        if utterance.sample_rate_hz != SAMPLE_RATE_HZ:
-            raise TranscribeError("asr-input", f"utterances must be {SAMPLE_RATE_HZ} Hz, got {utterance.sample_rate_hz}")
-        audio = utterance.float32()
-        language = utterance.language or self.language
-        return await asyncio.to_thread(self.transcribe_sync, audio, language=language, previous_text=previous_text)
+        return transcriber.with_kb_terms(settings)
 
     def transcribe_sync(self, audio: np.ndarray, *, language: str = "", previous_text: str = "") -> Transcript:
         if audio.size == 0:
@@ -128,9 +113,9 @@ class OpenAIWhisperTranscriber:
                 model: Any = self._model
                 if not language:
                     if model.is_multilingual:
-                        mel = whisper.log_mel_spectrogram(
-                            whisper.pad_or_trim(audio), n_mels=model.dims.n_mels
-                        ).to(model.device)
+                        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), n_mels=model.dims.n_mels).to(
+                            model.device
+                        )
                         _, probs = model.detect_language(mel)
                         language = pick_language(list(probs.items()), self.languages)
                     else:

@@ -19,13 +19,13 @@ from typing import Any, ClassVar
 
 from assistant.audio.codecs import encode_wav
 from assistant.config import Settings
-from assistant.engines._asr_common import build_prompt, clean_text, language_of
+from assistant.engines._asr_common import PromptTerms, build_prompt, clean_text, language_of
 from assistant.stages import TranscribeError, Transcript, Utterance
 
 log = logging.getLogger(__name__)
 
 
-class RemoteTranscriber:
+class RemoteTranscriber(PromptTerms):
     accepts_previous_text: ClassVar[bool] = True
 
     def __init__(
@@ -48,8 +48,6 @@ class RemoteTranscriber:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RemoteTranscriber:
-        from assistant.engines.faster_whisper import _kb_terms
-
         a = settings.asr
         transcriber = cls(
             a.base_url,
@@ -58,12 +56,7 @@ class RemoteTranscriber:
             api_key=os.environ.get(a.api_key_env) or None,
             timeout_s=a.timeout_s,
         )
-        if a.prompt_from_kb:
-            transcriber.set_prompt_terms(_kb_terms(settings))
-        return transcriber
-
-    def set_prompt_terms(self, terms: Sequence[str]) -> None:
-        self.prompt_terms = tuple(terms)
+        return transcriber.with_kb_terms(settings)
 
     def _http(self) -> Any:
         import httpx
@@ -92,7 +85,9 @@ class RemoteTranscriber:
         try:
             response = await self._http().post(self.url, data=data, files=files)
         except httpx.TimeoutException as err:
-            raise TranscribeError("asr-timeout", f"the ASR server at {self.url} did not answer within {self.timeout_s:g} s") from err
+            raise TranscribeError(
+                "asr-timeout", f"the ASR server at {self.url} did not answer within {self.timeout_s:g} s"
+            ) from err
         except httpx.HTTPError as err:
             raise TranscribeError("asr-unavailable", f"the ASR server at {self.url} cannot be reached: {err}") from err
         if response.status_code >= 400:
@@ -103,7 +98,9 @@ class RemoteTranscriber:
             body = response.json()
             text = str(body["text"])
         except (ValueError, KeyError, TypeError) as err:
-            raise TranscribeError("asr-failed", f"the ASR server at {self.url} sent no transcript: {response.text[:200]}") from err
+            raise TranscribeError(
+                "asr-failed", f"the ASR server at {self.url} sent no transcript: {response.text[:200]}"
+            ) from err
         server_language = body.get("language") if isinstance(body, dict) else None
         detected = language or _whisper_code(server_language) or language_of(text)
         return Transcript(clean_text(text, detected), detected)
