@@ -210,6 +210,17 @@ class LanguageModel(Protocol):
 
 
 @runtime_checkable
+class Prefiller(Protocol):
+    """An optional ability of a ``LanguageModel``: process a prompt ahead, while the visitor is still
+    talking, so that a later ``stream`` of a prompt starting the same way begins at once.
+    Speculative: it must never delay a real ``stream`` (the engine drops it when one needs the model)."""
+
+    async def prefill(self, messages: list[Message]) -> bool:
+        """True when the prompt was processed, False when the prefill was given up."""
+        ...
+
+
+@runtime_checkable
 class Synthesizer(Protocol):
     def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:
         """Audio for one sentence, in order; the first chunk as early as the engine allows."""

@@ -131,3 +131,82 @@ class TestEmbedded:
         assert first and rest
         # Only the first request's tokens were decoded: the abandoned one never started.
         assert predicted_tokens(model) - before <= 12
+
+
+def prompt_tokens(m: LlamaCppModel) -> int:
+    """Prompt tokens llama.cpp processed, not counting those reused from its KV cache."""
+    match = re.search(r"^llamacpp:prompt_tokens_total (\d+)", m.metrics(), re.MULTILINE)
+    assert match, "llama.cpp metrics lack prompt_tokens_total"
+    return int(match.group(1))
+
+
+PASSAGES = "\n".join(f"[{i}] Meeting room {i} is on floor {i + 2} and seats {i + 4} people." for i in range(1, 9))
+
+
+def grounded(question: str, passages: str = PASSAGES) -> list[Message]:
+    return [
+        Message("system", "You answer questions from the passages only. Be brief."),
+        Message("user", f"Passages:\n{passages}\n\nQuestion: {question}"),
+    ]
+
+
+class TestPrefill:
+    pytestmark = embedded
+
+    async def test_a_prefilled_prompt_is_not_processed_again(self, model: LlamaCppModel) -> None:
+        question = grounded("Which floor is meeting room 3 on?")
+        cold = "".join(await collect(model.stream(grounded("Who seats 9 people?", PASSAGES[::-1]), max_tokens=4)))
+        assert cold
+        before = prompt_tokens(model)
+        assert await model.prefill(question) is True
+        prefilled = prompt_tokens(model) - before
+        assert prefilled > 100  # the passages and the question were processed ahead
+        reply = "".join(await collect(model.stream(question, max_tokens=8)))
+        # only the generation prompt's few tokens are new; the prefilled prompt came from the cache
+        assert prompt_tokens(model) - before - prefilled <= 8
+        assert reply.strip()
+
+    async def test_a_prefill_of_a_partial_question_still_saves_the_passages(self, model: LlamaCppModel) -> None:
+        await collect(model.stream(grounded("Unrelated?", PASSAGES[::-1]), max_tokens=2))
+        assert await model.prefill(grounded("Which floor is meeting room"))
+        before = prompt_tokens(model)
+        await collect(model.stream(grounded("Which floor is meeting room 6 on?"), max_tokens=2))
+        assert prompt_tokens(model) - before <= 20
+
+    async def test_an_unrelated_real_request_drops_a_queued_prefill(self, model: LlamaCppModel) -> None:
+        await idle(model)
+        busy = model.stream(LONG, max_tokens=8)
+        assert await anext(busy)
+        speculative = asyncio.create_task(model.prefill(grounded("Which floor is meeting room 2 on?")))
+        await asyncio.sleep(0.05)
+        other = asyncio.create_task(collect(model.stream([Message("user", "Say hi.")], max_tokens=2)))
+        await collect(busy)
+        before = prompt_tokens(model)
+        assert await speculative is False  # skipped: the real request does not start with its prompt
+        await other
+        assert prompt_tokens(model) - before < 60  # only "Say hi." and the template
+
+    async def test_a_newer_prefill_replaces_a_queued_one(self, model: LlamaCppModel) -> None:
+        await idle(model)
+        busy = model.stream(LONG, max_tokens=8)
+        assert await anext(busy)
+        old = asyncio.create_task(model.prefill(grounded("Which floor is")))
+        await asyncio.sleep(0.05)
+        new = asyncio.create_task(model.prefill(grounded("Who seats 7 people?")))
+        await collect(busy)
+        assert await old is False
+        assert await new is True
+
+    async def test_cancelling_the_caller_drops_the_prefill(self, model: LlamaCppModel) -> None:
+        await idle(model)
+        busy = model.stream(LONG, max_tokens=8)
+        assert await anext(busy)
+        speculative = asyncio.create_task(model.prefill(grounded("How many people does room 8 seat?")))
+        await asyncio.sleep(0.05)
+        speculative.cancel()  # the visitor spoke again
+        with pytest.raises(asyncio.CancelledError):
+            await speculative
+        await collect(busy)
+        before = prompt_tokens(model)
+        await idle(model)
+        assert prompt_tokens(model) == before

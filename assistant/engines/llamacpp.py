@@ -14,29 +14,31 @@ Sharing: one worker thread runs one request at a time, in arrival order (a FIFO 
 number of sessions can share one loaded model without sharing a KV cache slot mid-reply; a request
 whose consumer gave up while it was still queued is skipped without touching the model.
 
+Prefill: ``prefill(messages)`` processes a prompt without generating, while the visitor is still
+talking (assistant.daemon calls it on the transcript at a pause). llama.cpp keeps the slot's KV cache
+and reuses the longest common prefix with the next request (``cache_prompt``), so the real request
+then processes only its new tokens. It is speculative and yields to real requests (see ``prefill``).
+
 Loading starts llama.cpp's HTTP listener too (xllamacpp always does; port 0 picks a free one on
 127.0.0.1). It is locked with a random API key nobody knows, since only in-process calls are used.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from assistant.config import Settings
+from assistant.engines._worker import ModelWorker, Put
 from assistant.stages import GenerateError, Message, ModelMissingError
 
 log = logging.getLogger(__name__)
-
-_END = object()
 
 
 def resolve_gguf(settings: Settings) -> Path:
@@ -97,7 +99,8 @@ class LlamaCppModel:
             self._server: Any = xl.Server(params)
         except Exception as err:  # xllamacpp raises RuntimeError("Failed to init server ...")
             raise GenerateError("llm-load", f"llama.cpp could not load {model_file}: {err}") from err
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        self._worker = ModelWorker("llamacpp", wrap=lambda err: GenerateError("llm-failed", f"llama.cpp failed: {err}"))
+        self._prefill: _Prefill | None = None
         log.info("llama.cpp loaded %s (context %d tokens, %d threads)", model_file, context_tokens, threads)
 
     @classmethod
@@ -113,58 +116,78 @@ class LlamaCppModel:
     async def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncIterator[str]:
         """Text deltas of the reply. Closing the iterator, or cancelling the task consuming it,
         stops generation (see the module note)."""
-        request = {
+        request = self._request(messages, max_tokens=max_tokens)
+        self._yield_to(_prompt_key(messages))
+
+        def job(put: Put, stop: threading.Event) -> None:
+            def on_chunk(chunk: Any) -> bool:
+                if stop.is_set():
+                    return True
+                for choice in chunk.get("choices", ()) if isinstance(chunk, dict) else ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        put(content)
+                if isinstance(chunk, dict) and "error" in chunk:
+                    # raising here would cross llama.cpp's C++ frames: hand the error over instead
+                    put(GenerateError("llm-failed", f"llama.cpp: {chunk['error']}"))
+                    return True
+                return stop.is_set()
+
+            self._server.handle_chat_completions(request, on_chunk)
+
+        async for delta in self._worker.stream(job):
+            yield delta
+
+    async def prefill(self, messages: list[Message]) -> bool:
+        """Process ``messages``' prompt into the KV cache without generating a reply, so that a
+        later ``stream`` of the same prompt (or one sharing a long prefix with it) only processes
+        what is new: llama.cpp keeps the slot's cache and reuses the longest common prefix.
+
+        Speculative, so it never delays a real reply: a newer prefill replaces this one; a
+        ``stream`` whose prompt does not start with (most of) this one stops it (skipped while
+        queued, else dropped at its next batch of prompt tokens); cancelling the caller stops it.
+        Returns True when the prompt was processed, False when the prefill was given up.
+        """
+        key = _prompt_key(messages)
+        state = _Prefill(key)
+        if self._prefill is not None:
+            self._prefill.stop.set()
+        self._prefill = state
+        request = self._request(messages, max_tokens=0)
+        # progress chunks arrive once per batch of prompt tokens: the points where it can stop
+        request["return_progress"] = True
+
+        def job(put: Put, stop: threading.Event) -> None:
+            if state.stop.is_set():
+                return
+            self._server.handle_chat_completions(request, lambda _chunk: stop.is_set() or state.stop.is_set())
+            state.done = not state.stop.is_set()
+
+        try:
+            await self._worker.call(job)
+        finally:
+            if self._prefill is state:
+                self._prefill = None
+        return state.done
+
+    def _yield_to(self, key: str) -> None:
+        """A real request arrived: stop the speculative prefill unless this request reuses it."""
+        state = self._prefill
+        if state is not None and not _reuses(state.key, key):
+            state.stop.set()
+
+    def _request(self, messages: list[Message], *, max_tokens: int) -> dict[str, Any]:
+        return {
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "stream": True,
             "max_tokens": max_tokens,
             "temperature": self.temperature,
+            "cache_prompt": True,  # reuse the slot's KV cache for the common prefix (the default; relied on)
         }
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        stop = threading.Event()
-
-        def put(item: object) -> None:
-            # The loop may be gone if the consumer's loop closed while we were generating.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def on_chunk(chunk: Any) -> bool:
-            if stop.is_set():
-                return True
-            for choice in chunk.get("choices", ()) if isinstance(chunk, dict) else ():
-                content = (choice.get("delta") or {}).get("content")
-                if content:
-                    put(content)
-            if isinstance(chunk, dict) and "error" in chunk:
-                put(GenerateError("llm-failed", f"llama.cpp: {chunk['error']}"))
-                return True
-            return stop.is_set()
-
-        def run() -> None:
-            if stop.is_set():  # the consumer gave up while this request waited its turn
-                return
-            try:
-                self._server.handle_chat_completions(request, on_chunk)
-            except Exception as err:
-                put(GenerateError("llm-failed", f"llama.cpp failed: {err}"))
-            finally:
-                put(_END)
-
-        job = loop.run_in_executor(self._worker, run)
-        try:
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, GenerateError):
-                    raise item
-                yield str(item)
-        finally:
-            stop.set()
-            # The job still runs if we stopped early; it ends at its next chunk. Nobody awaits it,
-            # so retrieve its (always None) result to keep asyncio from warning about it.
-            job.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def idle(self) -> None:
         """Wait until every request queued so far has finished (the worker is FIFO)."""
-        await asyncio.wrap_future(self._worker.submit(lambda: None))
+        await self._worker.idle()
 
     def metrics(self) -> str:
         """llama.cpp's Prometheus metrics text (only when built with ``metrics=True``)."""
@@ -172,8 +195,36 @@ class LlamaCppModel:
 
     def close(self) -> None:
         """Stop the worker and free the model (the Server's destructor ends llama.cpp's loop)."""
-        self._worker.shutdown(wait=True, cancel_futures=True)
+        self._worker.close()
         self._server = None
+
+
+PREFILL_REUSE = 0.8
+"""A real request keeps a speculative prefill going when their prompts share at least this share of
+the prefill's prompt (the passages are the same and the question changed at its end)."""
+
+
+@dataclass
+class _Prefill:
+    key: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+
+
+def _prompt_key(messages: list[Message]) -> str:
+    """The messages as one string whose common prefixes follow the rendered prompt's."""
+    return "".join(f"\x00{m.role}\x01{m.content}" for m in messages)
+
+
+def common_prefix_chars(a: str, b: str) -> int:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def _reuses(prefill: str, request: str) -> bool:
+    return common_prefix_chars(prefill, request) >= PREFILL_REUSE * len(prefill)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ Device and dtype come from ``[llm]``: ``device = "auto"`` is CUDA when torch see
 CPU; ``dtype = "auto"`` is bfloat16 on GPUs that support it (float16 on older ones) and float32 on
 the CPU (half precision on CPU is slow and unsupported by some kernels).
 
-Streaming: ``generate`` runs in one dedicated worker thread (one request at a time, in arrival order,
-so sessions share the weights without sharing a KV cache). A ``TextIteratorStreamer`` subclass hands
+Streaming: ``generate`` runs in one dedicated worker thread (``assistant.engines._worker``: one
+request at a time, in arrival order, so sessions share the weights without sharing a KV cache). A ``TextIteratorStreamer`` subclass hands
 each finished piece of text straight to the event loop instead of parking a second thread on its
 blocking queue. Stopping: a ``StoppingCriteria`` watches a ``threading.Event`` that is set when the
 consumer closes the iterator or its task is cancelled, so ``generate`` returns after the token it is
@@ -17,22 +17,18 @@ computing: no compute is wasted after barge-in.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from assistant.config import Settings
+from assistant.engines._worker import ModelWorker, Put
 from assistant.stages import GenerateError, Message, ModelMissingError
 
 log = logging.getLogger(__name__)
-
-_END = object()
 REMOTE_CODE_TYPES = {"chatglm"}
 """``model_type`` values that only load with the folder's own code (ChatGLM2/3, original GLM-4)."""
 
@@ -128,7 +124,12 @@ class TransformersModel:
         if getattr(self.tokenizer, "chat_template", None) is None:
             raise GenerateError("llm-load", f"{folder}: the tokenizer has no chat template (not a chat model?)")
         self._torch = torch
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transformers-lm")
+        self._worker = ModelWorker(
+            "transformers-lm",
+            wrap=lambda err: GenerateError(
+                "llm-failed", f"transformers generation failed: {type(err).__name__}: {err}"
+            ),
+        )
         log.info("transformers loaded %s (%s) on %s as %s", folder, model_type, self.device, self.dtype)
 
     @classmethod
@@ -152,67 +153,46 @@ class TransformersModel:
         stops generation after the token being computed."""
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        stop = threading.Event()
         torch = self._torch
         owner = self
 
-        def put(item: object) -> None:
-            with contextlib.suppress(RuntimeError):  # the consumer's loop is gone
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+        def job(put: Put, stop: threading.Event) -> None:
+            class LoopStreamer(TextIteratorStreamer):
+                def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                    if text:
+                        put(text)
 
-        class LoopStreamer(TextIteratorStreamer):
-            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-                if text:
-                    put(text)
+            class StopOnEvent(StoppingCriteria):
+                # Called once per generated token, before the next forward pass.
+                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                    owner.generated_tokens += 1
+                    return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
-        class StopOnEvent(StoppingCriteria):
-            # Called once per generated token, before the next forward pass.
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                owner.generated_tokens += 1
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+            chat = [{"role": m.role, "content": m.content} for m in messages]
+            encoded: Any = self.tokenizer.apply_chat_template(
+                chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
+            inputs = encoded.to(self.device)
+            streamer = LoopStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            options: dict[str, Any] = {
+                "max_new_tokens": max_tokens,
+                "do_sample": self.temperature > 0,
+                "streamer": streamer,
+                "stopping_criteria": StoppingCriteriaList([StopOnEvent()]),
+                "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            }
+            if self.temperature > 0:
+                options["temperature"] = self.temperature
+            options.update(self._generate_options)
+            with torch.inference_mode():
+                self.model.generate(**inputs, **options)
 
-        def run() -> None:
-            if stop.is_set():  # given up while queued
-                return
-            try:
-                chat = [{"role": m.role, "content": m.content} for m in messages]
-                encoded: Any = self.tokenizer.apply_chat_template(
-                    chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
-                )
-                inputs = encoded.to(self.device)
-                streamer = LoopStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-                options: dict[str, Any] = {
-                    "max_new_tokens": max_tokens,
-                    "do_sample": self.temperature > 0,
-                    "streamer": streamer,
-                    "stopping_criteria": StoppingCriteriaList([StopOnEvent()]),
-                    "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                }
-                if self.temperature > 0:
-                    options["temperature"] = self.temperature
-                options.update(self._generate_options)
-                with torch.inference_mode():
-                    self.model.generate(**inputs, **options)
-            except Exception as err:
-                put(GenerateError("llm-failed", f"transformers generation failed: {type(err).__name__}: {err}"))
-            finally:
-                put(_END)
-
-        job = loop.run_in_executor(self._worker, run)
-        try:
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, GenerateError):
-                    raise item
-                yield str(item)
-        finally:
-            stop.set()
-            job.add_done_callback(lambda f: f.cancelled() or f.exception())
+        async for delta in self._worker.stream(job):
+            yield delta
 
     async def idle(self) -> None:
         """Wait until every request queued so far has finished (the worker is FIFO)."""
-        await asyncio.wrap_future(self._worker.submit(lambda: None))
+        await self._worker.idle()
 
     def close(self) -> None:
-        self._worker.shutdown(wait=True, cancel_futures=True)
+        self._worker.close()
