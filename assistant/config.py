@@ -85,6 +85,9 @@ class LLM:
     """openai: the environment variable holding the API key (may be unset for local servers)."""
     timeout_s: float = 30.0
     retries: int = 2
+    prefill: bool = True
+    """Process the grounded prompt ahead, on the transcript at a pause while the visitor may still be
+    talking, so the reply's first token comes sooner (engines that can: llamacpp)."""
 
 
 @dataclass
@@ -132,6 +135,9 @@ class VAD:
     early_silence_ms: int = 250
     """With partials: end the turn after only this much silence when the transcript so far ends a
     sentence (. ? ! 。？！); otherwise ``silence_ms`` applies. 0 turns early ends off."""
+    early_faq: bool = True
+    """With partials: end early also when the transcript so far is answered by an FAQ entry (route
+    ``faq``), punctuated or not."""
 
 
 @dataclass

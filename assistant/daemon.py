@@ -55,7 +55,7 @@ from assistant.server.protocol import (
     TextMessage,
 )
 from assistant.stages import SAMPLE_RATE_HZ, AssistantError, Message, Transcript, Utterance
-from assistant.turn import Engines, Turn, TurnResult
+from assistant.turn import Engines, Plan, Turn, TurnResult, plan_answer
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,8 @@ class Session:
     _talk: list[np.ndarray] | None = None
     _speaking_until: float = 0.0
     _switch: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _plan: Plan | None = None
+    """The answer planned ahead on the latest transcript at a pause (see ``prepare``)."""
 
     # -- clock and events --------------------------------------------------------------------
 
@@ -224,8 +226,10 @@ class Session:
         end_of_speech_ms: float | None = None,
         endpoint_ms: float | None = None,
         transcript_ms: float | None = None,
+        plan: Plan | None = None,
     ) -> None:
-        """Start a turn for ``question``, interrupting the running one first (a new question is barge-in)."""
+        """Start a turn for ``question``, interrupting the running one first (a new question is barge-in).
+        ``plan``: the answer planned ahead (the turn uses it only if it fits the question)."""
         async with self._switch:
             await self._interrupt()
             self.last_number += 1
@@ -249,14 +253,19 @@ class Session:
                 self.local.new_reply()
             self.turn = turn
             self.task = asyncio.create_task(
-                self._run(turn, question, end_of_speech_ms, marks), name=f"turn-{self.id}-{number}"
+                self._run(turn, question, end_of_speech_ms, marks, plan), name=f"turn-{self.id}-{number}"
             )
 
     async def _run(
-        self, turn: Turn, question: Question, end_of_speech_ms: float | None, marks: dict[str, float | None]
+        self,
+        turn: Turn,
+        question: Question,
+        end_of_speech_ms: float | None,
+        marks: dict[str, float | None],
+        plan: Plan | None,
     ) -> TurnResult | None:
         try:
-            result = await turn.run(question, end_of_speech_ms=end_of_speech_ms, marks=marks)
+            result = await turn.run(question, end_of_speech_ms=end_of_speech_ms, marks=marks, plan=plan)
         except asyncio.CancelledError:
             heard = turn.heard_text(self._played(turn.number))
             self._remember(turn.result, heard)
@@ -409,8 +418,35 @@ class Session:
         elif isinstance(item, Heard):
             await self._question(item, upcoming)
 
+    async def prepare(self, transcript: Transcript, answerable: Callable[[], None]) -> None:
+        """The listener's ``ahead`` hook: the visitor paused, and ``transcript`` may be the whole
+        question. Plan the answer now (retrieval, route), so that:
+
+        - on the ``faq`` route the question is known to be answerable, and the turn may end after
+          the short early silence (``[vad] early_faq``);
+        - on the ``generated`` route the LLM processes the prompt while the endpoint is still being
+          decided (``[llm] prefill``); the turn's request then reuses it from the KV cache.
+
+        The plan is kept for the turn, which uses it only if the final transcript is the same. All
+        of this is speculative: the listener cancels it when the visitor speaks again, and the
+        engine drops a prefill when a real request (any session's) needs the model for another prompt.
+        """
+        settings = self.daemon.settings
+        if self.echo is not None and self.echo.is_echo(transcript.text):
+            return
+        plan = await plan_answer(transcript, self.history, engines=self.engines, settings=settings)
+        self._plan = plan
+        if plan.decision.route == "faq":
+            if settings.vad.early_faq:
+                answerable()
+        elif plan.messages is not None and settings.llm.prefill:
+            prefill = getattr(self.engines.llm, "prefill", None)
+            if prefill is not None:
+                await prefill(plan.messages)
+
     async def _question(self, heard: Heard, upcoming: int) -> None:
         transcript = heard.transcript
+        plan, self._plan = self._plan, None
         if self.echo is not None and self.echo.is_echo(transcript.text):
             # our own reply came back through the microphone: as if nothing had been heard
             self.daemon.metrics.echo_dropped.inc()
@@ -429,6 +465,7 @@ class Session:
             end_of_speech_ms=eos_ms,
             endpoint_ms=endpoint_ms,
             transcript_ms=max(endpoint_ms, self.clock_ms() - eos_ms),
+            plan=plan,
         )
 
     async def set_mode(self, mode: str) -> None:
@@ -533,7 +570,7 @@ class Daemon:
             log.warning("session %s: no voice endpointing: %s", session.id, err.message)
             session.emit(ev.ErrorEvent(code=err.code, message=err.message))
             return None
-        return Listener(self.engines.transcriber, self.settings, endpointer=endpointer)
+        return Listener(self.engines.transcriber, self.settings, endpointer=endpointer, ahead=session.prepare)
 
     def attach_local_audio(self, local: LocalAudio) -> None:
         """Give the kiosk session the sound card: half-duplex gating and the echo filter come with it."""

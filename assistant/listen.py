@@ -20,6 +20,10 @@ What this does instead (measured in ``bench/asr.py``):
    ``silence_ms``; its transcript is already done, so it is final at that moment. Otherwise the
    turn ends after ``silence_ms`` and, if the speculative transcript covered all the voiced audio,
    it is reused; else only the tail since the last commit is transcribed.
+4. Preparing the answer ahead (the ``ahead`` hook): the speculative transcript of everything voiced
+   so far goes to the hook, which retrieves and prefills the LLM while the endpoint is still being
+   decided, and may mark the question answerable (an FAQ hit), which ends the turn early like a
+   finished sentence does. The hook's task is cancelled if the visitor speaks again.
 
 Optionally (``[asr] dip_cut_after_s``, off by default), speech that goes on without any pause is
 cut at the quietest dip between words and that part transcribed while the visitor continues; it
@@ -37,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -82,6 +86,14 @@ class Heard:
 
 ListenItem = SpeechStart | SpeechEnd | TranscriptEvent | ErrorEvent | Heard
 
+Ahead = Callable[[Transcript, Callable[[], None]], Awaitable[None]]
+"""``ahead(transcript, answerable)``: called with the whole transcript so far each time a
+transcription ahead (at a pause) finishes, while the visitor may still be talking. The hook may
+prepare the answer (assistant.daemon: retrieval, an LLM prefill) and calls ``answerable()`` when
+the question as transcribed is one it can answer completely (an FAQ entry): the turn then ends
+after ``[vad] early_silence_ms`` like a finished sentence does. The task running it is cancelled
+when the visitor speaks again before the turn ended (the transcript was not the whole question)."""
+
 
 @dataclass
 class _Job:
@@ -89,6 +101,10 @@ class _Job:
     from_sample: int
     to_sample: int
     last_voiced: int
+    ahead: asyncio.Task[None] | None = None
+    """The ``ahead`` hook running on this (speculative) transcription's text."""
+    answerable: bool = False
+    """The ``ahead`` hook said the question, as transcribed here, is complete."""
 
     def result(self) -> Transcript | None:
         if not self.task.done() or self.task.cancelled() or self.task.exception() is not None:
@@ -148,8 +164,11 @@ class Listener:
         settings: Settings,
         *,
         endpointer: Endpointer | None = None,
+        ahead: Ahead | None = None,
     ) -> None:
+        """``ahead``: see ``Ahead`` (only with ``[asr] partials``)."""
         self.transcriber = transcriber
+        self.ahead = ahead
         self.settings = settings
         self.partials = settings.asr.partials
         self.endpointer = endpointer if endpointer is not None else Endpointer(settings.vad)
@@ -170,6 +189,8 @@ class Listener:
     # -- control -------------------------------------------------------------------------------
 
     def pause(self) -> bool:
+        if self._take is not None:
+            _drop_ahead(self._take.spec)
         self._take = None
         return self.endpointer.pause()
 
@@ -262,7 +283,11 @@ class Listener:
                 self._job_samples = int((time.perf_counter() - t0) * SAMPLE_RATE_HZ)
             log.debug(
                 "%s of %.2f s at %.0f ms took %.0f ms: %r",
-                what, utterance.duration_s, self.endpointer.stream_ms, (time.perf_counter() - t0) * 1000, result.text,
+                what,
+                utterance.duration_s,
+                self.endpointer.stream_ms,
+                (time.perf_counter() - t0) * 1000,
+                result.text,
             )
             return result
 
@@ -287,6 +312,7 @@ class Listener:
                 take.committed.append(result.text)
                 take.commit_sample = spec.to_sample
                 take.language = take.language or result.language
+            _drop_ahead(spec)  # that transcript was not the whole question
             take.spec = spec = None
         # A chunk cut at a dip between words is done: commit it.
         chunk = take.chunk
@@ -299,11 +325,7 @@ class Listener:
                 take.language = take.language or result.language
             take.chunk = chunk = None
         # A pause: transcribe what is pending now; it may be the whole rest of the question.
-        if (
-            spec is None
-            and state.silence_ms >= s.vad.pause_ms
-            and state.last_voiced_sample > take.commit_sample
-        ):
+        if spec is None and state.silence_ms >= s.vad.pause_ms and state.last_voiced_sample > take.commit_sample:
             # Jobs still waiting for the model are dropped: the pause matters more.
             if take.partial is not None and take.partial.task is not self._holder and not take.partial.task.done():
                 take.partial.task.cancel()
@@ -328,7 +350,14 @@ class Listener:
             )
             if dip is not None and dip[1] < _CHUNK_DIP:
                 take.chunk = self._job(take, take.commit_sample, dip[0], dip[0], "chunk")
-        # Early end of turn: the transcript of everything voiced so far is done and ends a sentence.
+        # The transcript of everything voiced so far is done: let the ahead hook prepare the answer.
+        if spec is not None and self.ahead is not None and spec.ahead is None and spec.task.done():
+            result = spec.result()
+            if result is not None and result.text and spec.last_voiced == state.last_voiced_sample:
+                so_far = Transcript(join_texts([*take.committed, result.text]), take.language or result.language)
+                spec.ahead = self._spawn(self._run_ahead(spec, so_far))
+        # Early end of turn: the transcript of everything voiced so far is done and ends a sentence,
+        # or asks a question the ahead hook can answer completely.
         if (
             spec is not None
             and s.vad.early_silence_ms > 0
@@ -336,7 +365,7 @@ class Listener:
             and state.silence_ms >= s.vad.early_silence_ms
         ):
             result = spec.result()
-            if result is not None and ends_sentence(result.text):
+            if result is not None and (ends_sentence(result.text) or spec.answerable):
                 self._handle(self.endpointer.end_now(), "early")
                 return
         # Partials while the visitor talks.
@@ -363,6 +392,20 @@ class Listener:
         ):
             take.last_partial_sample = state.now_sample
             take.partial = self._job(take, take.commit_sample, state.now_sample, state.last_voiced_sample, "partial")
+
+    async def _run_ahead(self, job: _Job, transcript: Transcript) -> None:
+        assert self.ahead is not None
+
+        def answerable() -> None:
+            job.answerable = True
+            self._tick()  # the silence may already be long enough to end the turn
+
+        try:
+            await self.ahead(transcript, answerable)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # speculative work: its failure must never stop hearing
+            log.exception("preparing the answer ahead failed")
 
     # -- the final transcript ------------------------------------------------------------------
 
@@ -417,6 +460,11 @@ class Listener:
         self._emit(Heard(utterance, final, kind, decided_ms, chunks))
 
 
+def _drop_ahead(job: _Job | None) -> None:
+    if job is not None and job.ahead is not None and not job.ahead.done():
+        job.ahead.cancel()
+
+
 async def transcribe_stream(
     transcriber: Transcriber, settings: Settings, frames: AsyncIterable[np.ndarray]
 ) -> list[Heard]:
@@ -428,4 +476,4 @@ async def transcribe_stream(
     return heard
 
 
-__all__ = ["Event", "Heard", "ListenItem", "Listener", "ends_sentence", "transcribe_stream"]
+__all__ = ["Ahead", "Event", "Heard", "ListenItem", "Listener", "ends_sentence", "transcribe_stream"]

@@ -79,9 +79,7 @@ class RouteDecision:
     """The passages shown as sources: the FAQ entry on ``faq``, the relevant ones on ``generated``."""
 
 
-def decide_route(
-    passages: list[Passage], settings: Settings, *, parts: Sequence[list[Passage]] = ()
-) -> RouteDecision:
+def decide_route(passages: list[Passage], settings: Settings, *, parts: Sequence[list[Passage]] = ()) -> RouteDecision:
     """``faq`` when the best FAQ match clears the FAQ threshold, ``generated`` when anything clears the
     relevance threshold, else ``fallback``.
 
@@ -106,6 +104,52 @@ def decide_route(
     if relevant:
         return RouteDecision("generated", relevant[: settings.answer.max_passages])
     return RouteDecision("fallback", [])
+
+
+def answer_language(transcript: Transcript) -> str:
+    """The language a reply to ``transcript`` is written in (``zh`` / ``en``)."""
+    if transcript.language in ("zh", "en"):
+        return transcript.language
+    return detect_language(transcript.text)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a question leads to before the reply is written: retrieval, the route, and on the
+    ``generated`` route the LLM's messages. Made by the turn, or ahead of it (the daemon plans on
+    the transcript at a pause, to prefill the LLM and to recognise a question it can answer)."""
+
+    transcript: str
+    language: str
+    history: tuple[Message, ...]
+    decision: RouteDecision
+    messages: list[Message] | None
+    """The chat for the LLM (``generated`` only)."""
+
+    def fits(self, transcript: str, language: str, history: Sequence[Message]) -> bool:
+        """Was this plan made for exactly this question, in this language, after this history?"""
+        return self.transcript == transcript and self.language == language and self.history == tuple(history)
+
+
+async def plan_answer(
+    transcript: Transcript, history: Sequence[Message], *, engines: Engines, settings: Settings
+) -> Plan:
+    """Retrieve for ``transcript`` (a follow-up joined to the previous question), decide the route and
+    build the LLM's messages. Pure with respect to the session: the same inputs give the same plan."""
+    from assistant import prompts
+
+    history = list(history)
+    language = answer_language(transcript)
+    query = prompts.rewrite_query(transcript.text, history)
+    passages = await engines.retriever.search(query, k=settings.kb.top_k)
+    parts = [await engines.retriever.search(q, k=3) for q in sub_questions(query)]
+    decision = decide_route(passages, settings, parts=parts)
+    messages = None
+    if decision.route == "generated":
+        messages = prompts.build_messages(
+            transcript.text, decision.passages, history[-2 * settings.answer.history_turns :], language=language
+        )
+    return Plan(transcript.text, language, tuple(history), decision, messages)
 
 
 @dataclass
@@ -202,11 +246,14 @@ class Turn:
         *,
         end_of_speech_ms: float | None = None,
         marks: Mapping[str, float | None] | None = None,
+        plan: Plan | None = None,
     ) -> TurnResult:
         """Run the turn. ``end_of_speech_ms`` (session clock) is when the visitor stopped talking;
         the latency trace counts from it (default: now). ``marks`` are stages measured before the
         turn existed, in ms after the end of speech: ``endpoint`` (the endpointer decided) and
-        ``transcript`` (the listener's final transcript)."""
+        ``transcript`` (the listener's final transcript). ``plan``: retrieval and routing done
+        ahead on a speculative transcript; used only if it was made for this very question and
+        history."""
         self._reference_ms = self._clock_ms() if end_of_speech_ms is None else end_of_speech_ms
         for name, value in (marks or {}).items():
             if value is not None:
@@ -215,7 +262,7 @@ class Turn:
             transcript = await self._hear(question)
             if not transcript.text.strip():
                 raise AssistantError("asr-empty", "nothing intelligible was heard")
-            await self._answer(transcript)
+            await self._answer(transcript, plan)
         except asyncio.CancelledError:
             self.result.interrupted = True
             heard = self.heard_text(self._played_ms())
@@ -263,34 +310,31 @@ class Turn:
             transcript = await self.engines.transcriber.transcribe(question)
             self._mark("transcript")
             self.emit(ev.TranscriptEvent(text=transcript.text, language=transcript.language, final=True))
-        language = transcript.language if transcript.language in ("zh", "en") else detect_language(transcript.text)
+        language = answer_language(transcript)
         self.result.question = transcript.text
         self.result.language = language
         return Transcript(transcript.text, language, True)
 
-    async def _answer(self, transcript: Transcript) -> None:
+    async def _answer(self, transcript: Transcript, plan: Plan | None) -> None:
         from assistant import prompts
 
         self.emit(ev.StateEvent(state="thinking"))
-        query = prompts.rewrite_query(transcript.text, self.history)
-        passages = await self.engines.retriever.search(query, k=self.settings.kb.top_k)
-        parts = [await self.engines.retriever.search(q, k=3) for q in sub_questions(query)]
+        if plan is None or not plan.fits(transcript.text, transcript.language, self.history):
+            plan = await plan_answer(transcript, self.history, engines=self.engines, settings=self.settings)
         self._mark("retrieve")
-        decision = decide_route(passages, self.settings, parts=parts)
+        decision = plan.decision
         self.result.route = decision.route
         self.result.sources = decision.passages
         self.emit(ev.Sources(sources=[ev.Source.of(p) for p in decision.passages]))
         self.emit(ev.ReplyStart(route=decision.route, language=transcript.language))
 
-        if decision.route == "generated":
-            messages = prompts.build_messages(
-                transcript.text, decision.passages, self.history[-2 * self.settings.answer.history_turns :],
-                language=transcript.language,
-            )
-            deltas = self.engines.llm.stream(messages, max_tokens=self.settings.answer.max_tokens)
+        if plan.messages is not None:
+            deltas = self.engines.llm.stream(plan.messages, max_tokens=self.settings.answer.max_tokens)
         else:
-            text = decision.passages[0].answer or "" if decision.route == "faq" else prompts.fallback_line(
-                transcript.language
+            text = (
+                decision.passages[0].answer or ""
+                if decision.route == "faq"
+                else prompts.fallback_line(transcript.language)
             )
             deltas = _once(text)
         # Stored answers go through the same splitter, so their units are the ones the instant-reply
@@ -329,7 +373,9 @@ class Turn:
                 if speak:
                     await self._speak(index, sentence, language)
                 else:
-                    self.emit(ev.Sentence(index=index, text=sentence, language=detect_language(sentence, default=language)))
+                    self.emit(
+                        ev.Sentence(index=index, text=sentence, language=detect_language(sentence, default=language))
+                    )
                 index += 1
 
         try:
@@ -372,7 +418,6 @@ class Turn:
         spoken.done = True
         if started:
             self.emit(ev.AudioStop(sentence=index, duration_ms=round(spoken.duration_ms, 1)))
-
 
 
 @contextlib.asynccontextmanager

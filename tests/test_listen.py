@@ -7,6 +7,7 @@ what it was given (duration, context), so the tests pin which audio was transcri
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -197,3 +198,76 @@ async def test_without_dip_cuts_long_speech_is_one_chunk() -> None:
     items = await listen(fake, settings(), pcm)  # dip_cut_after_s = 0: off
     heard = [i for i in items if isinstance(i, Heard)]
     assert len(heard) == 1 and heard[0].chunks == 1
+
+
+@dataclass
+class AheadHook:
+    """Records what the listener offers ahead; ``answer`` marks it answerable; ``hold_s`` keeps the
+    hook busy (a prefill) so a test can see it cancelled."""
+
+    answer: bool = False
+    hold_s: float = 0.0
+    seen: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+    async def __call__(self, transcript: Transcript, answerable: Callable[[], None]) -> None:
+        self.seen.append(transcript.text)
+        if self.answer:
+            answerable()
+        try:
+            await asyncio.sleep(self.hold_s)
+        except asyncio.CancelledError:
+            self.cancelled.append(transcript.text)
+            raise
+        self.finished.append(transcript.text)
+
+
+async def listen_ahead(fake: FakeTranscriber, s: Settings, pcm: np.ndarray, hook: AheadHook) -> list[object]:
+    source = ArraySource(pcm, realtime=True, speed=4.0)
+    return [item async for item in Listener(fake, s, ahead=hook).listen(source)]
+
+
+async def test_an_answerable_question_ends_early_without_punctuation() -> None:
+    fake = FakeTranscriber(suffix="")  # no full stop: only the hook can end it early
+    pcm = with_silence(recording("cards/005.wav"), 500, 1500)
+    hook = AheadHook(answer=True)
+    items = await listen_ahead(fake, settings(), pcm, hook)
+    heard = items[-1]
+    assert isinstance(heard, Heard) and heard.endpoint == "early"
+    assert 250 <= heard.decided_ms - heard.utterance.end_of_speech_ms < 450
+    # the hook saw the very transcript the turn gets
+    assert hook.seen[-1] == heard.transcript.text
+
+
+async def test_the_hook_runs_on_and_is_not_cancelled_when_the_turn_ends() -> None:
+    fake = FakeTranscriber(suffix="")
+    hook = AheadHook(hold_s=0.3)  # a prefill still running when the endpoint is decided
+    items = await listen_ahead(fake, settings(), with_silence(recording("cards/005.wav"), 500, 1500), hook)
+    heard = items[-1]
+    assert isinstance(heard, Heard) and heard.endpoint == "silence"  # not answerable: full silence
+    # (a pause inside the recording offered a first part, cancelled when the voice came back)
+    assert hook.finished == [heard.transcript.text] and heard.transcript.text not in hook.cancelled
+
+
+async def test_speech_resuming_after_a_pause_cancels_the_hook() -> None:
+    fake = FakeTranscriber(suffix="")
+    hook = AheadHook(hold_s=1.0)
+    a, b = trimmed(recording("cards/003.wav")), trimmed(recording("cards/002.wav"))
+    pcm = np.concatenate([silence(400), a, silence(300), b, silence(1500)])  # a pause inside the question
+    items = await listen_ahead(fake, settings(), pcm, hook)
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 1 and len(hook.seen) >= 2
+    # each part was offered at a pause, then dropped when the visitor went on; the last one is the question
+    assert hook.cancelled == hook.seen[:-1] and hook.seen[-1] == heard[0].transcript.text
+    assert hook.seen[0] in hook.seen[-1]
+
+
+async def test_an_unanswerable_pause_inside_a_question_does_not_end_it() -> None:
+    fake = FakeTranscriber(suffix="")
+    hook = AheadHook(answer=False)
+    a, b = trimmed(recording("cards/003.wav")), trimmed(recording("cards/002.wav"))
+    pcm = np.concatenate([silence(400), a, silence(300), b, silence(1500)])
+    items = await listen_ahead(fake, settings(), pcm, hook)
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 1 and heard[0].chunks == 2 and heard[0].endpoint == "silence"

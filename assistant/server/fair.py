@@ -100,6 +100,14 @@ class FairLanguageModel:
                 if aclose is not None:
                     await aclose()
 
+    async def prefill(self, messages: list[Message]) -> bool:
+        """Passed straight to the engine, without the gate: a prefill is speculative, and the
+        engine itself drops it when a real stream needs the model (assistant.stages.Prefiller)."""
+        prefill = getattr(self.inner, "prefill", None)
+        if prefill is None:
+            return False
+        return bool(await prefill(messages))
+
 
 class FairSynthesizer:
     def __init__(self, inner: Synthesizer) -> None:

@@ -1,0 +1,149 @@
+"""Preparing the answer ahead: at a pause, the session plans the answer on the transcript so far,
+prefills the LLM on the generated route, and ends the turn early on the faq route.
+
+Fake engines (tests/fakes.py) plus a fake LLM that can prefill; a real WebSocket client sends
+microphone frames in real time, as a browser does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from daemon_support import collect, hello, mic_frames, open_client, running_daemon, silence_pcm, speech_pcm
+from fakes import FakeLanguageModel, FakeRetriever, FakeTranscriber, fake_engines, settings_for_tests
+
+from assistant.config import Settings
+from assistant.daemon import Daemon
+from assistant.stages import Message, Prefiller, Transcript
+from assistant.turn import Turn, plan_answer
+
+GENERATED = "Where do visitors get a badge"  # the fake retriever's document words: route generated
+FAQ = "How do I download the DiDi app"  # an FAQ entry's question, unpunctuated
+
+
+@dataclass
+class PrefillingLanguageModel(FakeLanguageModel):
+    """A fake LLM that can prefill (``Prefiller``): records each prefill and how it ended."""
+
+    prefill_s: float = 0.0
+    prefills: list[list[Message]] = field(default_factory=list)
+    prefills_done: int = 0
+    prefills_cancelled: int = 0
+
+    async def prefill(self, messages: list[Message]) -> bool:
+        self.prefills.append(messages)
+        try:
+            await asyncio.sleep(self.prefill_s)
+        except asyncio.CancelledError:
+            self.prefills_cancelled += 1
+            raise
+        self.prefills_done += 1
+        return True
+
+
+def voice_settings(**llm_vad: bool) -> Settings:
+    s = settings_for_tests()
+    s.asr.partial_interval_ms = 300
+    s.llm.prefill = llm_vad.get("prefill", True)
+    s.vad.early_faq = llm_vad.get("early_faq", True)
+    return s
+
+
+async def voice_turn(settings: Settings, text: str, llm: FakeLanguageModel) -> tuple[dict, list[str], object]:  # type: ignore[type-arg]
+    engines = fake_engines(transcriber=FakeTranscriber(text=text, language="en"), llm=llm)
+    async with running_daemon(engines, settings) as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        await hello(ws)
+        for frame in mic_frames(np.concatenate([silence_pcm(100), speech_pcm(900), silence_pcm(700)])):
+            await ws.send(frame)
+            await asyncio.sleep(0.02)  # real time: the pause comes before the endpoint
+        got = await collect(ws)
+        retriever = d.engines.retriever
+        return got.of("trace")[0], got.types(), retriever
+
+
+def test_the_fake_prefills() -> None:
+    assert isinstance(PrefillingLanguageModel(), Prefiller)
+
+
+async def test_a_generated_question_is_prefilled_with_the_prompt_the_turn_then_streams() -> None:
+    llm = PrefillingLanguageModel()
+    trace, types, retriever = await voice_turn(voice_settings(), GENERATED, llm)
+    assert trace["route"] == "generated" and types[-2:] == ["trace", "state:idle"]
+    assert llm.prefills and llm.prefills_done == len(llm.prefills)
+    assert llm.calls == [llm.prefills[-1]]  # the real request is exactly the prefilled prompt
+    # the plan made ahead was reused: retrieval ran at the pause, not again after the endpoint
+    assert retriever.queries.count(GENERATED) == len(llm.prefills)
+
+
+async def test_without_prefill_the_llm_is_asked_only_after_the_endpoint() -> None:
+    llm = PrefillingLanguageModel()
+    trace, _, _ = await voice_turn(voice_settings(prefill=False), GENERATED, llm)
+    assert trace["route"] == "generated" and not llm.prefills and len(llm.calls) == 1
+
+
+async def test_an_faq_question_ends_after_the_early_silence_without_punctuation() -> None:
+    trace, _, _ = await voice_turn(voice_settings(), FAQ, PrefillingLanguageModel())
+    s = Settings()
+    assert trace["route"] == "faq"
+    assert trace["endpoint_ms"] < s.vad.early_silence_ms + 150  # the answer is known: the short silence
+
+
+async def test_without_early_faq_an_unpunctuated_question_waits_for_the_full_silence() -> None:
+    trace, _, _ = await voice_turn(voice_settings(early_faq=False), FAQ, PrefillingLanguageModel())
+    assert trace["route"] == "faq" and trace["endpoint_ms"] >= Settings().vad.silence_ms - 40
+
+
+async def test_a_plan_is_used_only_for_its_own_question_and_history() -> None:
+    settings = settings_for_tests()
+    retriever = FakeRetriever()
+    llm = PrefillingLanguageModel()
+    engines = fake_engines(retriever=retriever, llm=llm)
+    plan = await plan_answer(Transcript(GENERATED, "en"), [], engines=engines, settings=settings)
+    assert plan.messages is not None and plan.fits(GENERATED, "en", [])
+    searches = len(retriever.queries)
+    # same question, same (empty) history: no retrieval again
+    await Turn(1, engines=engines, settings=settings).run(Transcript(GENERATED, "en"), plan=plan)
+    assert len(retriever.queries) == searches and llm.calls[-1] == plan.messages
+    # another session's history (or a changed question) makes the turn plan afresh
+    history = [Message("user", "What is the Wi-Fi?"), Message("assistant", "Acme-Guest.")]
+    assert not plan.fits(GENERATED, "en", history)
+    await Turn(1, engines=engines, settings=settings, history=history).run(Transcript(GENERATED, "en"), plan=plan)
+    assert len(retriever.queries) > searches and llm.calls[-1] != plan.messages
+    assert any(m.content == "Acme-Guest." for m in llm.calls[-1])
+
+
+async def test_sessions_keep_their_own_plans() -> None:
+    llm = PrefillingLanguageModel()
+    daemon = Daemon(voice_settings(), fake_engines(llm=llm))
+    a, b = daemon._new_session("visitor"), daemon._new_session("visitor")
+    b.history = [Message("user", "Hi"), Message("assistant", "Hello.")]
+    marked: list[str] = []
+    answerable: Callable[[], None] = lambda: marked.append("a")  # noqa: E731
+    await a.prepare(Transcript(GENERATED, "en"), answerable)
+    assert a._plan is not None and b._plan is None and not marked
+    assert a._plan.history == ()  # planned on a's history, which b's turn would not match
+    assert not a._plan.fits(GENERATED, "en", b.history)
+    await a.prepare(Transcript(FAQ, "en"), answerable)
+    assert marked == ["a"] and len(llm.prefills) == 1  # the faq route needs no LLM
+    await daemon.close()
+
+
+async def test_a_failing_prepare_leaves_the_turn_working() -> None:
+    retriever = FakeRetriever()
+    llm = PrefillingLanguageModel()
+
+    async def broken(messages: list[Message]) -> bool:
+        raise RuntimeError("prefill exploded")
+
+    llm.prefill = broken  # type: ignore[method-assign]
+    engines = fake_engines(transcriber=FakeTranscriber(text=GENERATED, language="en"), retriever=retriever, llm=llm)
+    async with running_daemon(engines, voice_settings()) as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        await hello(ws)
+        for frame in mic_frames(np.concatenate([silence_pcm(100), speech_pcm(900), silence_pcm(700)])):
+            await ws.send(frame)
+            await asyncio.sleep(0.02)
+        got = await collect(ws)
+    assert got.of("reply-end")[0]["route"] == "generated" and not got.of("error")
