@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from assistant.config import Settings
-from assistant.stages import AssistantError, Message, Utterance
+from assistant.stages import AssistantError, Message, Passage, Utterance
 
 if TYPE_CHECKING:
     from assistant.daemon import Daemon
@@ -45,7 +45,7 @@ async def serve(
 
     started = time.monotonic()
     engines = await asyncio.to_thread(Engines.from_settings, settings)
-    await warm(engines)
+    await warm(engines, settings)
     daemon = Daemon(settings, engines)
     server = AssistantServer(settings, daemon, metrics=daemon.metrics)
     await server.start()
@@ -126,8 +126,11 @@ async def close_engines(engines: object) -> None:
             log.warning("closing %s failed: %s", type(engine).__name__, err)
 
 
-async def warm(engines: object) -> None:
-    """One tiny call through each engine, so the first visitor does not pay for lazy loading."""
+async def warm(engines: object, settings: Settings | None = None) -> None:
+    """One tiny call through each engine, so the first visitor does not pay for lazy loading.
+    With ``settings``, the LLM's warm-up is a grounded prompt in the interface language: its
+    compute buffers are sized for real prompts, and its system prompt stays in the KV cache as the
+    prefix the first real request reuses."""
     t0 = time.monotonic()
     transcriber = getattr(engines, "transcriber", None)
     if transcriber is not None:
@@ -135,7 +138,13 @@ async def warm(engines: object) -> None:
     await _warm_step("retriever", engines.retriever.search("hello", k=1))  # type: ignore[attr-defined]
 
     async def llm() -> None:
-        stream = engines.llm.stream([Message("user", "Say OK.")], max_tokens=2)  # type: ignore[attr-defined]
+        messages = [Message("user", "Say OK.")]
+        if settings is not None:
+            from assistant import prompts
+
+            passage = Passage("warm-up", "The front desk opens at 8:30.", "warm-up", 1.0)
+            messages = prompts.build_messages("OK?", [passage], [], language=settings.general.language)
+        stream = engines.llm.stream(messages, max_tokens=2)  # type: ignore[attr-defined]
         try:
             async for _ in stream:
                 pass
