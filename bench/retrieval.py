@@ -1,7 +1,9 @@
-"""Retrieval benchmark: BANKING77, the Debian FAQ (en, zh-cn, cross-lingual), and scale.
+"""Retrieval benchmark: BANKING77, the Debian FAQ (en, zh-cn, cross-lingual), the sample knowledge
+base's routing, and scale.
 
     .venv/bin/python bench/retrieval.py                    # everything -> bench/results/retrieval.json
     .venv/bin/python bench/retrieval.py --only banking77   # one part (others kept from the last run)
+    .venv/bin/python bench/retrieval.py --only sample      # faithfulness questions, retrieval + routing only
     .venv/bin/python bench/retrieval.py --only scale --sizes 1000 10000 100000
 
 BANKING77 (../shared/data/banking77, CC BY 4.0): one FAQ entry per intent, its question written
@@ -15,6 +17,13 @@ knowledge base (documents, chunked); the queries below are paraphrases written f
 (not copied from the FAQ's own questions); the expected answer is the page that answers them.
 English queries are also run against the Chinese-only FAQ.
 
+Sample (``sample_kb``): the questions of ``bench/faithfulness.jsonl`` (dev) and
+``bench/faithfulness_holdout.jsonl`` (held out) over the sample ``kb/``, through the turn's steps
+before the LLM (query rewriting, search, ``decide_route`` at the thresholds of ``assistant.toml``):
+how often the route answers from passages that hold every expected fact ("grounded", the most a
+perfect model can get right), how often unanswerable questions reach the fallback, and both again
+at other ``[answer] relevance_threshold`` values (``relevance_sweep``). No LLM runs; a minute.
+
 Scale: FAQ entries built from real sentences of the Debian Reference (en + zh-cn) paired at random
 (seeded) to reach 1k, 10k and 100k passages; build throughput, query latency p50/p95 (query
 embedding included, one query at a time as a turn does it) and memory.
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import gzip
 import json
 import math
@@ -655,6 +665,131 @@ def fit_calibration(groups: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]
     }
 
 
+# --------------------------------------------------------------------------------------------
+# Sample knowledge base: retrieval and routing for the faithfulness questions (no LLM)
+# --------------------------------------------------------------------------------------------
+
+RELEVANCE_SWEEP = (0.05, 0.1, 0.15, 0.2, 0.3, 0.45)
+FAITHFULNESS_SETS = {
+    "dev": ROOT / "bench" / "faithfulness.jsonl",
+    "holdout": ROOT / "bench" / "faithfulness_holdout.jsonl",
+}
+
+
+def _evidence_has(content: str, alternatives: list[str]) -> bool:
+    """A fact is in the evidence when one of its spellings is (``faithfulness.has_fact``), or, for a
+    numeric fact, its number is: an English question may be answered from a Chinese passage ("4
+    hours" from "4小时")."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from faithfulness import has_fact, normalise
+
+    if has_fact(content, alternatives):
+        return True
+    numbers = re.findall(r"\d+(?:[.:]\d+)?", normalise(alternatives[0]))
+    text = normalise(content)
+    return bool(numbers) and all(re.search(rf"(?<![\d.:]){re.escape(n)}(?![\d]|[.:]\d)", text) for n in numbers)
+
+
+def _content(passage: Any) -> str:
+    return " ".join(t for t in (passage.title, passage.section, passage.text, passage.answer or "") if t)
+
+
+def _ratio(hits: int, total: int) -> float:
+    return round(hits / total, 3) if total else 0.0
+
+
+def routing_report(items: list[dict[str, Any]], route: Any, settings: Any) -> dict[str, Any]:
+    """Score retrieval and routing on faithfulness questions, without an LLM.
+
+    ``route(item, settings)`` returns ``(RouteDecision, passages)`` for one question as the turn
+    would make them. An answerable question is *grounded* when its route is not the fallback and
+    every fact is in what the route answers from (the stored answer on ``faq``, the passages on
+    ``generated``): the most a perfect model could get right. It is *reachable* when every fact is
+    somewhere in the retrieved passages, whatever their scores. An unanswerable question should
+    reach the fallback (or a model that declines); on ``faq`` it gets a wrong answer read out
+    verbatim. ``relevance_sweep``: the same at other ``[answer] relevance_threshold`` values.
+    """
+    rows = []
+    sweep: dict[float, list[tuple[bool | None, str]]] = {t: [] for t in RELEVANCE_SWEEP}
+    for item in items:
+        facts = item.get("facts") if item.get("answerable", True) else None
+        decision, passages = route(item, settings)
+        row: dict[str, Any] = {"id": item["id"], "route": decision.route, "top": [[p.id, p.kind, p.score] for p in passages[:3]]}
+        if facts is not None:
+            used = " ".join(_content(p) for p in decision.passages)
+            retrieved = " ".join(_content(p) for p in passages)
+            row["grounded"] = decision.route != "fallback" and all(_evidence_has(used, f) for f in facts)
+            row["reachable"] = all(_evidence_has(retrieved, f) for f in facts)
+        rows.append(row)
+        for t in RELEVANCE_SWEEP:
+            answer = dataclasses.replace(settings.answer, relevance_threshold=min(t, settings.answer.faq_threshold))
+            d = route(item, dataclasses.replace(settings, answer=answer))[0]
+            used = " ".join(_content(p) for p in d.passages)
+            sweep[t].append((None if facts is None else d.route != "fallback" and all(_evidence_has(used, f) for f in facts), d.route))
+    answerable = [r for r in rows if "grounded" in r]
+    unanswerable = [r for r in rows if "grounded" not in r]
+    return {
+        "questions": len(rows),
+        "answerable": len(answerable),
+        "grounded": _ratio(sum(r["grounded"] for r in answerable), len(answerable)),
+        "reachable": _ratio(sum(r["reachable"] for r in answerable), len(answerable)),
+        "answerable_routes": dict(Counter(r["route"] for r in answerable)),
+        "unanswerable": len(unanswerable),
+        "unanswerable_fallback": _ratio(sum(r["route"] == "fallback" for r in unanswerable), len(unanswerable)),
+        "unanswerable_faq_answered": sum(r["route"] == "faq" for r in unanswerable),
+        "misses": [r for r in rows if not r.get("grounded", r["route"] != "faq")],
+        "relevance_sweep": {
+            str(t): {
+                "grounded": _ratio(sum(bool(ok) for ok, _ in v if ok is not None), len(answerable)),
+                "unanswerable_fallback": _ratio(sum(r == "fallback" for ok, r in v if ok is None), len(unanswerable)),
+            }
+            for t, v in sweep.items()
+        },
+    }
+
+
+def run_sample() -> dict[str, Any]:
+    """The faithfulness questions through retrieval and routing only (``routing_report``), over the
+    sample ``kb/`` with the thresholds of ``assistant.toml``: the turn's own steps before the LLM
+    (``prompts.rewrite_query`` with the question's history, ``search`` at ``[kb] top_k``, the
+    question's parts, ``turn.decide_route``). ``dev`` is ``bench/faithfulness.jsonl`` (what the
+    thresholds may be chosen on); ``holdout`` is ``bench/faithfulness_holdout.jsonl`` (never tuned on).
+    """
+    from assistant import prompts
+    from assistant.config import load
+    from assistant.kb.query import sub_questions
+    from assistant.stages import Message
+    from assistant.turn import decide_route
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        settings = load(ROOT / "assistant.toml")
+        settings.kb.index_dir = str(Path(tmp_name) / "index")
+        report = build_index(settings, [SAMPLE_KB], progress=False)
+        retriever = open_retriever(settings)
+        out["knowledge_base"] = {"entries": report.entries, "chunks": report.chunks}
+        out["thresholds"] = {
+            "faq": settings.answer.faq_threshold,
+            "relevance": settings.answer.relevance_threshold,
+            "top_k": settings.kb.top_k,
+        }
+
+        def route(item: dict[str, Any], chosen: Any) -> tuple[Any, list[Any]]:
+            history = [Message(role, text) for role, text in item.get("history", [])]
+            query = prompts.rewrite_query(item["question"], history)
+            passages = retriever.search_sync(query, k=chosen.kb.top_k)
+            parts = [retriever.search_sync(q, k=3) for q in sub_questions(query)]
+            return decide_route(passages, chosen, parts=parts), passages
+
+        for name, path in FAITHFULNESS_SETS.items():
+            if path.exists():
+                items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                out[name] = routing_report(items, route, settings)
+                brief = {k: v for k, v in out[name].items() if k != "misses"}
+                print(f"sample {name}: {json.dumps(brief, ensure_ascii=False)}", file=sys.stderr)
+    return out
+
+
 def _save(path: Path, results: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -664,11 +799,11 @@ def _save(path: Path, results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["banking77", "debian", "scale", "calibration", "refit"], action="append")
+    parser.add_argument("--only", choices=["banking77", "debian", "scale", "sample", "calibration", "refit"], action="append")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    parts = args.only or ["banking77", "debian", "scale"]
+    parts = args.only or ["banking77", "debian", "sample", "scale"]
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["machine"] = {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
     for part in parts:
@@ -677,6 +812,8 @@ def main(argv: list[str] | None = None) -> int:
             results["banking77"] = run_banking()
         elif part == "debian":
             results["debian_faq"] = run_debian()
+        elif part == "sample":
+            results["sample_kb"] = run_sample()
         elif part == "calibration":
             results["calibration"] = run_calibration()
         elif part == "refit":
