@@ -85,9 +85,10 @@ class LLM:
     """openai: the environment variable holding the API key (may be unset for local servers)."""
     timeout_s: float = 30.0
     retries: int = 2
-    prefill: bool = True
-    """Process the grounded prompt ahead, on the transcript at a pause while the visitor may still be
-    talking, so the reply's first token comes sooner (engines that can: llamacpp)."""
+    prefill: Literal["off", "pause", "speech"] = "speech"
+    """Process the grounded prompt ahead, so the reply's first token comes sooner (engines that can:
+    llamacpp): ``speech`` on each partial transcript while the visitor talks and at each pause;
+    ``pause`` only on the transcript at a pause; ``off`` only after the end of the question."""
 
 
 @dataclass

@@ -418,28 +418,33 @@ class Session:
         elif isinstance(item, Heard):
             await self._question(item, upcoming)
 
-    async def prepare(self, transcript: Transcript, answerable: Callable[[], None]) -> None:
-        """The listener's ``ahead`` hook: the visitor paused, and ``transcript`` may be the whole
-        question. Plan the answer now (retrieval, route), so that:
+    async def prepare(self, transcript: Transcript, answerable: Callable[[], None] | None) -> None:
+        """The listener's ``ahead`` hook: ``transcript`` is the question so far, a partial one while
+        the visitor talks (``answerable`` None) or the whole of it at a pause. Plan the answer now
+        (retrieval, route), so that:
 
-        - on the ``faq`` route the question is known to be answerable, and the turn may end after
-          the short early silence (``[vad] early_faq``);
-        - on the ``generated`` route the LLM processes the prompt while the endpoint is still being
-          decided (``[llm] prefill``); the turn's request then reuses it from the KV cache.
+        - on the ``faq`` route, at a pause, the question is known to be answerable, and the turn may
+          end after the short early silence (``[vad] early_faq``);
+        - on the ``generated`` route the LLM processes the prompt while the visitor is still talking
+          or the endpoint is still being decided (``[llm] prefill``); the turn's request then reuses
+          it from the KV cache (all of it when the question is the same; else the common prefix:
+          system prompt, history and the passages, which come before the question).
 
         The plan is kept for the turn, which uses it only if the final transcript is the same. All
         of this is speculative: the listener cancels it when the visitor speaks again, and the
         engine drops a prefill when a real request (any session's) needs the model for another prompt.
         """
         settings = self.daemon.settings
+        if answerable is None and settings.llm.prefill != "speech":
+            return  # a partial transcript is only worth planning to prefill on
         if self.echo is not None and self.echo.is_echo(transcript.text):
             return
         plan = await plan_answer(transcript, self.history, engines=self.engines, settings=settings)
         self._plan = plan
         if plan.decision.route == "faq":
-            if settings.vad.early_faq:
+            if answerable is not None and settings.vad.early_faq:
                 answerable()
-        elif plan.messages is not None and settings.llm.prefill:
+        elif plan.messages is not None and settings.llm.prefill != "off":
             prefill = getattr(self.engines.llm, "prefill", None)
             if prefill is not None:
                 await prefill(plan.messages)

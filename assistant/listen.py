@@ -20,10 +20,11 @@ What this does instead (measured in ``bench/asr.py``):
    ``silence_ms``; its transcript is already done, so it is final at that moment. Otherwise the
    turn ends after ``silence_ms`` and, if the speculative transcript covered all the voiced audio,
    it is reused; else only the tail since the last commit is transcribed.
-4. Preparing the answer ahead (the ``ahead`` hook): the speculative transcript of everything voiced
-   so far goes to the hook, which retrieves and prefills the LLM while the endpoint is still being
-   decided, and may mark the question answerable (an FAQ hit), which ends the turn early like a
-   finished sentence does. The hook's task is cancelled if the visitor speaks again.
+4. Preparing the answer ahead (the ``ahead`` hook): each partial transcript, and the speculative
+   transcript at a pause, goes to the hook, which retrieves and prefills the LLM while the visitor
+   is still talking or the endpoint is still being decided; at a pause it may mark the question
+   answerable (an FAQ hit), which ends the turn early like a finished sentence does. The hook's
+   task is cancelled when a newer transcript replaces it or the visitor speaks again.
 
 Optionally (``[asr] dip_cut_after_s``, off by default), speech that goes on without any pause is
 cut at the quietest dip between words and that part transcribed while the visitor continues; it
@@ -86,13 +87,18 @@ class Heard:
 
 ListenItem = SpeechStart | SpeechEnd | TranscriptEvent | ErrorEvent | Heard
 
-Ahead = Callable[[Transcript, Callable[[], None]], Awaitable[None]]
+Ahead = Callable[[Transcript, Callable[[], None] | None], Awaitable[None]]
 """``ahead(transcript, answerable)``: called with the whole transcript so far each time a
-transcription ahead (at a pause) finishes, while the visitor may still be talking. The hook may
-prepare the answer (assistant.daemon: retrieval, an LLM prefill) and calls ``answerable()`` when
-the question as transcribed is one it can answer completely (an FAQ entry): the turn then ends
-after ``[vad] early_silence_ms`` like a finished sentence does. The task running it is cancelled
-when the visitor speaks again before the turn ended (the transcript was not the whole question)."""
+transcription ahead finishes, while the visitor may still be talking, so the hook can prepare the
+answer (assistant.daemon: retrieval, an LLM prefill).
+
+- At a pause (the transcript covers every voiced sample), ``answerable`` is a function: the hook
+  calls it when the question as transcribed is one it can answer completely (an FAQ entry), and
+  the turn then ends after ``[vad] early_silence_ms`` like a finished sentence does. The task is
+  cancelled when the visitor speaks again before the turn ended.
+- On a partial transcript (the visitor is talking), ``answerable`` is None. The task is cancelled
+  when a newer partial or a pause's transcript replaces it.
+"""
 
 
 @dataclass
@@ -121,6 +127,8 @@ class _Take:
     committed: list[str] = field(default_factory=list)
     spec: _Job | None = None
     partial: _Job | None = None
+    partial_ahead: asyncio.Task[None] | None = None
+    """The ``ahead`` hook running on the latest partial transcript."""
     chunk: _Job | None = None
     """A transcription of [commit_sample, a dip between two words], committed when it is done."""
     last_partial_sample: int = 0
@@ -191,6 +199,7 @@ class Listener:
     def pause(self) -> bool:
         if self._take is not None:
             _drop_ahead(self._take.spec)
+            _cancel(self._take.partial_ahead)
         self._take = None
         return self.endpointer.pause()
 
@@ -355,6 +364,8 @@ class Listener:
             result = spec.result()
             if result is not None and result.text and spec.last_voiced == state.last_voiced_sample:
                 so_far = Transcript(join_texts([*take.committed, result.text]), take.language or result.language)
+                _cancel(take.partial_ahead)  # this transcript supersedes the partial's
+                take.partial_ahead = None
                 spec.ahead = self._spawn(self._run_ahead(spec, so_far))
         # Early end of turn: the transcript of everything voiced so far is done and ends a sentence,
         # or asks a question the ahead hook can answer completely.
@@ -373,14 +384,15 @@ class Listener:
         if partial is not None and partial.task.done():
             result = partial.result()
             if result is not None and partial.from_sample == take.commit_sample and result.text:
+                so_far = Transcript(join_texts([*take.committed, result.text]), take.language or result.language)
                 self._emit(
                     TranscriptEvent(
-                        t_ms=self.endpointer.stream_ms,
-                        text=join_texts([*take.committed, result.text]),
-                        language=take.language or result.language,
-                        final=False,
+                        t_ms=self.endpointer.stream_ms, text=so_far.text, language=so_far.language, final=False
                     )
                 )
+                if self.ahead is not None and take.spec is None:
+                    _cancel(take.partial_ahead)
+                    take.partial_ahead = self._spawn(self._run_ahead(None, so_far))
             take.partial = partial = None
         if (
             partial is None
@@ -393,15 +405,17 @@ class Listener:
             take.last_partial_sample = state.now_sample
             take.partial = self._job(take, take.commit_sample, state.now_sample, state.last_voiced_sample, "partial")
 
-    async def _run_ahead(self, job: _Job, transcript: Transcript) -> None:
+    async def _run_ahead(self, job: _Job | None, transcript: Transcript) -> None:
+        """Run the ahead hook on ``job``'s transcript (a pause's), or on a partial one (``job`` None)."""
         assert self.ahead is not None
 
         def answerable() -> None:
+            assert job is not None
             job.answerable = True
             self._tick()  # the silence may already be long enough to end the turn
 
         try:
-            await self.ahead(transcript, answerable)
+            await self.ahead(transcript, answerable if job is not None else None)
         except asyncio.CancelledError:
             raise
         except Exception:  # speculative work: its failure must never stop hearing
@@ -461,8 +475,13 @@ class Listener:
 
 
 def _drop_ahead(job: _Job | None) -> None:
-    if job is not None and job.ahead is not None and not job.ahead.done():
-        job.ahead.cancel()
+    if job is not None:
+        _cancel(job.ahead)
+
+
+def _cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
 
 
 async def transcribe_stream(

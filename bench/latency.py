@@ -1,7 +1,7 @@
 """Voice-to-voice latency of the daemon: end of speech -> first audio frame, over a real WebSocket.
 
     flock /tmp/bench.lock .venv/bin/python bench/latency.py [--config assistant.toml] [--port 8799]
-        [--variants before,after] [--repeat N] [--only faq,generated] [--skip-load] [--skip-sequential]
+        [--variants before,pause,after] [--repeat N] [--only faq,generated] [--skip-load] [--skip-sequential]
         [--url ws://...]
 
 What it does, all on loopback, every loop bounded:
@@ -96,8 +96,10 @@ FALLBACK_QUESTIONS = [
 ]
 VARIANTS: dict[str, dict[str, str]] = {
     # the daemon as it was before answers were prepared ahead (same code, the new steps switched off)
-    "before": {"ASSISTANT__LLM__PREFILL": "false", "ASSISTANT__VAD__EARLY_FAQ": "false"},
-    # the default settings: prefill on the generated route, early end on a known FAQ answer
+    "before": {"ASSISTANT__LLM__PREFILL": "off", "ASSISTANT__VAD__EARLY_FAQ": "false"},
+    # prefill only on the transcript at a pause, early end on a known FAQ answer
+    "pause": {"ASSISTANT__LLM__PREFILL": "pause"},
+    # the defaults: prefill also on partial transcripts while the visitor talks
     "after": {},
 }
 """Daemon variants compared in one run (``--variants``), by environment overrides of assistant.toml.
@@ -600,7 +602,7 @@ async def main() -> int:
     parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
-        help="daemon variants to compare, alternating question by question (default: before,after); "
+        help="daemon variants to compare, alternating question by question (default: before,pause,after); "
         "the last one also runs the concurrency and idle-connection checks",
     )
     parser.add_argument("--repeat", type=int, default=1, help="ask each question this many times per variant")

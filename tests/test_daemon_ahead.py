@@ -44,19 +44,21 @@ class PrefillingLanguageModel(FakeLanguageModel):
         return True
 
 
-def voice_settings(**llm_vad: bool) -> Settings:
+def voice_settings(prefill: str = "speech", early_faq: bool = True) -> Settings:
     s = settings_for_tests()
     s.asr.partial_interval_ms = 300
-    s.llm.prefill = llm_vad.get("prefill", True)
-    s.vad.early_faq = llm_vad.get("early_faq", True)
+    s.llm.prefill = prefill  # type: ignore[assignment]
+    s.vad.early_faq = early_faq
     return s
 
 
-async def voice_turn(settings: Settings, text: str, llm: FakeLanguageModel) -> tuple[dict, list[str], object]:  # type: ignore[type-arg]
+async def voice_turn(
+    settings: Settings, text: str, llm: FakeLanguageModel, speech_ms: int = 900
+) -> tuple[dict, list[str], object]:  # type: ignore[type-arg]
     engines = fake_engines(transcriber=FakeTranscriber(text=text, language="en"), llm=llm)
     async with running_daemon(engines, settings) as d, await open_client(d.ws_url + "?role=visitor") as ws:
         await hello(ws)
-        for frame in mic_frames(np.concatenate([silence_pcm(100), speech_pcm(900), silence_pcm(700)])):
+        for frame in mic_frames(np.concatenate([silence_pcm(100), speech_pcm(speech_ms), silence_pcm(700)])):
             await ws.send(frame)
             await asyncio.sleep(0.02)  # real time: the pause comes before the endpoint
         got = await collect(ws)
@@ -70,17 +72,25 @@ def test_the_fake_prefills() -> None:
 
 async def test_a_generated_question_is_prefilled_with_the_prompt_the_turn_then_streams() -> None:
     llm = PrefillingLanguageModel()
-    trace, types, retriever = await voice_turn(voice_settings(), GENERATED, llm)
+    trace, types, retriever = await voice_turn(voice_settings(), GENERATED, llm, speech_ms=1500)
     assert trace["route"] == "generated" and types[-2:] == ["trace", "state:idle"]
-    assert llm.prefills and llm.prefills_done == len(llm.prefills)
+    # partials while talking (every 300 ms) and the transcript at the final pause
+    assert len(llm.prefills) >= 2 and llm.prefills_done == len(llm.prefills)
     assert llm.calls == [llm.prefills[-1]]  # the real request is exactly the prefilled prompt
     # the plan made ahead was reused: retrieval ran at the pause, not again after the endpoint
     assert retriever.queries.count(GENERATED) == len(llm.prefills)
 
 
+async def test_prefill_at_pauses_only_waits_for_the_pause() -> None:
+    llm = PrefillingLanguageModel()
+    trace, _, _ = await voice_turn(voice_settings(prefill="pause"), GENERATED, llm, speech_ms=1500)
+    # one pause (the end of the question): one prefill, none on the partials before it
+    assert trace["route"] == "generated" and len(llm.prefills) == 1 and llm.calls == llm.prefills
+
+
 async def test_without_prefill_the_llm_is_asked_only_after_the_endpoint() -> None:
     llm = PrefillingLanguageModel()
-    trace, _, _ = await voice_turn(voice_settings(prefill=False), GENERATED, llm)
+    trace, _, _ = await voice_turn(voice_settings(prefill="off"), GENERATED, llm)
     assert trace["route"] == "generated" and not llm.prefills and len(llm.calls) == 1
 
 

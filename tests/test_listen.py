@@ -203,15 +203,27 @@ async def test_without_dip_cuts_long_speech_is_one_chunk() -> None:
 @dataclass
 class AheadHook:
     """Records what the listener offers ahead; ``answer`` marks it answerable; ``hold_s`` keeps the
-    hook busy (a prefill) so a test can see it cancelled."""
+    hook busy (a prefill) so a test can see it cancelled. Partial transcripts (``answerable`` None)
+    are recorded in ``partials`` and held for ``partial_hold_s``."""
 
     answer: bool = False
     hold_s: float = 0.0
+    partial_hold_s: float = 0.0
     seen: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
+    partials: list[str] = field(default_factory=list)
+    partials_cancelled: int = 0
 
-    async def __call__(self, transcript: Transcript, answerable: Callable[[], None]) -> None:
+    async def __call__(self, transcript: Transcript, answerable: Callable[[], None] | None) -> None:
+        if answerable is None:
+            self.partials.append(transcript.text)
+            try:
+                await asyncio.sleep(self.partial_hold_s)
+            except asyncio.CancelledError:
+                self.partials_cancelled += 1
+                raise
+            return
         self.seen.append(transcript.text)
         if self.answer:
             answerable()
@@ -271,3 +283,17 @@ async def test_an_unanswerable_pause_inside_a_question_does_not_end_it() -> None
     items = await listen_ahead(fake, settings(), pcm, hook)
     heard = [i for i in items if isinstance(i, Heard)]
     assert len(heard) == 1 and heard[0].chunks == 2 and heard[0].endpoint == "silence"
+
+
+async def test_partial_transcripts_are_offered_while_talking_and_superseded() -> None:
+    fake = FakeTranscriber(suffix="")
+    hook = AheadHook(partial_hold_s=10.0)  # a prefill that would outlast the question
+    s = settings()
+    s.asr.partial_interval_ms = 300
+    speech = recording("librivox/sense_and_sensibility_01_austen_64kb-0930.wav")
+    items = await listen_ahead(fake, s, with_silence(speech, 500, 1500), hook)
+    partial_events = [i.text for i in items if isinstance(i, TranscriptEvent) and not i.final]
+    assert hook.partials and hook.partials == partial_events  # each partial, as shown to the visitor
+    # none outlives its successor: every partial's task was cancelled by a newer one or the pause's
+    assert hook.partials_cancelled == len(hook.partials)
+    assert hook.seen and hook.seen[-1] == items[-1].transcript.text  # type: ignore[attr-defined]
