@@ -8,7 +8,7 @@ import numpy as np
 
 from assistant.stages import ENVELOPE_FRAME_MS
 from assistant.tts.envelope import EnvelopeFollower, envelope, rms_dbfs, visemes
-from assistant.tts.pcm import chunks_from_pcm
+from assistant.tts.pcm import FrameAligner, chunks_from_pcm
 
 
 def sine(freq_hz: float, duration_ms: float, rate_hz: int, amplitude: float) -> np.ndarray:
@@ -73,3 +73,22 @@ def test_visemes() -> None:
     assert shapes[0] == "rest"
     assert shapes[15] == "round"
     assert shapes[-3] == "wide"
+
+
+def test_frame_aligner_keeps_the_sentence_frame_grid() -> None:
+    """Pieces of any length (decoder windows, clauses) give the envelope of the whole sentence."""
+    rate = 22_050
+    rng = np.random.default_rng(1)
+    pcm = np.concatenate([sine(180, 400, rate, 0.4), np.zeros(3000, dtype=np.int16), sine(300, 700, rate, 0.1)])
+    pcm = (pcm + rng.normal(0, 50, len(pcm))).astype(np.int16)
+    cuts = sorted(rng.choice(np.arange(1, len(pcm)), size=9, replace=False).tolist())
+    aligner = FrameAligner(rate)
+    chunks = []
+    for piece in np.split(pcm, cuts):
+        chunks += aligner.feed(piece)
+    chunks += aligner.flush()
+    frame = round(rate * ENVELOPE_FRAME_MS / 1000)
+    assert all(len(c.pcm) // 2 % frame == 0 for c in chunks[:-1])  # only the sentence's end is a partial frame
+    assert b"".join(c.pcm for c in chunks) == pcm.astype("<i2").tobytes()
+    whole = [v for c in chunks_from_pcm(pcm, rate) for v in c.envelope]
+    assert [v for c in chunks for v in c.envelope] == whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from pathlib import Path
@@ -9,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.engines.piper import JOE_ONNX_SHA256, PiperSynthesizer, split_clauses
+from assistant.engines.piper import (
+    FIRST_PIECE_MAX_WORDS,
+    JOE_ONNX_SHA256,
+    PiperSynthesizer,
+    decoder_windows,
+    split_clauses,
+    split_vits,
+)
 from assistant.stages import ENVELOPE_FRAME_MS, SynthesizeError, Voice
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +44,77 @@ def test_split_clauses() -> None:
     assert len(pieces) >= 3 and len(pieces[0].split()) <= 10
 
 
+def test_long_first_clause_is_cut_at_a_phrase_boundary() -> None:
+    text = "Every trip needs a travel request in the OA system approved by your line manager before you book."
+    pieces = split_clauses(text)
+    assert " ".join(pieces) == text
+    assert pieces[0] == "Every trip needs a travel request"
+    assert len(pieces[0].split()) <= FIRST_PIECE_MAX_WORDS
+    # no phrase boundary within reach: the clause stays whole rather than being cut mid-phrase
+    assert split_clauses("Nobody here really understands these complicated sentences, honestly.")[0].startswith(
+        "Nobody"
+    )
+
+
+def test_decoder_windows_tile_the_frames() -> None:
+    for frames in (1, 15, 16, 17, 100, 878, 2000):
+        windows = decoder_windows(frames, first=16, most=256, pad=10)
+        assert windows[0][:2] == (0, min(16, frames))
+        assert [w[0] for w in windows[1:]] == [w[1] for w in windows[:-1]]  # contiguous, in order
+        assert windows[-1][1] == frames
+        for start, end, lo, hi in windows:
+            assert lo == max(0, start - 10) and hi == min(frames, end + 10)
+        sizes = [end - start for start, end, _, _ in windows]
+        assert max(sizes) <= 256 and all(b == min(2 * a, 256) for a, b in itertools.pairwise(sizes[:-1]))
+
+
+def test_split_vits_refuses_a_graph_without_a_decoder(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"], name="/x/Identity")], "g", [x], [y])
+    onnx.save(helper.make_model(graph), tmp_path / "other.onnx")
+    assert split_vits(tmp_path / "other.onnx") is None
+
+
+def test_windowed_decoding_equals_whole_decoding(piper: PiperSynthesizer) -> None:
+    """The decoder windows joined give the same samples as one decoder run: same length, no clicks."""
+    model = piper.load(JOE)
+    assert model.streaming and model.hop == 256
+    latent = model.acoustic.run(None, model._inputs("Please wait here, your host is on the way.", speed=1.0))[0]
+    whole = model.decoder.run(None, {model.latent: latent})[0].reshape(-1)
+    joined = np.concatenate(
+        [
+            model.decoder.run(None, {model.latent: latent[:, :, lo:hi]})[0].reshape(-1)[
+                (start - lo) * 256 : (end - lo) * 256
+            ]
+            for start, end, lo, hi in decoder_windows(latent.shape[2], first=16, most=32)
+        ]
+    )
+    assert len(joined) == len(whole) == latent.shape[2] * 256
+    assert np.abs(joined - whole).max() < 1e-4  # 3 LSB of int16 would be 1e-4
+    # and the engine's own stream (int16) is that audio too
+    parts = list(model.stream("Please wait here, your host is on the way.", speed=1.0))
+    assert len(parts) > 1 and all(len(p) % 256 == 0 for p in parts)
+
+
+async def test_first_audio_comes_before_the_piece_is_decoded(piper: PiperSynthesizer) -> None:
+    """A one-piece sentence: the first chunk comes after the first decoder window, not the whole piece."""
+    text = "Your visitor badge is ready at the desk."
+    assert split_clauses(text) == [text]
+    started = time.perf_counter()
+    times, pcm = [], b""
+    async for chunk in piper.synthesize(text, voice=JOE):
+        times.append(time.perf_counter() - started)
+        pcm += chunk.pcm
+    assert len(times) > 3
+    first_window_s = 16 * 256 / 22_050
+    assert times[0] < 0.6 * times[-1]
+    assert len(pcm) / 2 / 22_050 > 5 * first_window_s  # the first chunk was a small part of the audio
+
+
 async def test_piper_speaks_with_envelope(piper: PiperSynthesizer) -> None:
     pcm, chunks = await speak(piper, "Hello, and welcome to the front desk.")
     assert all(c.sample_rate_hz == 22_050 for c in chunks)
@@ -52,7 +131,9 @@ async def test_piper_speaks_with_envelope(piper: PiperSynthesizer) -> None:
 @pytest.mark.slow
 async def test_speed_changes_duration(piper: PiperSynthesizer) -> None:
     normal, _ = await speak(piper, "Please take a seat, someone will be with you shortly.")
-    fast, _ = await speak(piper, "Please take a seat, someone will be with you shortly.", Voice("joe", "piper", speed=1.5))
+    fast, _ = await speak(
+        piper, "Please take a seat, someone will be with you shortly.", Voice("joe", "piper", speed=1.5)
+    )
     assert len(fast) < 0.8 * len(normal)
 
 

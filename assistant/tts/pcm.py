@@ -129,3 +129,32 @@ async def iterate_in_thread(
                 break
     finally:
         stop.set()
+
+
+class FrameAligner:
+    """Re-cuts a stream of int16 pieces into AudioChunks that hold whole envelope frames.
+
+    A synthesizer that makes a sentence's audio in pieces of any length (clauses, decoder chunks)
+    feeds them here: every chunk except the sentence's last starts and ends on the 20 ms frame grid
+    of the whole sentence, so the envelope values are the same however the audio was cut, and one
+    follower carries the smoothing across pieces.
+    """
+
+    def __init__(self, sample_rate_hz: int, *, chunk_ms: int = CHUNK_MS) -> None:
+        self.sample_rate_hz = sample_rate_hz
+        self.chunk_ms = chunk_ms
+        self.follower = EnvelopeFollower()
+        self._frame = frame_samples(sample_rate_hz)
+        self._held = np.zeros(0, dtype=np.int16)
+
+    def feed(self, pcm: np.ndarray) -> list[AudioChunk]:
+        """Chunks for all whole frames received so far; a partial frame waits for the next piece."""
+        pcm = np.concatenate([self._held, np.asarray(pcm, dtype=np.int16).reshape(-1)])
+        whole = len(pcm) // self._frame * self._frame
+        self._held = pcm[whole:]
+        return list(chunks_from_pcm(pcm[:whole], self.sample_rate_hz, follower=self.follower, chunk_ms=self.chunk_ms))
+
+    def flush(self) -> list[AudioChunk]:
+        """The last partial frame, if any (end of the sentence)."""
+        held, self._held = self._held, np.zeros(0, dtype=np.int16)
+        return list(chunks_from_pcm(held, self.sample_rate_hz, follower=self.follower, chunk_ms=self.chunk_ms))
