@@ -4,6 +4,7 @@ base's routing, and scale.
     .venv/bin/python bench/retrieval.py                    # everything -> bench/results/retrieval.json
     .venv/bin/python bench/retrieval.py --only banking77   # one part (others kept from the last run)
     .venv/bin/python bench/retrieval.py --only sample      # faithfulness questions, retrieval + routing only
+    .venv/bin/python bench/retrieval.py --only banking77-ablation   # which signals rank BANKING77 best (dev/test)
     .venv/bin/python bench/retrieval.py --only scale --sizes 1000 10000 100000
 
 BANKING77 (../shared/data/banking77, CC BY 4.0): one FAQ entry per intent, its question written
@@ -267,6 +268,113 @@ def run_banking() -> dict[str, Any]:
         }
         print(f"banking77 {label}: {json.dumps(out[label])}", file=sys.stderr)
     out["targets"] = {"alternates_5_recall_at_1": 0.80, "alternates_all_recall_at_1": 0.92}
+    return out
+
+
+def _fit_fusion(xs: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> np.ndarray:
+    """Non-negative weights of a conditional logit over each query's entries; ``xs`` is (queries,
+    entries, signals), ``y`` the right entry of each query."""
+    from scipy.optimize import minimize
+
+    rows = np.arange(len(y))
+
+    def loss_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = xs @ w
+        z -= z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        target = np.zeros_like(z)
+        target[rows, y] = 1.0
+        grad = np.einsum("qes,qe->s", xs, np.exp(log_p) - target) / len(y) + l2 * w
+        return float(-log_p[rows, y].mean() + 0.5 * l2 * w @ w), grad
+
+    bounds = [(0.0, None)] * xs.shape[2]
+    return np.asarray(minimize(loss_grad, np.ones(xs.shape[2]), jac=True, method="L-BFGS-B", bounds=bounds).x)
+
+
+def run_banking_ablation(dev_size: int = 1500) -> dict[str, Any]:
+    """Which scoring of an FAQ entry ranks BANKING77 (5 alternates) best: each signal alone, the
+    shipped fusion, and fusions refitted on a *dev* split (training queries that are not alternates;
+    test.csv is only ever evaluated). Signals per entry: the best phrasing cosine (``max``), the mean
+    of the two best (``top2``), the mean over all phrasings (``mean``), the centre of the phrasings
+    (``proto``), the same centre after whitening the knowledge base's phrasing vectors
+    (``proto_whitened``), BM25 (``lexical``) and the build-time classifier (``classifier``)."""
+    from assistant.kb import calibration as cal
+
+    rows = banking_rows(5)
+    used = {a for r in rows for a in r["alternates"]}
+    held = [(q, c) for q, c in _banking("train.csv") if q not in used]
+    random.Random(3).shuffle(held)
+    splits = {"dev": held[:dev_size], "test": _banking("test.csv")}
+    out: dict[str, Any] = {"dev_queries": dev_size, "test_queries": len(splits["test"])}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "kb").mkdir()
+        _write_jsonl(tmp / "kb" / "banking77.jsonl", rows)
+        settings = _settings(tmp)
+        build_index(settings, [tmp / "kb"], progress=False)
+        kb = open_retriever(settings).kb
+        ids = [r.id for r in kb.records]
+        keys = kb._vectors
+        owner = kb._key_record
+        n = len(ids)
+        proto = np.stack([keys[owner == r].mean(axis=0) for r in range(n)])
+        proto /= np.linalg.norm(proto, axis=1, keepdims=True)
+        centre = keys.mean(axis=0)
+        _, sv, vt = np.linalg.svd(keys - centre, full_matrices=False)
+        whiten = vt.T / np.sqrt(sv**2 / len(keys) + 0.05)
+
+        def unit(v: np.ndarray) -> np.ndarray:
+            return np.asarray(v / np.linalg.norm(v, axis=-1, keepdims=True))
+
+        keys_w = unit((keys - centre) @ whiten)
+        proto_w = unit(np.stack([keys_w[owner == r].mean(axis=0) for r in range(n)]))
+        signals: dict[str, dict[str, np.ndarray]] = {}
+        truth: dict[str, np.ndarray] = {}
+        shipped: dict[str, float] = {}
+        for split, queries in splits.items():
+            texts = [q for q, _ in queries]
+            truth[split] = np.array([ids.index(c) for _, c in queries])
+            q = kb.embedder.embed(texts)
+            sim = q @ keys.T
+            per = [np.sort(sim[:, owner == r], axis=1) for r in range(n)]
+            lexical = np.stack([kb._lexical.normalized_scores(t) for t in texts])
+            assert kb._classifier is not None
+            probs = np.stack([kb._classifier.probabilities(v, t) for v, t in zip(q, texts, strict=True)])
+            signals[split] = {
+                "max": np.stack([p[:, -1] for p in per], axis=1),
+                "top2": np.stack([p[:, -2:].mean(axis=1) for p in per], axis=1),
+                "mean": np.stack([p.mean(axis=1) for p in per], axis=1),
+                "proto": q @ proto.T,
+                "proto_whitened": unit((q - centre) @ whiten) @ proto_w.T,
+                "lexical": np.stack([lexical[:, owner == r].max(axis=1) for r in range(n)], axis=1),
+                "classifier": cal.classifier_signal(probs),
+            }
+            hits = 0
+            for text, vec, right in zip(texts, q, truth[split], strict=True):
+                rec, x = kb.features(text, vec)
+                hits += bool(int(rec[int(np.argmax(kb.calibration.scores(x)))]) == right)
+            shipped[split] = round(hits / len(texts), 4)
+
+    def recall(score: np.ndarray, split: str) -> float:
+        return round(float((score.argmax(axis=1) == truth[split]).mean()), 4)
+
+    table: dict[str, Any] = {"shipped fusion (assistant search)": shipped}
+    for name in signals["dev"]:
+        table[f"{name} alone"] = {split: recall(signals[split][name], split) for split in splits}
+    fusions = {
+        "classifier+max+proto+lexical": ["classifier", "max", "proto", "lexical"],
+        "classifier+max+proto+lexical+top2+mean": ["classifier", "max", "proto", "lexical", "top2", "mean"],
+        "classifier+max+proto_whitened+lexical": ["classifier", "max", "proto_whitened", "lexical"],
+        "all signals": list(signals["dev"]),
+    }
+    for label, names in fusions.items():
+        w = _fit_fusion(np.stack([signals["dev"][k] for k in names], axis=2), truth["dev"])
+        row: dict[str, Any] = {s: recall(np.stack([signals[s][k] for k in names], axis=2) @ w, s) for s in splits}
+        row["weights_fitted_on_dev"] = dict(zip(names, np.round(w, 3).tolist(), strict=True))
+        table[f"refit on dev: {label}"] = row
+    out["recall_at_1"] = table
+    for label, row in table.items():
+        print(f"banking77 ablation {label}: {row}", file=sys.stderr)
     return out
 
 
@@ -799,7 +907,7 @@ def _save(path: Path, results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["banking77", "debian", "scale", "sample", "calibration", "refit"], action="append")
+    parser.add_argument("--only", choices=["banking77", "banking77-ablation", "debian", "scale", "sample", "calibration", "refit"], action="append")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -814,6 +922,8 @@ def main(argv: list[str] | None = None) -> int:
             results["debian_faq"] = run_debian()
         elif part == "sample":
             results["sample_kb"] = run_sample()
+        elif part == "banking77-ablation":
+            results["banking77_ablation"] = run_banking_ablation()
         elif part == "calibration":
             results["calibration"] = run_calibration()
         elif part == "refit":
