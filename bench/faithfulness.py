@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import json
 import platform
 import re
@@ -46,6 +47,13 @@ from assistant.stages import Message, Passage  # noqa: E402
 
 QUESTIONS = ROOT / "bench" / "faithfulness.jsonl"
 OUT = ROOT / "bench" / "results" / "faithfulness.json"
+SETS = {
+    "dev": (QUESTIONS, OUT),
+    "holdout": (
+        ROOT / "bench" / "faithfulness_holdout.jsonl",
+        ROOT / "bench" / "results" / "faithfulness-holdout.json",
+    ),
+}
 MODELS = ["qwen2.5-0.5b", "qwen2.5-1.5b"]
 
 ZH_CHARS_PER_S = 4.5
@@ -128,6 +136,74 @@ def score(item: dict[str, Any], answer: str) -> dict[str, Any]:
     return out
 
 
+def passage_content(passage: Passage) -> str:
+    """What the model (or the faq route) gets to read from one passage."""
+    return " ".join(t for t in (passage.title, passage.section, passage.text, passage.answer or "") if t)
+
+
+def fact_present(content: str, alternatives: list[str]) -> bool:
+    """A fact is in a passage when one of its spellings is, or, for a numeric fact, its number is
+    (an English question may be answered from a Chinese passage: "4 hours" from "4小时")."""
+    if has_fact(content, alternatives):
+        return True
+    numbers = re.findall(r"\d+(?:[.:]\d+)?", normalise(alternatives[0]))
+    text = normalise(content)
+    return bool(numbers) and all(re.search(rf"(?<![\d.:]){re.escape(n)}(?![\d]|[.:]\d)", text) for n in numbers)
+
+
+def _overlap(question: str, content: str) -> int:
+    """Shared Han bigrams plus shared English words of four letters or more: how much a record is
+    about what the question asks (to choose among the records that merely contain the number)."""
+    q, c = normalise(question), normalise(content)
+    han_q = re.findall(r"[\u3400-\u9fff]", q)
+    shared = sum(1 for a, b in itertools.pairwise(han_q) if a + b in c)
+    return shared + len(set(re.findall(r"[a-z]{4,}", q)) & set(re.findall(r"[a-z]{4,}", c)))
+
+
+def expected_sources(item: dict[str, Any], records: list[Any]) -> list[str]:
+    """The knowledge-base entries that hold the answer: for each fact, of the records (FAQ entries and
+    document chunks) that contain it (a spelling in the question's language first, else its number in
+    any), the ones closest to the question. "50" is in the badge entry and the per-diem entry; the
+    question about a new badge shares words only with the first."""
+    if not item.get("answerable", True):
+        return []
+    language = detect_language(item["question"])
+    out: list[str] = []
+    for facts in item["facts"]:
+        holding = [r for r in records if r.language == language and has_fact(passage_content(r), facts)]
+        holding = holding or [r for r in records if fact_present(passage_content(r), facts)]
+        if not holding:
+            continue
+        overlap = {r.id: _overlap(item["question"], passage_content(r)) for r in holding}
+        best = max(overlap.values())
+        out.extend(r.id for r in holding if overlap[r.id] == best and r.id not in out)
+    return out
+
+
+def classify_miss(item: dict[str, Any], row: dict[str, Any], shown: list[Passage]) -> str | None:
+    """Why an answer failed, judged from what the answer was built on (``shown``: the passages the
+    route used), or ``None`` when it did not fail.
+
+    - ``retrieval``: the right passages never reached the answer: the fallback line, a wrong FAQ
+      entry answered verbatim, or passages given to the model that do not hold every fact; for an
+      unanswerable question, an FAQ entry answered verbatim (nothing could decline it).
+    - ``generation``: every fact was in front of the model and the answer lacks one (declined, too
+      terse, wrong), or an unanswerable question reached the model and it answered anyway.
+    A ``generation`` miss may still be a ``scoring`` one (the answer right, spelled in a way the
+    fact list does not accept): that needs a reader, so the report lists the answer next to it.
+    """
+    if not item.get("answerable", True):
+        if row["declined"]:
+            return None
+        return "generation" if row["route"] == "generated" else "retrieval"
+    if row["facts_ok"]:
+        return None
+    if row["route"] != "generated":
+        return "retrieval"
+    content = " ".join(passage_content(p) for p in shown)
+    return "generation" if all(fact_present(content, facts) for facts in item["facts"]) else "retrieval"
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
@@ -160,6 +236,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "decline_rate": share([r for r in subset if not r["answerable"]], "declined"),
         }
     summary["routes"] = routes
+    summary["misses"] = {
+        cls: sorted(r["id"] for r in rows if r.get("miss") == cls) for cls in ("retrieval", "generation")
+    }
     # Latency of the LLM route only (FAQ and fallback answers are instant); on a shared, loaded CPU
     # these say more about the machine than about the model.
     generated = [r.get("timings_ms") or {} for r in rows if r.get("route") == "generated"]
@@ -173,10 +252,30 @@ def _git_commit() -> str:
     import subprocess
 
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
         return out.stdout.strip()
     except OSError:
         return ""
+
+
+def _uncommitted() -> list[str]:
+    """Files that differ from the commit measured (others work in the same tree): the figures belong
+    to the commit plus these."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return [line[3:] for line in out.stdout.splitlines() if line.strip()]
+    except OSError:
+        return []
 
 
 def _mean(values: list[int]) -> float | None:
@@ -208,56 +307,90 @@ def history_of(item: dict[str, Any]) -> list[Message]:
     return [Message(role, content) for role, content in item.get("history", [])]
 
 
-async def run_turns(settings: Settings, retriever: Any, llm: Any, items: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+def _brief(passages: list[Passage]) -> list[dict[str, Any]]:
+    return [{"id": p.id, "score": round(p.score, 3), "kind": p.kind} for p in passages]
+
+
+async def _row(
+    item: dict[str, Any],
+    retriever: Any,
+    settings: Settings,
+    *,
+    route: str | None,
+    answer: str,
+    shown: list[Passage],
+    records: list[Any],
+) -> dict[str, Any]:
+    """One scored answer, with what retrieval returned (for sorting misses into retrieval and
+    generation ones, and for the knowledge-base owner to see the scores)."""
+    from assistant.kb.query import sub_questions
+
+    query = prompts.rewrite_query(item["question"], history_of(item))
+    retrieved = await retriever.search(query, k=settings.kb.top_k)
+    parts = {q: _brief(await retriever.search(q, k=3)) for q in sub_questions(query)}
+    row: dict[str, Any] = {
+        "id": item["id"],
+        "question": item["question"],
+        "answerable": item["answerable"],
+        "route": route,
+        "answer": answer,
+        "sources": [p.id for p in shown],
+        "shown": _brief(shown),
+        "query": query,
+        "retrieved": _brief(retrieved),
+        "parts": parts,
+        "expected_sources": expected_sources(item, records),
+        **score(item, answer),
+    }
+    row["miss"] = classify_miss(item, row, shown)
+    return row
+
+
+def _print(label: str, n: int, total: int, row: dict[str, Any]) -> None:
+    mark = "ok" if row["miss"] is None else f"-- {row['miss']}"
+    print(f"[{label} {n}/{total}] {mark} {row['route']}: {row['question']} -> {row['answer'][:90]!r}", file=sys.stderr)
+
+
+async def run_turns(
+    settings: Settings, retriever: Any, llm: Any, items: list[dict[str, Any]], label: str
+) -> list[dict[str, Any]]:
     from assistant.turn import Engines, Turn
 
     engines = Engines(retriever=retriever, llm=llm)
+    records = retriever.kb.records
     rows = []
     for n, item in enumerate(items, start=1):
         turn = Turn(n, engines=engines, settings=settings, history=history_of(item))
         result = await turn.run(item["question"])
         answer = result.answer if result.error is None else f"[error {result.error.code}] {result.error.message}"
-        row = {
-            "id": item["id"],
-            "question": item["question"],
-            "answerable": item["answerable"],
-            "route": result.route,
-            "answer": answer,
-            "sources": [p.id for p in result.sources],
-            "timings_ms": result.timings_ms,
-            **score(item, answer),
-        }
+        row = await _row(
+            item, retriever, settings, route=result.route, answer=answer, shown=result.sources, records=records
+        )
+        row["timings_ms"] = result.timings_ms
         rows.append(row)
-        mark = "ok" if row.get("facts_ok", row["declined"] if not item["answerable"] else False) else "--"
-        print(f"[{label} {n}/{len(items)}] {mark} {result.route}: {item['question']} -> {answer[:90]!r}", file=sys.stderr)
+        _print(label, n, len(items), row)
     return rows
 
 
 async def run_faq_only(settings: Settings, retriever: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """No LLM: the best FAQ answer when it clears the relevance threshold, else the fallback line."""
     rows = []
-    for item in items:
+    for n, item in enumerate(items, start=1):
         language = detect_language(item["question"])
         query = prompts.rewrite_query(item["question"], history_of(item))
         passages: list[Passage] = await retriever.search(query, k=settings.kb.top_k)
         faq = [p for p in passages if p.kind == "faq" and p.answer]
         best = max(faq, key=lambda p: p.score) if faq else None
         if best is not None and best.score >= settings.answer.relevance_threshold:
-            route, answer, sources = "faq", best.answer or "", [best.id]
+            route, answer, shown = "faq", best.answer or "", [best]
         else:
-            route, answer, sources = "fallback", prompts.fallback_line(language), []
-        rows.append(
-            {
-                "id": item["id"],
-                "question": item["question"],
-                "answerable": item["answerable"],
-                "route": route,
-                "answer": answer,
-                "sources": sources,
-                "timings_ms": {},
-                **score(item, answer),
-            }
+            route, answer, shown = "fallback", prompts.fallback_line(language), []
+        row = await _row(
+            item, retriever, settings, route=route, answer=answer, shown=shown, records=retriever.kb.records
         )
+        row["timings_ms"] = {}
+        rows.append(row)
+        _print("faq", n, len(items), row)
     return rows
 
 
@@ -265,12 +398,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from assistant.kb import build_index, open_retriever
     from assistant.registry import language_model
 
-    settings = load(args.config) if args.config else load(ROOT / "assistant.toml") if (ROOT / "assistant.toml").exists() else Settings(root=ROOT)
+    settings = (
+        load(args.config)
+        if args.config
+        else load(ROOT / "assistant.toml")
+        if (ROOT / "assistant.toml").exists()
+        else Settings(root=ROOT)
+    )
     settings.kb.index_dir = str(args.index)
+    if args.temperature is not None:
+        settings.llm.temperature = args.temperature
     if args.relevance_threshold is not None:
         # Explore how the LLM behaves when it sees weaker passages (more questions reach it).
         settings.answer.relevance_threshold = args.relevance_threshold
     items = read_questions(args.questions)
+    if args.split is not None:
+        # --split K/N: the K-th of N interleaved parts (a subset that still mixes zh, en and the
+        # unanswerable questions, which the file groups together)
+        k, n = args.split
+        items = items[k - 1 :: n]
     if args.ids:
         items = [i for i in items if i["id"] in set(args.ids)]
     if args.limit:
@@ -288,7 +434,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if system == "faq":
             rows = await run_faq_only(settings, retriever, items)
         else:
-            s = dataclasses.replace(settings, llm=dataclasses.replace(settings.llm, engine="llamacpp", model=system, model_path=""))
+            s = dataclasses.replace(
+                settings, llm=dataclasses.replace(settings.llm, engine="llamacpp", model=system, model_path="")
+            )
             llm = language_model(s)
             try:
                 rows = await run_turns(s, retriever, llm, items, system)
@@ -310,13 +458,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(["bench/faithfulness.py", *sys.argv[1:]]),
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
-        "questions_file": str(args.questions.relative_to(ROOT)) if args.questions.is_relative_to(ROOT) else str(args.questions),
+        "uncommitted": _uncommitted(),
+        "questions_file": str(args.questions.relative_to(ROOT))
+        if args.questions.is_relative_to(ROOT)
+        else str(args.questions),
         "settings": {
             "faq_threshold": settings.answer.faq_threshold,
             "relevance_threshold": settings.answer.relevance_threshold,
             "max_passages": settings.answer.max_passages,
             "max_tokens": settings.answer.max_tokens,
             "temperature": settings.llm.temperature,
+            "prompt_chars_zh": len(prompts.PROMPTS["zh"].system),
+            "prompt_chars_en": len(prompts.PROMPTS["en"].system),
             "embedder": settings.kb.embedder,
         },
         "targets_1_5b": {"fact_accuracy": 0.90, "decline_rate": 0.90, "language_match": 0.98},
@@ -336,26 +489,62 @@ def rescore(path: Path, questions: Path) -> int:
                 row.pop("missing_facts", None)
                 row.pop("facts_ok", None)
                 row.update(score(items[row["id"]], row["answer"]))
-        kept = {k: v for k, v in result["systems"][key].items() if k in ("relevance_threshold", "seconds", "git_commit")}
+                ok = row["facts_ok"] if row["answerable"] else row["declined"]
+                # The passages' text is not stored, so a miss keeps the class the run gave it.
+                row["miss"] = None if ok else row.get("miss") or "unclassified"
+        kept = {
+            k: v for k, v in result["systems"][key].items() if k in ("relevance_threshold", "seconds", "git_commit")
+        }
         result["systems"][key] = {**summarise(rows), **kept}
     path.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
-    print(json.dumps({k: {m: v for m, v in s.items() if m != "routes"} for k, s in result["systems"].items()}, ensure_ascii=False, indent=1))
+    print(
+        json.dumps(
+            {k: {m: v for m, v in s.items() if m != "routes"} for k, s in result["systems"].items()},
+            ensure_ascii=False,
+            indent=1,
+        )
+    )
     return 0
+
+
+def _split(value: str) -> tuple[int, int]:
+    k, _, n = value.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError("expected K/N with 1 <= K <= N, e.g. 1/3")
+    return int(k), int(n)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--systems", nargs="+", default=["faq", *MODELS], help="faq and/or model pack names")
-    parser.add_argument("--questions", type=Path, default=QUESTIONS)
-    parser.add_argument("--index", type=Path, default=ROOT / "cache" / "bench-index", help="index folder (built from kb/)")
+    parser.add_argument("--systems", nargs="+", help="faq and/or model pack names (default: faq and every model)")
+    parser.add_argument(
+        "--model", action="append", choices=MODELS, help="measure this model (repeatable; adds to --systems)"
+    )
+    parser.add_argument(
+        "--set", choices=sorted(SETS), default="dev",
+        help="dev: the questions the prompts were tuned on; holdout: questions never looked at while tuning",
+    )  # fmt: skip
+    parser.add_argument("--questions", type=Path, help="a question file (overrides --set)")
+    parser.add_argument("--split", type=_split, metavar="K/N", help="only every N-th question, starting at the K-th")
+    parser.add_argument("--temperature", type=float, help="override [llm] temperature (0: repeatable answers)")
+    parser.add_argument(
+        "--index", type=Path, default=ROOT / "cache" / "bench-index", help="index folder (built from kb/)"
+    )
     parser.add_argument("--config", help="assistant.toml to take thresholds from (default: the repository's)")
     parser.add_argument("--relevance-threshold", type=float, help="override [answer] relevance_threshold")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--ids", nargs="*", help="only these question ids")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--out", type=Path, help="default: bench/results/faithfulness.json (dev), faithfulness-holdout.json"
+    )
     parser.add_argument("--merge", action="store_true", help="add to the systems already in --out")
-    parser.add_argument("--rescore", action="store_true", help="recompute every metric from the answers in --out; run nothing")
+    parser.add_argument(
+        "--rescore", action="store_true", help="recompute every metric from the answers in --out; run nothing"
+    )
     args = parser.parse_args(argv)
+    args.systems = [*(args.systems or ([] if args.model else ["faq", *MODELS])), *(args.model or [])]
+    args.questions = args.questions or SETS[args.set][0]
+    args.out = args.out or SETS[args.set][1]
     if args.rescore:
         return rescore(args.out, args.questions)
     result = asyncio.run(main_async(args))
@@ -369,7 +558,13 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     tmp.replace(args.out)
-    print(json.dumps({name: {k: v for k, v in s.items() if k != "routes"} for name, s in result["systems"].items()}, ensure_ascii=False, indent=1))
+    print(
+        json.dumps(
+            {name: {k: v for k, v in s.items() if k != "routes"} for name, s in result["systems"].items()},
+            ensure_ascii=False,
+            indent=1,
+        )
+    )
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
