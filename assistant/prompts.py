@@ -6,6 +6,16 @@ when the passages do not hold the answer (one fixed sentence per language, which
 benchmark and the tests can recognise), to answer in the question's language, and to stay short and
 plain enough to be spoken: two or three sentences, no markdown, no lists, no links to read out.
 
+The shape was measured with ``bench/faithfulness.py`` on Qwen2.5 0.5B, the default model (tuned on the dev
+questions; ``--set holdout`` holds questions written before the tuning). The system message is short and
+the same on every turn (llama.cpp reuses a cached prefix; everything that varies comes last). Passages
+are numbered most relevant first, an FAQ entry as its question with its answer on the next line. The
+answer language is repeated after the question: an English question over a Chinese passage was otherwise
+answered in Chinese. The English prompt carries one worked example (about a library the knowledge base
+does not have): without it the 0.5B model declined English questions whose FAQ answer it had in front
+of it ("How much does it cost to replace a lost badge?"). The same kind of example made the Chinese
+answers worse, so the Chinese prompt has none.
+
 Query rewriting for follow-ups ("and for interns?", "那实习生呢？") is deterministic: an elliptical
 question is joined to the previous question before retrieval. An LLM rewrite was considered and not
 used: on the embedded CPU models it adds a whole generation (0.3-1 s) before retrieval can even
@@ -37,20 +47,17 @@ class PromptSet:
     """The exact sentence the model is told to say when the passages do not contain the answer."""
     fallback: str
     """What the assistant says, without the LLM, when retrieval found nothing relevant."""
+    reminder: str
+    """The answer language, said again after the question: the small models otherwise answer an English
+    question from a Chinese passage in Chinese ("2000元")."""
 
 
 PROMPTS: dict[str, PromptSet] = {
     "zh": PromptSet(
         system=(
-            "你是公司前台的语音助手，回答访客和员工的问题。\n"
-            "规则：\n"
-            "1. 用户消息里有编号的资料。资料里有相关内容时，就用资料里的事实直接回答，数字、时间、地点和名称"
-            "要和资料完全一致；不要使用资料以外的知识，不要编造。\n"
-            "2. 只有资料里确实没有问题的答案时，才只回答这一句：“{decline}”\n"
-            "3. 用中文回答。\n"
-            "4. 回答要简短，一到三句话，口语化，适合直接朗读；不要用列表、标题、星号或表格，不要说“根据资料”。\n"
-            "注意：资料说的是另一件事时（例如问题问产假，资料只讲年假），算没有答案。资料能回答问题时"
-            "（包括答案是“不可以”），就直接回答。"
+            "你是公司前台的语音助手。根据用户给的资料回答问题，数字、时间、地点和名称照资料原样说，"
+            "不要添加资料里没有的内容。资料里没有答案时，只说：“{decline}”否则就用中文直接回答，一到三句，"
+            "口语化，不用列表。"
         ),
         passage_header="资料：",
         question_label="问题：",
@@ -59,29 +66,25 @@ PROMPTS: dict[str, PromptSet] = {
         no_passages="（没有找到相关资料）",
         decline="抱歉，我的资料里没有这个问题的答案，请咨询前台工作人员。",
         fallback="抱歉，这个问题我暂时回答不了，请咨询前台工作人员。",
+        reminder="请用中文回答。",
     ),
     "en": PromptSet(
         system=(
-            "You are the voice assistant at a company's front desk, answering visitors and employees.\n"
-            "Rules:\n"
-            "1. The user's message contains numbered passages. When they contain relevant facts, answer directly "
-            "with those facts, keeping numbers, times, places and names exactly as written. Use no other "
-            "knowledge and never invent anything.\n"
-            '2. Only if the passages really do not contain the answer, reply with exactly this sentence: "{decline}"\n'
-            "3. Answer in English, even when the passages are in another language.\n"
-            "4. Keep it short and spoken: one to three plain sentences. No lists, headings, asterisks or tables, "
-            'and do not say "according to the passages".\n'
-            "Note: passages about something else (say the question asks about maternity leave and the passages "
-            "only cover annual leave) do not contain the answer. When the passages do answer the question, even "
-            'if the answer is "no", answer it.'
+            "You are the voice assistant at a company's front desk. Answer the question from the passages the user "
+            "gives you. Keep numbers, times, places and names exactly as written and add nothing that is not in "
+            'them. If no passage answers the question, say only: "{decline}" Otherwise answer it directly in '
+            "English, in one to three short spoken sentences, with no lists.\n"
+            'Example: passage "[1] Q: When is the library open?\nA: The library is open 9:00 to 17:00 on weekdays." '
+            'Question "When does the library close?" Answer "The library closes at 17:00 on weekdays."'
         ),
         passage_header="Passages:",
-        question_label="Question:",
-        faq_question="Q:",
-        faq_answer="A:",
+        question_label="Question: ",
+        faq_question="Q: ",
+        faq_answer="A: ",
         no_passages="(no relevant passages were found)",
         decline="Sorry, my documents don't cover that. Please ask the front desk staff.",
         fallback="Sorry, I don't know the answer to that. Please ask the front desk staff.",
+        reminder="Answer in English.",
     ),
 }
 
@@ -92,9 +95,10 @@ def prompt_set(language: str) -> PromptSet:
 
 
 def format_passage(number: int, passage: Passage, p: PromptSet) -> str:
-    """One numbered passage: an FAQ entry as its question and answer, a document chunk with its title."""
+    """One numbered passage: an FAQ entry as its question and, on the next line, its answer; a document
+    chunk on one line after its title and section."""
     if passage.kind == "faq" and passage.answer:
-        return f"[{number}] {p.faq_question}{passage.text.strip()} {p.faq_answer}{passage.answer.strip()}"
+        return f"[{number}] {p.faq_question}{passage.text.strip()}\n{p.faq_answer}{passage.answer.strip()}"
     heading = " - ".join(h for h in (passage.title.strip(), passage.section.strip()) if h)
     body = " ".join(passage.text.split())
     return f"[{number}] {heading}: {body}" if heading else f"[{number}] {body}"
@@ -102,17 +106,19 @@ def format_passage(number: int, passage: Passage, p: PromptSet) -> str:
 
 def build_messages(question: str, passages: list[Passage], history: list[Message], *, language: str) -> list[Message]:
     """The chat for one generated answer: system rules, the earlier turns, then the numbered
-    passages with the question.
+    passages (most relevant first) with the question.
 
     ``language`` is the question's language (``zh`` / ``en``; anything else is detected from the
-    question). The passages go only into the last user message: earlier turns stay as they were
-    spoken, so the model resolves "and for interns?" from the history while grounding on the new
-    passages.
+    question). The system message is the same for every turn in a language, so llama.cpp reuses its
+    cached prefill; everything that varies comes after it. The passages go only into the last user
+    message: earlier turns stay as they were spoken, so the model resolves "and for interns?" from the
+    history while grounding on the new passages.
     """
     lang = language if language in PROMPTS else detect_language(question)
     p = prompt_set(lang)
-    lines = [format_passage(i, passage, p) for i, passage in enumerate(passages, start=1)] or [p.no_passages]
-    user = f"{p.passage_header}\n" + "\n".join(lines) + f"\n\n{p.question_label}{question.strip()}"
+    ranked = sorted(passages, key=lambda passage: -passage.score)  # stable: ties keep retrieval's order
+    blocks = [format_passage(i, passage, p) for i, passage in enumerate(ranked, start=1)] or [p.no_passages]
+    user = f"{p.passage_header}\n" + "\n\n".join(blocks) + f"\n\n{p.question_label}{question.strip()}\n{p.reminder}"
     messages = [Message("system", p.system.format(decline=p.decline))]
     messages.extend(m for m in history if m.role in ("user", "assistant") and m.content.strip())
     messages.append(Message("user", user))

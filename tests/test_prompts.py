@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from assistant import prompts
@@ -38,14 +40,14 @@ def test_chinese_prompt_numbers_passages_and_ends_with_the_question() -> None:
     messages = prompts.build_messages("住酒店每晚能报多少钱？", [FAQ_ZH, DOC_ZH], history, language="zh")
     assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
     system, last = messages[0].content, messages[-1].content
-    assert "不要使用资料以外的知识" in system and "不要编造" in system
+    assert "根据用户给的资料回答问题" in system and "不要添加资料里没有的内容" in system
     assert prompts.decline_line("zh") in system  # the exact sentence to say when the passages lack the answer
-    assert "一到三句话" in system and "用中文回答" in system
-    lines = last.splitlines()
-    assert lines[0] == "资料："
-    assert lines[1] == "[1] 问：出差住酒店的标准是多少 答：北京、上海每晚不超过600元，其他城市不超过450元。"
-    assert lines[2] == "[2] 员工手册 - 假期: 实习生每月有 1 天带薪假， 不累计到下个月。"  # one line per passage
-    assert lines[-1] == "问题：住酒店每晚能报多少钱？"
+    assert "一到三句" in system and "用中文直接回答" in system
+    assert last.split("\n\n") == [
+        "资料：\n[1] 问：出差住酒店的标准是多少\n答：北京、上海每晚不超过600元，其他城市不超过450元。",
+        "[2] 员工手册 - 假期: 实习生每月有 1 天带薪假， 不累计到下个月。",  # a chunk is one line
+        "问题：住酒店每晚能报多少钱？\n请用中文回答。",
+    ]
     assert messages[1:3] == history
 
 
@@ -53,13 +55,38 @@ def test_english_prompt_asks_for_english_even_from_chinese_passages() -> None:
     messages = prompts.build_messages("  What's the hotel cap?  ", [FAQ_ZH, FAQ_EN], [], language="en")
     assert [m.role for m in messages] == ["system", "user"]
     system, last = messages[0].content, messages[-1].content
-    assert "Use no other knowledge" in system
-    assert "Answer in English" in system
+    assert "from the passages" in system and "add nothing that is not in them" in system
+    assert "in English" in system
     assert "one to three" in system
     assert prompts.decline_line("en") in system
-    assert last.startswith("Passages:\n[1] Q:出差住酒店的标准是多少 A:")
-    assert "\n[2] Q:What is the guest Wi-Fi password? A:The guest network is HB-Guest" in last
-    assert last.endswith("Question:What's the hotel cap?")
+    # one worked example: without it Qwen 0.5B declined English questions whose FAQ answer it had in front of it
+    assert 'Example: passage "[1] Q: When is the library open?' in system
+    assert last.startswith("Passages:\n[1] Q: 出差住酒店的标准是多少\nA: 北京")
+    assert "\n\n[2] Q: What is the guest Wi-Fi password?\nA: The guest network is HB-Guest" in last
+    # the answer language is said again last: with a Chinese passage, the small models answered in Chinese
+    assert last.endswith("Question: What's the hotel cap?\nAnswer in English.")
+
+
+def test_passages_are_numbered_most_relevant_first() -> None:
+    low, high = dataclasses.replace(FAQ_EN, score=0.5), dataclasses.replace(DOC_ZH, score=0.9)
+    last = prompts.build_messages("q?", [low, high], [], language="en")[-1].content
+    assert last.index("[1] 员工手册") < last.index("[2] Q: What is the guest")
+    tie = dataclasses.replace(FAQ_ZH, score=0.5)
+    last = prompts.build_messages("q?", [low, tie], [], language="en")[-1].content
+    assert last.index("[1] Q: What is the guest") < last.index("[2] Q: 出差")  # a tie keeps retrieval's order
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_the_system_prompt_is_one_stable_short_prefix(language: str) -> None:
+    # llama.cpp reuses the prefill of an unchanged prefix: nothing that varies may be in the system message.
+    first = prompts.build_messages("问题一？", [FAQ_ZH], [], language=language)
+    later = prompts.build_messages("Another one?", [FAQ_EN, DOC_ZH], [Message("user", "hi")], language=language)
+    assert first[0] == later[0]
+    assert first[0].content == prompts.PROMPTS[language].system.format(decline=prompts.decline_line(language))
+    assert "{" not in first[0].content
+    # a short system prompt is also a faster first token on the embedded CPU models (the first session's
+    # were 287 and 934 characters; the English one now includes its one worked example)
+    assert len(first[0].content) < (150 if language == "zh" else 650)
 
 
 def test_unknown_language_is_detected_from_the_question() -> None:
@@ -70,7 +97,12 @@ def test_unknown_language_is_detected_from_the_question() -> None:
 
 
 def test_history_drops_empty_and_system_messages() -> None:
-    history = [Message("system", "old rules"), Message("user", " "), Message("user", "hi"), Message("assistant", "hello")]
+    history = [
+        Message("system", "old rules"),
+        Message("user", " "),
+        Message("user", "hi"),
+        Message("assistant", "hello"),
+    ]
     messages = prompts.build_messages("q?", [FAQ_EN], history, language="en")
     assert [m.content for m in messages[1:-1]] == ["hi", "hello"]
 
@@ -125,7 +157,9 @@ def test_a_chain_of_follow_ups_anchors_on_the_last_standalone_question() -> None
 
 @pytest.mark.parametrize("language, marker", [("zh", "没有找到相关资料"), ("en", "no relevant passages")])
 def test_no_passages_is_said_not_left_blank(language: str, marker: str) -> None:
-    messages = prompts.build_messages("年终奖发几个月？" if language == "zh" else "How big is the bonus?", [], [], language=language)
+    messages = prompts.build_messages(
+        "年终奖发几个月？" if language == "zh" else "How big is the bonus?", [], [], language=language
+    )
     assert marker in messages[-1].content
 
 
