@@ -16,10 +16,27 @@ answered verbatim and the rest by the model; a per-route breakdown shows each ro
 ``faq``: no LLM at all, the stored answer of the best FAQ match when it clears the relevance
 threshold, else the fallback line (what retrieval alone achieves).
 
-    .venv/bin/python bench/faithfulness.py                       # all systems
-    .venv/bin/python bench/faithfulness.py --systems faq qwen2.5-0.5b --limit 10
+Every miss is classed (``miss`` per answer, ``misses`` per system) by what the answer was built on:
+``retrieval`` (the fallback line, a wrong FAQ entry answered verbatim, or passages given to the model
+that lack a fact) or ``generation`` (every fact was in the passages the model saw, and its answer lacks
+one; or an unanswerable question reached the model and it answered). A ``generation`` miss can still be
+a scoring one (right answer, spelled in a way the fact list does not accept): read those answers.
+Each answer also records what retrieval returned with scores and ``expected_sources`` (the entries
+that hold the facts), for whoever works on retrieval.
 
-Writes ``bench/results/faithfulness.json`` (metrics per system and every answer, for inspection).
+Two question sets: ``dev`` (``bench/faithfulness.jsonl``, 78 questions; the prompts in
+``assistant/prompts.py`` were tuned on its questions that reach the model) and ``holdout``
+(``bench/faithfulness_holdout.jsonl``, 30 questions written before that tuning and not looked at
+while tuning). Report both. Answers are sampled at the configured temperature (0.2), so a model's
+figure moves by a question or two between runs; ``--temperature 0`` repeats them.
+
+    flock /tmp/bench.lock .venv/bin/python bench/faithfulness.py --set dev       # faq + both models
+    flock /tmp/bench.lock .venv/bin/python bench/faithfulness.py --set holdout
+    .venv/bin/python bench/faithfulness.py --model qwen2.5-0.5b --split 1/4      # a quarter, while iterating
+    .venv/bin/python bench/faithfulness.py --model qwen2.5-1.5b --ids en-badge-fee zh-overtime-leave
+
+Writes ``bench/results/faithfulness.json`` (dev) or ``bench/results/faithfulness-holdout.json``
+(metrics per system and every answer, for inspection); ``--merge`` adds systems to an existing file.
 """
 
 from __future__ import annotations
@@ -81,7 +98,7 @@ _URLISH = re.compile(r"(https?://\S+|\b[\w.-]+@[\w.-]+\.\w+|\b[\w-]+(\.[\w-]+)+\
 def normalise(text: str) -> str:
     """NFKC (full-width digits and colons become ASCII), lower case, no thousands separators."""
     text = unicodedata.normalize("NFKC", text).lower()
-    return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    return re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)  # not \b: "2,000元" has no word boundary
 
 
 def has_fact(answer: str, alternatives: list[str]) -> bool:
