@@ -173,3 +173,53 @@ def test_entry_classifier_is_trained_on_alternates(tmp_path: Path) -> None:
     probs = model.probabilities(emb.embed(["when will my card arrive"])[0], "when will my card arrive")
     assert probs.argmax() == 1 and probs.sum() == pytest.approx(1.0, abs=1e-5)
     assert retriever.search_sync("my money back", k=1)[0].id == "refund"
+
+
+def test_entry_classifier_learns_from_answers(tmp_path: Path) -> None:
+    """An FAQ entry's answer is one of its classifier's examples: a detail question worded like the
+    answer, not like any phrasing, still finds the entry (trained on the phrasings alone, the
+    classifier puts it on "annual")."""
+    from assistant.kb.classifier import EntryClassifier
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    rows = [
+        {"id": "sick", "question": "sick leave", "answer": "five days fully paid illness allowance", "alternates": ["call in sick", "I am ill"]},
+        {"id": "annual", "question": "annual leave", "answer": "ten vacation days after one year", "alternates": ["holiday request", "time off"]},
+        {"id": "pin", "question": "change pin", "answer": "reset it at any cash machine", "alternates": ["new pin code", "forgot pin"]},
+    ]
+    (kb / "faq.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    assert sum(c in {r["answer"] for r in rows} for c in emb.calls) == 3
+    retriever = open_retriever(s, embedder=emb)
+    model = EntryClassifier.load(retriever.kb.generation / "classifier.npz")
+    question = "how many days of fully paid illness allowance"
+    probs = model.probabilities(emb.embed([question])[0], question)
+    assert probs.argmax() == 0  # "sick": only its answer says "fully paid illness allowance"
+
+
+@pytest.mark.slow
+def test_a_rebuild_reuses_answer_vectors(tmp_path: Path) -> None:
+    """Answer vectors are kept with the index: an unchanged rebuild embeds nothing and a changed
+    table re-embeds only its own texts. (Three builds, each training the classifier: ~5 s.)"""
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    rows = [
+        {"id": "sick", "question": "sick leave", "answer": "five days fully paid", "alternates": ["call in sick", "I am ill"]},
+        {"id": "annual", "question": "annual leave", "answer": "ten vacation days", "alternates": ["holiday request", "time off"]},
+        {"id": "pin", "question": "change pin", "answer": "at any cash machine", "alternates": ["new pin code", "forgot pin"]},
+    ]
+    (kb / "faq.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    (kb / "more.jsonl").write_text(json.dumps({"id": "wifi", "question": "wifi", "answer": "network HB-Guest"}), encoding="utf-8")
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    assert "five days fully paid" in emb.calls and "network HB-Guest" in emb.calls
+    emb.calls.clear()
+    build_index(s, [kb], progress=False, embedder=emb)
+    assert emb.calls == []
+    (kb / "more.jsonl").write_text(json.dumps({"id": "wifi", "question": "wifi", "answer": "network HB-Visitor"}), encoding="utf-8")
+    build_index(s, [kb], progress=False, embedder=emb)
+    assert sorted(emb.calls) == ["network HB-Visitor", "wifi"]

@@ -247,12 +247,12 @@ def logit(p: float) -> float:
 FITTED: dict[str, Calibration] = {
     "use-multilingual-v3": Calibration(
         bias=0.0,
-        weights=(4.737288, 4.004320, 0.000000, 7.165220, -3.607443, 3.607443, 2.076854, 2.838190),
-        source="fitted 2026-11-27 by bench/retrieval.py --only calibration (BANKING77 train, sample kb folds, "
-        "cross-lingual, documents, combined and off-topic questions)",
-        scale=0.712790,
-        lead_weight=1.017666,
-        offset=-6.608607,
+        weights=(4.503541, 3.551781, 0.000000, 7.418644, -3.613854, 3.613854, 2.193576, 2.922063),
+        source="fitted 2026-11-28 by bench/retrieval.py --only calibration (BANKING77 train, sample kb folds, "
+        "cross-lingual, documents, combined and off-topic questions; classifier trained on phrasings and answers)",
+        scale=0.784413,
+        lead_weight=0.970656,
+        offset=-6.939585,
     ),
 }
 

@@ -4,6 +4,7 @@ Nearest-phrasing search treats every dimension of the embedding alike; a linear 
 on an entry's question and alternates learns which directions separate *this* knowledge base's
 entries (on BANKING77 with 5 alternates per intent: recall@1 0.67 nearest phrasing, 0.70 nearest
 centre, 0.77 classifier). Its probability for an entry is one more feature for the calibration.
+The index build also gives it each entry's answer as one more example (``index._train_classifier``).
 
 Trained only where it can help and stays cheap: at least ``MIN_ENTRIES`` entries, at most
 ``MAX_ENTRIES`` (the weights are dimensions x entries), and at least a third of the entries with
