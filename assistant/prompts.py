@@ -12,9 +12,11 @@ the same on every turn (llama.cpp reuses a cached prefix; everything that varies
 are numbered most relevant first, an FAQ entry as its question with its answer on the next line. The
 answer language is repeated after the question: an English question over a Chinese passage was otherwise
 answered in Chinese. The English prompt carries one worked example (about a library the knowledge base
-does not have): without it the 0.5B model declined English questions whose FAQ answer it had in front
-of it ("How much does it cost to replace a lost badge?"). The same kind of example made the Chinese
-answers worse, so the Chinese prompt has none.
+does not have) whose FAQ question differs from the one asked: without it the 0.5B model declined
+English questions whose FAQ answer it had in front of it ("How much does it cost to replace a lost
+badge?" over "I lost my employee badge. What should I do?"). The same kind of example made the Chinese
+answers worse, so the Chinese prompt has none. The maternity-leave hint in the decline rule stays: without
+it the 1.5B model answered "12 weeks" from a passage about annual leave.
 
 Query rewriting for follow-ups ("and for interns?", "那实习生呢？") is deterministic: an elliptical
 question is joined to the previous question before retrieval. An LLM rewrite was considered and not
@@ -56,7 +58,7 @@ PROMPTS: dict[str, PromptSet] = {
     "zh": PromptSet(
         system=(
             "你是公司前台的语音助手。根据用户给的资料回答问题，数字、时间、地点和名称照资料原样说，"
-            "不要添加资料里没有的内容。资料里没有答案时，只说：“{decline}”否则就用中文直接回答，一到三句，"
+            "不要添加资料里没有的内容。资料里没有答案时（比如问产假，资料只讲年假），只说：“{decline}”否则就用中文直接回答，一到三句，"
             "口语化，不用列表。"
         ),
         passage_header="资料：",
@@ -72,10 +74,11 @@ PROMPTS: dict[str, PromptSet] = {
         system=(
             "You are the voice assistant at a company's front desk. Answer the question from the passages the user "
             "gives you. Keep numbers, times, places and names exactly as written and add nothing that is not in "
-            'them. If no passage answers the question, say only: "{decline}" Otherwise answer it directly in '
+            "them. If no passage answers the question (say it asks about maternity leave and they only cover annual "
+            'leave), say only: "{decline}" Otherwise answer it directly in '
             "English, in one to three short spoken sentences, with no lists.\n"
-            'Example: passage "[1] Q: When is the library open?\nA: The library is open 9:00 to 17:00 on weekdays." '
-            'Question "When does the library close?" Answer "The library closes at 17:00 on weekdays."'
+            'Example: passage "[1] Q: Is there a library?\nA: Yes, on the 2nd floor, open 9:00 to 17:00 on weekdays." '
+            'Question "What time does the library close?" Answer "The library closes at 17:00 on weekdays."'
         ),
         passage_header="Passages:",
         question_label="Question: ",

@@ -60,7 +60,7 @@ def test_english_prompt_asks_for_english_even_from_chinese_passages() -> None:
     assert "one to three" in system
     assert prompts.decline_line("en") in system
     # one worked example: without it Qwen 0.5B declined English questions whose FAQ answer it had in front of it
-    assert 'Example: passage "[1] Q: When is the library open?' in system
+    assert 'Example: passage "[1] Q: Is there a library?' in system
     assert last.startswith("Passages:\n[1] Q: 出差住酒店的标准是多少\nA: 北京")
     assert "\n\n[2] Q: What is the guest Wi-Fi password?\nA: The guest network is HB-Guest" in last
     # the answer language is said again last: with a Chinese passage, the small models answered in Chinese
@@ -86,7 +86,7 @@ def test_the_system_prompt_is_one_stable_short_prefix(language: str) -> None:
     assert "{" not in first[0].content
     # a short system prompt is also a faster first token on the embedded CPU models (the first session's
     # were 287 and 934 characters; the English one now includes its one worked example)
-    assert len(first[0].content) < (150 if language == "zh" else 650)
+    assert len(first[0].content) < (150 if language == "zh" else 700)
 
 
 def test_unknown_language_is_detected_from_the_question() -> None:
