@@ -1,7 +1,7 @@
 """Voice-to-voice latency of the daemon: end of speech -> first audio frame, over a real WebSocket.
 
     flock /tmp/bench.lock .venv/bin/python bench/latency.py [--config assistant.toml] [--port 8799]
-        [--variants before,pause,after] [--repeat N] [--only faq,generated] [--skip-load] [--skip-sequential]
+        [--variants before,after] [--repeat N] [--only faq,generated] [--skip-load] [--skip-sequential]
         [--url ws://...]
 
 What it does, all on loopback, every loop bounded:
@@ -305,8 +305,11 @@ async def voice_turn(url: str, question: dict[str, Any]) -> dict[str, Any]:
             delay = t0 + sent / SAMPLE_RATE_HZ - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+        timed_out = False
         try:
-            await asyncio.wait_for(done.wait(), 60)
+            await asyncio.wait_for(done.wait(), 120)
+        except TimeoutError:
+            timed_out = True  # the reply did not finish: reported, the run goes on
         finally:
             receiver.cancel()
     trace = next((e for e in events if e["type"] == "trace"), None)
@@ -322,7 +325,7 @@ async def voice_turn(url: str, question: dict[str, Any]) -> dict[str, Any]:
         # when the daemon decided the question was over (negative: it cut the visitor off)
         speech_end_ms=round((speech_end[0] - eos_wall) * 1000, 1) if speech_end else None,
         trace={k: v for k, v in (trace or {}).items() if k.endswith("_ms") and k != "t_ms"},
-        errors=[e["code"] for e in errors],
+        errors=[e["code"] for e in errors] + (["bench-timeout"] if timed_out else []),
     )
     return result
 
@@ -601,8 +604,9 @@ async def main() -> int:
     parser.add_argument("--url", help="use a daemon already running at this ws:// URL (its /healthz on the same port)")
     parser.add_argument(
         "--variants",
-        default=",".join(VARIANTS),
-        help="daemon variants to compare, alternating question by question (default: before,pause,after); "
+        default="before,after",
+        help="daemon variants to compare, alternating question by question (default: before,after; "
+        "also: pause); "
         "the last one also runs the concurrency and idle-connection checks",
     )
     parser.add_argument("--repeat", type=int, default=1, help="ask each question this many times per variant")
@@ -682,6 +686,8 @@ async def main() -> int:
             "asr_language": settings.asr.language,
         },
         "variants": {name: VARIANTS.get(name, {}) for name in names},
+        # overrides every daemon (and the sequential baseline) got from the environment
+        "environment_overrides": {k: v for k, v in os.environ.items() if k.startswith("ASSISTANT__")},
         "questions": [
             {
                 "kind": q["kind"],

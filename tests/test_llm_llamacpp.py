@@ -161,9 +161,12 @@ class TestPrefill:
         assert await model.prefill(question) is True
         prefilled = prompt_tokens(model) - before
         assert prefilled > 100  # the passages and the question were processed ahead
+        counted = dict(model.prompt_tokens)
         reply = "".join(await collect(model.stream(question, max_tokens=8)))
         # only the generation prompt's few tokens are new; the prefilled prompt came from the cache
         assert prompt_tokens(model) - before - prefilled <= 8
+        assert model.prompt_tokens["new"] - counted["new"] <= 8
+        assert model.prompt_tokens["cached"] - counted["cached"] >= prefilled
         assert reply.strip()
 
     async def test_a_prefill_of_a_partial_question_still_saves_the_passages(self, model: LlamaCppModel) -> None:

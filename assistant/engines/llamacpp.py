@@ -101,6 +101,8 @@ class LlamaCppModel:
             raise GenerateError("llm-load", f"llama.cpp could not load {model_file}: {err}") from err
         self._worker = ModelWorker("llamacpp", wrap=lambda err: GenerateError("llm-failed", f"llama.cpp failed: {err}"))
         self._prefill: _Prefill | None = None
+        self.prompt_tokens = {"new": 0, "cached": 0}
+        """Prompt tokens of real replies (not prefills) processed vs. reused from the KV cache."""
         log.info("llama.cpp loaded %s (context %d tokens, %d threads)", model_file, context_tokens, threads)
 
     @classmethod
@@ -131,6 +133,8 @@ class LlamaCppModel:
                     # raising here would cross llama.cpp's C++ frames: hand the error over instead
                     put(GenerateError("llm-failed", f"llama.cpp: {chunk['error']}"))
                     return True
+                if isinstance(chunk, dict) and "timings" in chunk:
+                    self._count(chunk["timings"])
                 return stop.is_set()
 
             self._server.handle_chat_completions(request, on_chunk)
@@ -169,6 +173,16 @@ class LlamaCppModel:
             if self._prefill is state:
                 self._prefill = None
         return state.done
+
+    def _count(self, timings: dict[str, Any]) -> None:
+        """Prompt tokens a reply had to process vs. those reused from the KV cache (what a prefill
+        saves): totals in ``prompt_tokens``, one log line per reply."""
+        new, cached = int(timings.get("prompt_n", 0)), int(timings.get("cache_n", 0))
+        self.prompt_tokens["new"] += new
+        self.prompt_tokens["cached"] += cached
+        log.info(
+            "reply prompt: %d tokens new (%.0f ms), %d reused from the cache", new, timings.get("prompt_ms", 0), cached
+        )
 
     def _yield_to(self, key: str) -> None:
         """A real request arrived: stop the speculative prefill unless this request reuses it."""
