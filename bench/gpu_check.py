@@ -15,6 +15,15 @@ builds the real models' layouts with random weights directly on the GPU (bf16 / 
 prefill, decoding, the Whisper encoder and XTTS's streamed chunks: what the real weights will cost
 on that card, measured before anyone downloads 20 GB.
 
+On a CUDA image that has torch but not this project's packages (no network there), carry wheels
+for Python 3.12 and put them first on the path: coqui-tts 0.28.0 with coqpit-config, coqui-tts-trainer,
+anyascii, inflect, typeguard, more-itertools, ko-speech-tools, librosa, audioread, soxr, pooch,
+decorator, monotonic-alignment-search, num2words, docopt, pysbd, pypinyin; openai-whisper 20250625;
+transformers 5.23.0; soundfile (``pip download --no-deps --only-binary=:all: --python-version 3.12
+--platform manylinux_2_28_x86_64 ...``; docopt and openai-whisper are sdists: ``pip wheel --no-deps``),
+then ``pip install --no-deps --target /tmp/site *.whl`` and ``PYTHONPATH=/tmp/site:$PWD``. Without
+torchcodec/FFmpeg there, XTTS's clip loader falls back to soundfile (reported as ``clip_loader``).
+
 Exits 2 with a clear message when CUDA is not available (and --device is cuda). Writes
 ``bench/results/gpu_check.json``.
 """
