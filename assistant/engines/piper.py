@@ -190,7 +190,12 @@ class _Model:
         language = self.piper.config.get("espeak", {}).get("voice", "en-us")
         # Piper voices are trained on espeak-ng phonemes WITH stress marks and punctuation; piper-onnx's
         # own phonemize() call drops both (flat prosody), so phonemize here and pass phonemes in.
-        self.backend = EspeakBackend(language, preserve_punctuation=True, with_stress=True)
+        # With punctuation kept, phonemizer warns "words count mismatch" on most sentences (it only
+        # matters for per-word alignment, which is not used here): one warning per FAQ answer would
+        # flood the daemon's log at start, so its logger only reports errors.
+        quiet = logging.getLogger("assistant.engines.piper.phonemizer")
+        quiet.setLevel(logging.ERROR)
+        self.backend = EspeakBackend(language, preserve_punctuation=True, with_stress=True, logger=quiet)
         inference = self.piper.config["inference"]
         self.length_scale = float(inference.get("length_scale", 1.0))
         self.noise_scale = float(inference.get("noise_scale", 0.667))
