@@ -263,7 +263,9 @@ def _check(where: str, tp: Any, value: Any) -> Any:
     return value
 
 
-def _build_section(name: str, cls: type, table: Any, source: str) -> Any:
+def _build_section(name: str, cls: type, table: Any, source: str, from_env: frozenset[str] = frozenset()) -> Any:
+    """One section's dataclass; a bad value is reported where it came from (the file, or the
+    ``ASSISTANT__SECTION__KEY`` variable for keys in ``from_env``)."""
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [{name}] must be a table, found {_describe(table)}")
     hints = typing.get_type_hints(cls)
@@ -273,7 +275,8 @@ def _build_section(name: str, cls: type, table: Any, source: str) -> Any:
         if key not in known:
             close = ", ".join(sorted(known))
             raise ConfigError(f"{source}: unknown key '{key}' in [{name}]; the keys of [{name}] are: {close}")
-        kwargs[key] = _check(f"{source}: [{name}] {key}", hints[key], value)
+        where = f"environment variable {ENV_PREFIX}{name.upper()}__{key.upper()} ([{name}] {key})"
+        kwargs[key] = _check(where if key in from_env else f"{source}: [{name}] {key}", hints[key], value)
     return cls(**kwargs)
 
 
@@ -314,7 +317,8 @@ def load(path: str | Path | None = None, *, environ: typing.Mapping[str, str] | 
         raise ConfigError(f"config file {cfg_path} does not exist")
     else:
         root = Path.cwd()
-    for section, values in _env_overrides(environ).items():
+    overrides = _env_overrides(environ)
+    for section, values in overrides.items():
         data.setdefault(section, {})
         if isinstance(data[section], dict):
             data[section].update(values)
@@ -326,7 +330,8 @@ def load(path: str | Path | None = None, *, environ: typing.Mapping[str, str] | 
             raise ConfigError(
                 f"{cfg_path}: unknown section [{name}]; the sections are: {', '.join(sorted(sections))}"
             )
-        kwargs[name] = _build_section(name, hints[name], table, str(cfg_path))
+        from_env = frozenset(overrides.get(name, {}))
+        kwargs[name] = _build_section(name, hints[name], table, str(cfg_path), from_env)
     settings = Settings(**kwargs, root=root)
     _validate(settings, str(cfg_path))
     return settings

@@ -70,8 +70,11 @@ def test_environment_overrides(tmp_path: Path) -> None:
     s = load(p, environ={"ASSISTANT__SERVER__PORT": "9100", "ASSISTANT__LLM__MODEL": "qwen2.5-1.5b"})
     assert s.server.port == 9100
     assert s.llm.model == "qwen2.5-1.5b"
-    with pytest.raises(ConfigError, match=r"\[server\] port"):
+    with pytest.raises(ConfigError, match=r"\[server\] port") as bad:
         load(p, environ={"ASSISTANT__SERVER__PORT": "many"})
+    # The message names where the bad value came from: the variable, not the file.
+    assert "environment variable ASSISTANT__SERVER__PORT" in str(bad.value)
+    assert str(p) not in str(bad.value)
 
 
 def test_cli_reports_a_bad_file_in_one_paragraph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
