@@ -80,6 +80,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+async def speak_once(engine: Synthesizer, text: str, voice: Voice) -> tuple[float, float, float]:
+    """One sentence: (seconds to the first chunk, seconds in all, seconds of audio)."""
+    started = time.perf_counter()
+    first = None
+    duration_ms = 0.0
+    async for chunk in engine.synthesize(text, voice=voice):
+        if first is None:
+            first = time.perf_counter() - started
+        duration_ms += chunk.duration_ms
+    return first or 0.0, time.perf_counter() - started, duration_ms / 1000
+
+
 async def measure(
     engine: Synthesizer, voice: Voice, sentences: list[str], rounds: int, language: str
 ) -> dict[str, Any]:
@@ -92,16 +104,10 @@ async def measure(
     cpu_started = time.process_time()
     for _ in range(rounds):
         for text in texts:
-            started = time.perf_counter()
-            first = None
-            duration_ms = 0.0
-            async for chunk in engine.synthesize(text, voice=voice):
-                if first is None:
-                    first = time.perf_counter() - started
-                duration_ms += chunk.duration_ms
-            synth_s += time.perf_counter() - started
-            audio_s += duration_ms / 1000
-            firsts.append((first or 0.0) * 1000)
+            first, wall, audio = await speak_once(engine, text, voice)
+            synth_s += wall
+            audio_s += audio
+            firsts.append(first * 1000)
     cpu_s = time.process_time() - cpu_started
     return {
         "sentences": len(texts),
@@ -134,17 +140,12 @@ async def measure_interleaved(
         for text in texts:
             loads.append(os.getloadavg()[0])
             for name, engine in engines.items():
-                started, cpu_started = time.perf_counter(), time.process_time()
-                first = None
-                duration_ms = 0.0
-                async for chunk in engine.synthesize(text, voice=voice):
-                    if first is None:
-                        first = time.perf_counter() - started
-                    duration_ms += chunk.duration_ms
-                synth_s[name] += time.perf_counter() - started
+                cpu_started = time.process_time()
+                first, wall, audio = await speak_once(engine, text, voice)
+                synth_s[name] += wall
                 cpu_s[name] += time.process_time() - cpu_started
-                audio_s[name] += duration_ms / 1000
-                firsts[name].append((first or 0.0) * 1000)
+                audio_s[name] += audio
+                firsts[name].append(first * 1000)
     out = {}
     for name in engines:
         out[name] = {
