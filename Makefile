@@ -8,7 +8,8 @@ SITE    = $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths(
 
 # Debian packages: what the daemon needs at run time, and what the tests add (a PulseAudio null sink,
 # a real browser, real speech and documents to test and benchmark on).
-DEBIAN_RUN  := libportaudio2 libsndfile1 ffmpeg espeak-ng sox
+# cmake and g++ build llama.cpp for this CPU (scripts/build-llamacpp; without them the portable wheel stays).
+DEBIAN_RUN  := libportaudio2 libsndfile1 ffmpeg espeak-ng sox cmake g++
 DEBIAN_TEST := pulseaudio pulseaudio-utils libasound2-plugins chromium fonts-wqy-microhei pocketsphinx-testdata \
                debian-faq debian-faq-zh-cn debian-reference-en debian-reference-zh-cn
 
@@ -51,7 +52,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	rm -f $(SITE)/torchaudio/lib/*.so
 	touch $(VENV)/.installed-run $@
 
-setup: system $(VENV)/.installed-run
+# llama.cpp compiled for this machine's CPU (AVX-512 where there is one), once per CPU; PyPI's wheel is
+# portable (AVX2 at most) and slower here. LLAMACPP_NATIVE=0 keeps the portable wheel. Never fatal.
+$(VENV)/.installed-llm: $(VENV)/.installed-run scripts/build-llamacpp
+	@scripts/build-llamacpp $(VENV)
+	touch $@
+
+setup: system $(VENV)/.installed-run $(VENV)/.installed-llm
 
 setup-dev: system-test $(VENV)/.installed-dev
 
