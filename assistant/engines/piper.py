@@ -18,6 +18,12 @@ Latency: a sentence's first audio must not wait for the whole sentence's synthes
   ~190 ms of audio) and double, so the first audio comes after a small fraction of the work and each
   later window is done long before the audio before it has played.
 
+Real-time factor: the decoder is ~75% of the CPU time. With the optional ``openvino`` package it
+runs on OpenVINO, in bfloat16 where the CPU has bf16 instructions (``piper_decoders``: about half
+the decoder's CPU time, 1.5x less for the whole voice in bench/tts.py; the audio within 40 dB SNR of
+float32); without it, on ONNX Runtime in float32, as before (one warning in the log). A voice picks with ``[options] decoder`` (``auto``,
+``openvino``, ``onnxruntime``) and ``precision`` (``auto``, ``f32``).
+
 ``streaming=False`` keeps the previous way (one ``piper-onnx`` ``create()`` per piece), which
 ``bench/tts.py`` measures beside the new one.
 """
@@ -37,6 +43,16 @@ from typing import Any
 import numpy as np
 
 from assistant.config import Settings
+from assistant.engines.piper_decoders import (
+    BACKENDS,
+    PRECISIONS,
+    Decoder,
+    OnnxRuntimeDecoder,
+    OpenVinoDecoder,
+    openvino_installed,
+    openvino_precision,
+    resolve_backend,
+)
 from assistant.stages import AudioChunk, ModelMissingError, SynthesizeError, Voice
 from assistant.tts.pcm import FrameAligner, float_to_int16, iterate_in_thread
 from assistant.tts.voices import file_sha256
@@ -77,6 +93,12 @@ def _version(name: str) -> str:
         return "?"
 
 
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise SynthesizeError("tts-voice-invalid", f"Piper {what} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
 def split_clauses(text: str, *, phrase_cut: bool = True) -> list[str]:
     """Pieces to synthesize one by one: whole when short, else clauses of at least a few words.
 
@@ -107,7 +129,11 @@ def split_clauses(text: str, *, phrase_cut: bool = True) -> list[str]:
 
 
 def decoder_windows(
-    frames: int, *, first: int = FIRST_WINDOW_FRAMES, most: int = MAX_WINDOW_FRAMES, pad: int = PAD_FRAMES
+    frames: int,
+    *,
+    first: int = FIRST_WINDOW_FRAMES,
+    most: int = MAX_WINDOW_FRAMES,
+    pad: int = PAD_FRAMES,
 ) -> list[tuple[int, int, int, int]]:
     """How to decode ``frames`` latent frames in pieces: ``(start, end, window_start, window_end)``.
 
@@ -157,7 +183,16 @@ def split_vits(model_path: Path) -> tuple[bytes, bytes, str] | None:
 class _Model:
     """One loaded Piper model: ONNX session(s), config and a phonemizer, used under a lock."""
 
-    def __init__(self, model_path: Path, config_path: Path, *, threads: int, streaming: bool = True) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        config_path: Path,
+        *,
+        threads: int,
+        streaming: bool = True,
+        decoder: str = "onnxruntime",
+        precision: str = "auto",
+    ) -> None:
         import espeakng_loader
         import onnxruntime as ort
         from phonemizer.backend import EspeakBackend
@@ -173,13 +208,23 @@ class _Model:
         providers = ["CPUExecutionProvider"]
         parts = split_vits(model_path) if streaming else None
         self.acoustic: Any = None
-        self.decoder: Any = None
+        self.decoder: Decoder | None = None
         self.latent = ""
         self.hop = 0
         if parts is not None:
-            acoustic, decoder, self.latent = parts
+            acoustic, decoder_graph, self.latent = parts
             self.acoustic = ort.InferenceSession(acoustic, sess_options=options, providers=providers)
-            self.decoder = ort.InferenceSession(decoder, sess_options=options, providers=providers)
+            self.decoder = self._decoder(decoder_graph, decoder, precision, threads=threads, options=options)
+            # the window sizes every sentence uses (the first piece's, then a later piece's first)
+            self.decoder.prepare(
+                sorted(
+                    {
+                        hi - lo
+                        for first in (FIRST_WINDOW_FRAMES, MAX_WINDOW_FRAMES)
+                        for *_, lo, hi in decoder_windows(4 * MAX_WINDOW_FRAMES, first=first)[:-1]
+                    }
+                )
+            )
             session = self.acoustic  # piper-onnx reads only the config and input names from it
         else:
             session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
@@ -204,12 +249,29 @@ class _Model:
         if self.decoder is not None:
             # Samples per latent frame, from the graph itself (256 for every Piper voice so far).
             latent = self.acoustic.run(None, self._inputs("Hello.", speed=1.0))[0]
-            samples = self.decoder.run(None, {self.latent: latent})[0].size
+            samples = self.decoder(latent).size
             if samples % latent.shape[2]:
                 raise SynthesizeError("tts-load-failed", f"{model_path}: decoder output is not whole frames")
             self.hop = samples // latent.shape[2]
         # The first inference allocates ONNX Runtime's buffers (tens of ms): pay it here, at load.
         self.synthesize("Hello.", speed=1.0)
+
+    @staticmethod
+    def _decoder(graph: bytes, backend: str, precision: str, *, threads: int, options: Any) -> Decoder:
+        """``auto``: OpenVINO (installed, the caller checked), else ONNX Runtime if OpenVINO cannot compile it."""
+        if backend == "openvino":
+            try:
+                return OpenVinoDecoder(graph, threads=threads, precision=precision)
+            except ImportError as err:
+                raise SynthesizeError(
+                    "tts-load-failed", f"decoder = 'openvino' needs the openvino package ({err}): pip install openvino"
+                ) from err
+        if backend == "auto":
+            try:
+                return OpenVinoDecoder(graph, threads=threads, precision=precision)
+            except Exception as err:
+                log.warning("OpenVINO cannot run this Piper decoder (%s): ONNX Runtime decodes it", err)
+        return OnnxRuntimeDecoder(graph, options=options)
 
     @property
     def streaming(self) -> bool:
@@ -241,9 +303,18 @@ class _Model:
             yield self.synthesize(text, speed=speed)
             return
         latent = self.acoustic.run(None, self._inputs(text, speed=speed))[0]
+        for samples in self.decode_windows(latent, first_window_frames=first_window_frames):
+            yield float_to_int16(samples)
+
+    def decode_windows(
+        self, latent: np.ndarray, *, first_window_frames: int = FIRST_WINDOW_FRAMES
+    ) -> Iterator[np.ndarray]:
+        """Latent frames (1, channels, frames) -> their audio (float32) in parts, window by window."""
+        if self.decoder is None:
+            raise SynthesizeError("tts-failed", "this Piper model is not split: it decodes whole pieces only")
         for start, end, lo, hi in decoder_windows(latent.shape[2], first=first_window_frames):
-            samples = self.decoder.run(None, {self.latent: latent[:, :, lo:hi]})[0].reshape(-1)
-            yield float_to_int16(samples[(start - lo) * self.hop : (end - lo) * self.hop])
+            samples = self.decoder(latent[:, :, lo:hi]).reshape(-1)
+            yield samples[(start - lo) * self.hop : (end - lo) * self.hop]
 
     def synthesize(self, text: str, *, speed: float) -> np.ndarray:
         """One piece's audio (int16), whole."""
@@ -257,14 +328,27 @@ class _Model:
 class PiperSynthesizer:
     """Satisfies ``Synthesizer``. One model per model file, loaded on first use and shared."""
 
-    def __init__(self, *, threads: int = 2, verify: bool = True, streaming: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int = 2,
+        verify: bool = True,
+        streaming: bool = True,
+        decoder: str = "auto",
+        precision: str = "auto",
+    ) -> None:
         self.threads = threads
         self.verify = verify
         self.streaming = streaming
         """Decode each piece in windows and cut a long first clause at a phrase (early first audio);
         False: the previous way (whole pieces, first clause cut only before a conjunction)."""
-        self._models: dict[tuple[str, str], _Model] = {}
+        self.decoder = _choice(decoder, BACKENDS, "decoder")
+        """The decoder's runtime for voices that do not name one (``[options] decoder``): auto, openvino, onnxruntime."""
+        self.precision = _choice(precision, PRECISIONS, "precision")
+        """OpenVINO's precision for voices that do not name one: auto (bf16 where the CPU has it) or f32."""
+        self._models: dict[tuple[str, str, str, str], _Model] = {}
         self._load_lock = threading.Lock()
+        self._fallback_logged = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PiperSynthesizer:
@@ -272,7 +356,26 @@ class PiperSynthesizer:
 
     @property
     def version(self) -> str:
-        return f"piper-onnx {_version('piper-onnx')}; onnxruntime {_version('onnxruntime')}"
+        """Libraries and the default decoder: part of the FAQ cache key (bf16 audio is not f32 audio)."""
+        base = f"piper-onnx {_version('piper-onnx')}; onnxruntime {_version('onnxruntime')}"
+        if self.streaming and resolve_backend(self.decoder) == "openvino":
+            return f"{base}; decoder openvino {_version('openvino')} {openvino_precision(self.precision)}"
+        return base
+
+    def _backend(self, voice: Voice | None) -> tuple[str, str]:
+        """(decoder runtime, precision) for a voice: its ``[options]``, else this engine's defaults."""
+        options = voice.options if voice else {}
+        decoder = _choice(str(options.get("decoder", self.decoder)), BACKENDS, "[options] decoder")
+        precision = _choice(str(options.get("precision", self.precision)), PRECISIONS, "[options] precision")
+        if decoder == "auto" and not openvino_installed():
+            if not self._fallback_logged:
+                self._fallback_logged = True
+                log.warning(
+                    "openvino is not installed: Piper decodes on ONNX Runtime in float32 "
+                    "(about 1.5x the CPU time; pip install openvino)"
+                )
+            return "onnxruntime", precision
+        return decoder, precision
 
     @staticmethod
     def model_files(voice: Voice | None = None) -> tuple[Path, Path, str | None]:
@@ -292,8 +395,9 @@ class PiperSynthesizer:
 
     def load(self, voice: Voice | None = None) -> _Model:
         model_path, config_path, sha = self.model_files(voice)
-        key = (str(model_path), str(config_path))
         with self._load_lock:
+            decoder, precision = self._backend(voice)
+            key = (str(model_path), str(config_path), decoder, precision)
             if key not in self._models:
                 for path in (model_path, config_path):
                     if not path.is_file():
@@ -306,10 +410,24 @@ class PiperSynthesizer:
                             f"{model_path}: sha256 {actual} differs from the official {sha}; reinstall the voice pack",
                         )
                 try:
-                    self._models[key] = _Model(model_path, config_path, threads=self.threads, streaming=self.streaming)
+                    model = _Model(
+                        model_path,
+                        config_path,
+                        threads=self.threads,
+                        streaming=self.streaming,
+                        decoder=decoder,
+                        precision=precision,
+                    )
+                except SynthesizeError:
+                    raise
                 except Exception as err:
                     raise SynthesizeError("tts-load-failed", f"cannot load Piper model {model_path}: {err}") from err
-                log.info("loaded Piper model %s", model_path.name)
+                self._models[key] = model
+                log.info(
+                    "loaded Piper model %s (decoder: %s)",
+                    model_path.name,
+                    model.decoder.name if model.decoder else "whole graph, onnxruntime",
+                )
             return self._models[key]
 
     async def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:
