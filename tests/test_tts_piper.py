@@ -234,6 +234,23 @@ async def test_falls_back_to_onnxruntime_without_openvino(
     assert err.value.code == "tts-load-failed" and "pip install openvino" in str(err.value)
 
 
+def test_auto_falls_back_when_openvino_cannot_compile(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """openvino installed but unable to run the graph (another exporter, an old CPU): ONNX Runtime, one warning."""
+    import assistant.engines.piper as piper_module
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("unsupported operation")
+
+    monkeypatch.setattr(piper_module, "openvino_installed", lambda: True)
+    monkeypatch.setattr(piper_module, "OpenVinoDecoder", refuse)
+    with caplog.at_level(logging.WARNING, logger="assistant.engines.piper"):
+        model = PiperSynthesizer(threads=1).load(JOE)
+    assert model.decoder is not None and model.decoder.name.startswith("onnxruntime")
+    assert [r.getMessage() for r in caplog.records if "OpenVINO cannot run" in r.getMessage()]
+
+
 def test_bad_decoder_option_is_refused() -> None:
     with pytest.raises(SynthesizeError) as err:
         PiperSynthesizer().load(Voice("x", "piper", ("en",), options={"decoder": "cuda"}))
