@@ -45,6 +45,9 @@ class KB:
     """``use-multilingual`` (embedded default) or ``sentence-transformers``."""
     embedder_path: str = ""
     """A local sentence-transformers model folder (for ``embedder = "sentence-transformers"``)."""
+    english_view: str = "all-minilm-l6-v2"
+    """A second, English-only encoder (a model pack) that the FAQ entry classifier reads beside the
+    embedder, for English phrasings (assistant.kb.views); ``""`` for none. Applies at `kb build`."""
     top_k: int = 5
     chunk_chars: int = 400
     chunk_overlap_chars: int = 80

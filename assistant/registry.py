@@ -47,6 +47,16 @@ def embedder(settings: Settings) -> Embedder:
     return _load(EMBEDDERS, settings.kb.embedder, "embedder").from_settings(settings)  # type: ignore[no-any-return]
 
 
+VIEWS = {
+    "all-minilm-l6-v2": "assistant.engines.bert_numpy:NumpyBertEmbedder",
+}
+"""English views of the knowledge base's FAQ classifier ([kb] english_view), by model pack name."""
+
+
+def view_embedder(settings: Settings, name: str) -> Embedder:
+    return _load(VIEWS, name, "English view").from_settings(settings, name)  # type: ignore[no-any-return]
+
+
 def retriever(settings: Settings, index_dir: str | None = None) -> Retriever:
     from assistant.kb import open_retriever
 

@@ -202,7 +202,7 @@ def test_model_dir_for_hand_placed_folders(tmp_path: Path) -> None:
 
 
 def test_registry_defaults_and_online_entry() -> None:
-    assert models.EMBEDDED_DEFAULTS == ["whisper-base", "qwen2.5-0.5b"]
+    assert models.EMBEDDED_DEFAULTS == ["whisper-base", "qwen2.5-0.5b", "all-minilm-l6-v2"]
     for name in models.EMBEDDED_DEFAULTS:
         assert not models.PACKS[name].online_only
         assert all(f.sha256 and len(f.sha256) == 64 and f.size_bytes for f in models.PACKS[name].files)
