@@ -223,3 +223,48 @@ def test_a_rebuild_reuses_answer_vectors(tmp_path: Path) -> None:
     (kb / "more.jsonl").write_text(json.dumps({"id": "wifi", "question": "wifi", "answer": "network HB-Visitor"}), encoding="utf-8")
     build_index(s, [kb], progress=False, embedder=emb)
     assert sorted(emb.calls) == ["network HB-Visitor", "wifi"]
+
+
+def test_novelty_is_the_share_of_unseen_wording() -> None:
+    from assistant.kb.lexical import LexicalIndex, novelty
+
+    keys = LexicalIndex.build(["年假有几天", "怎么请病假", "visitor parking fee"])
+    answers = LexicalIndex.build(["每年有10天带薪年假", "parking is free for 2 hours"])
+    assert novelty("年假有几天", keys) == 0.0
+    assert novelty("is parking free", keys, answers) < novelty("is parking free", keys)  # "free" is only in an answer
+    unseen = novelty("产假有几天", keys)  # 产假 (maternity leave) is in no text
+    assert 0.3 < unseen < 1.0
+    assert novelty("火星天气", keys) == pytest.approx(1.0)
+    assert novelty("", keys) == 0.0
+
+
+def test_a_calibration_from_before_a_feature_existed_gives_it_no_weight() -> None:
+    old = {"bias": 0.0, "weights": {f: 1.0 for f in calibration.FEATURES[:8]}, "scale": 1.0, "lead_weight": 0.5, "offset": -2.0}
+    c = calibration.Calibration.from_json(old)
+    assert c.weights[8:] == (0.0, 0.0) and c.novelty_weight == 0.0
+    assert calibration.Calibration.from_json(c.to_json()) == c
+
+
+def test_a_detail_question_scores_on_the_answer(tmp_path: Path) -> None:
+    """Where answers are kept (a knowledge base with a classifier), each FAQ candidate carries the
+    cosine and BM25 of the question against its answer; chunks carry zeros."""
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    rows = [
+        {"id": "shuttle", "question": "is there a shuttle bus", "answer": "a free shuttle every 15 minutes from the metro", "alternates": ["shuttle timetable", "bus to the office"]},
+        {"id": "hours", "question": "working hours", "answer": "core hours 10 to 4, eight hours a day", "alternates": ["when do we start", "flexible time"]},
+        {"id": "pin", "question": "change pin", "answer": "at any cash machine", "alternates": ["new pin code", "forgot pin"]},
+    ]
+    (kb / "faq.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    (kb / "guide.md").write_text("# Guide\n\nThe shuttle leaves from exit 2.\n", encoding="utf-8")
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    retriever = open_retriever(s, embedder=emb)
+    rec, x = retriever.kb.features("how many minutes between shuttle buses")
+    by_id = {retriever.kb.records[int(r)].id: row for r, row in zip(rec, x, strict=True)}
+    answer, answer_lexical = calibration.FEATURES.index("answer"), calibration.FEATURES.index("answer_lexical")
+    assert by_id["shuttle"][answer_lexical] > by_id["hours"][answer_lexical] >= 0.0
+    assert by_id["shuttle"][answer] > by_id["pin"][answer]
+    chunk = next(row for r, row in zip(rec, x, strict=True) if retriever.kb.records[int(r)].kind == "document")
+    assert chunk[answer] == 0.0 and chunk[answer_lexical] == 0.0

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant.config import Settings
-from assistant.stages import Embedder, RetrieveError
+from assistant.stages import AssistantError, Embedder, RetrieveError
 
 if TYPE_CHECKING:
     from assistant.kb.index import BuildReport
     from assistant.kb.search import IndexRetriever
+    from assistant.kb.views import ViewLoader
 
 __all__ = ["build_index", "domain_terms", "index_path", "open_retriever"]
 
@@ -42,6 +43,19 @@ def _embedder(settings: Settings) -> Embedder:
     return registry.embedder(settings)
 
 
+def _view(settings: Settings, name: str) -> Embedder:
+    from assistant import registry
+
+    return registry.view_embedder(settings, name)
+
+
+def _view_loader(settings: Settings) -> ViewLoader | None:
+    from assistant.kb.views import ViewLoader
+
+    name = settings.kb.english_view
+    return ViewLoader(name, lambda: _view(settings, name)) if name else None
+
+
 def build_index(
     settings: Settings,
     paths: Sequence[str | Path] | None = None,
@@ -55,6 +69,8 @@ def build_index(
 
     With ``strict``, any skipped file raises ``RetrieveError("kb-skipped", ...)`` after the build
     (the index is still written: the good files answer). ``embedder`` overrides the configured one.
+    ``[kb] english_view`` names the classifier's English view (``assistant.kb.views``); when its
+    model is not fetched the build goes on without it and ``warnings`` says how to fetch it.
     """
     from assistant.kb import index
 
@@ -69,6 +85,7 @@ def build_index(
         chunk_chars=settings.kb.chunk_chars,
         overlap_chars=settings.kb.chunk_overlap_chars,
         progress=progress,
+        view=_view_loader(settings),
     )
     if strict and report.skipped:
         listed = "; ".join(f"{s.file}: {s.reason}" for s in report.skipped)
@@ -79,8 +96,9 @@ def build_index(
 def open_retriever(
     settings: Settings, index_dir: str | Path | None = None, *, embedder: Embedder | None = None
 ) -> IndexRetriever:
-    """Load the live index generation; raises ``RetrieveError`` ``kb-missing`` when there is none and
-    ``kb-embedder-mismatch`` when it was built with another embedder."""
+    """Load the live index generation; raises ``RetrieveError`` ``kb-missing`` when there is none,
+    ``kb-embedder-mismatch`` when it was built with another embedder, and ``kb-view-missing`` when
+    it was built with an English view whose model is not there now."""
     from assistant.kb.index import check_embedder, current_generation, read_manifest
     from assistant.kb.search import IndexRetriever, KnowledgeBase
 
@@ -97,7 +115,20 @@ def open_retriever(
     check_embedder(
         manifest, target, name=manifest["embedder"]["name"], identity=chosen.identity, dimensions=chosen.dimensions
     )
-    return IndexRetriever(KnowledgeBase(generation, chosen))
+    view = None
+    built_view = manifest.get("view")
+    if built_view:
+        # The index decides which view its classifier reads ([kb] english_view applies at the next build).
+        name = str(built_view.get("name") or settings.kb.english_view)
+        try:
+            view = _view(settings, name)
+        except AssistantError as err:
+            raise RetrieveError(
+                "kb-view-missing",
+                f"the index at {target} was built with the English view '{name}', which cannot be loaded now ({err}); "
+                f"fetch it, or rebuild the index with [kb] english_view = \"\"",
+            ) from err
+    return IndexRetriever(KnowledgeBase(generation, chosen, view=view))
 
 
 def domain_terms(settings: Settings, limit: int = 50, index_dir: str | Path | None = None) -> list[str]:

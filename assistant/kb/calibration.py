@@ -10,12 +10,18 @@ For every candidate record the retriever measures:
 - ``classifier``: the probability ``classifier.EntryClassifier`` gives the entry, on a log scale
   (``classifier_signal``: 1 at p=1, 0.5 at p=0.01, ~0 at p=0.0001), for FAQ entries of a knowledge
   base with alternates; 0 elsewhere, with ``has_classifier`` 0 to say so;
-- ``doc``: 1 for a document chunk, 0 for an FAQ entry (chunks are longer, so their cosines run lower).
+- ``doc``: 1 for a document chunk, 0 for an FAQ entry (chunks are longer, so their cosines run lower);
+- ``answer``: the cosine between the query and the FAQ entry's answer, and ``answer_lexical`` its
+  normalised BM25 against the answer's text (detail questions are worded like the answer: "how
+  often does the shuttle run" / "every 15 minutes"), where the classifier's answers are kept; 0
+  elsewhere.
 
 Two fitted stages make the score (``fit_two_stage``): a ranking value ``z = Σ weight·feature``
 (a conditional logit over each query's candidates: the fusion of dense and lexical evidence), then
-``score = 1 / (1 + exp(-(scale·z + lead_weight·lead + offset)))`` (Platt scaling on the top
-candidates of real queries, ``lead`` being how far the best candidate is ahead of the runner-up).
+``score = 1 / (1 + exp(-(scale·z + lead_weight·lead + novelty_weight·novelty + offset)))`` (Platt
+scaling on the top candidates of real queries, ``lead`` being how far the best candidate is ahead
+of the runner-up and ``novelty`` how much of the question's wording the knowledge base has never
+seen, ``lexical.novelty``: it says nothing about which candidate is right, only how likely any is).
 Both are fitted on labelled (query, candidate, correct?) pairs from real data
 (``bench/retrieval.py --only calibration``; see docs/configuration.md), so a score reads as "the
 chance that this passage is the answer": ``[answer] faq_threshold`` 0.80 means "answer verbatim
@@ -32,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
-FEATURES = ("dense", "proto", "lexical", "classifier", "has_classifier", "doc", "doc_dense", "doc_lexical")
+FEATURES = (
+    "dense", "proto", "lexical", "classifier", "has_classifier", "doc", "doc_dense", "doc_lexical", "answer", "answer_lexical"
+)  # fmt: skip
 
 
 def classifier_signal(p: np.ndarray) -> np.ndarray:
@@ -42,13 +50,26 @@ def classifier_signal(p: np.ndarray) -> np.ndarray:
 
 
 def feature_matrix(
-    dense: np.ndarray, proto: np.ndarray, lexical: np.ndarray, classifier: np.ndarray, has_classifier: np.ndarray, doc: np.ndarray
+    dense: np.ndarray,
+    proto: np.ndarray,
+    lexical: np.ndarray,
+    classifier: np.ndarray,
+    has_classifier: np.ndarray,
+    doc: np.ndarray,
+    answer: np.ndarray | None = None,
+    answer_lexical: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Stack the raw signals (each shape (n,)) into the model's design matrix, shape (n, len(FEATURES))."""
+    """Stack the raw signals (each shape (n,)) into the model's design matrix, shape (n, len(FEATURES));
+    ``answer`` and ``answer_lexical`` are 0 where not given (no answers kept)."""
     doc = doc.astype(np.float32)
+    zeros = np.zeros(len(dense), dtype=np.float32)
     return np.stack(
-        [dense, proto, lexical, classifier, has_classifier.astype(np.float32), doc, doc * dense, doc * lexical], axis=1
-    ).astype(np.float32)
+        [
+            dense, proto, lexical, classifier, has_classifier.astype(np.float32), doc, doc * dense, doc * lexical,
+            zeros if answer is None else answer, zeros if answer_lexical is None else answer_lexical,
+        ],
+        axis=1,
+    ).astype(np.float32)  # fmt: skip
 
 
 GAP_CAP = 4.0
@@ -83,14 +104,16 @@ class Calibration:
     scale: float = 1.0
     lead_weight: float = 0.0
     offset: float = 0.0
+    novelty_weight: float = 0.0
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         return (x @ np.asarray(self.weights, dtype=np.float32) + np.float32(self.bias)).astype(np.float32)
 
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities for one query's candidates (all of them together: the lead compares them)."""
+    def scores(self, x: np.ndarray, *, novelty: float = 0.0) -> np.ndarray:
+        """Probabilities for one query's candidates (all of them together: the lead compares them);
+        ``novelty`` is the query's (``lexical.novelty``)."""
         z = self.logits(x)
-        t = np.clip(self.scale * z + self.lead_weight * lead(z) + self.offset, -30.0, 30.0)
+        t = np.clip(self.scale * z + self.lead_weight * lead(z) + self.novelty_weight * novelty + self.offset, -30.0, 30.0)
         return (1.0 / (1.0 + np.exp(-t))).astype(np.float32)
 
     def to_json(self) -> dict[str, object]:
@@ -100,6 +123,7 @@ class Calibration:
             "scale": self.scale,
             "lead_weight": self.lead_weight,
             "offset": self.offset,
+            "novelty_weight": self.novelty_weight,
             "source": self.source,
         }
 
@@ -108,11 +132,12 @@ class Calibration:
         weights = data["weights"]
         return cls(
             float(data["bias"]),
-            tuple(float(weights[f]) for f in FEATURES),
+            tuple(float(weights.get(f, 0.0)) for f in FEATURES),  # a feature added since: weight 0
             str(data.get("source", "")),
             float(data.get("scale", 1.0)),
             float(data.get("lead_weight", 0.0)),
             float(data.get("offset", 0.0)),
+            float(data.get("novelty_weight", 0.0)),
         )
 
 
@@ -121,6 +146,7 @@ def fit_two_stage(
     queries_y: Sequence[np.ndarray],
     query_weight: Sequence[float],
     *,
+    novelty: Sequence[float] | None = None,
     top: int = 3,
     use_lead: bool = True,
     source: str = "",
@@ -128,30 +154,35 @@ def fit_two_stage(
     """Stage 1 ranks: a conditional logit (softmax over each query's candidates, the right ones
     against the rest), so only differences *within* a query count and a feature that is constant
     for a knowledge base (has a classifier, has documents) cannot stand in for a bias. Stage 2
-    calibrates: Platt scaling of the ranking logit and the candidate's lead on each query's ``top``
-    candidates, the ones a threshold is ever applied to, off-topic queries included.
-    ``query_weight`` balances the query sets."""
+    calibrates: Platt scaling of the ranking logit, the candidate's lead and (given) the query's
+    ``novelty`` on each query's ``top`` candidates, the ones a threshold is ever applied to,
+    off-topic queries included. ``query_weight`` balances the query sets."""
     ranking = _conditional_logit(queries_x, queries_y, query_weight)
     feats, labels, weights = [], [], []
-    for xq, yq, wq in zip(queries_x, queries_y, query_weight, strict=True):
+    novelties = novelty if novelty is not None else [0.0] * len(queries_x)
+    for xq, yq, wq, nq in zip(queries_x, queries_y, query_weight, novelties, strict=True):
         if len(xq) == 0:
             continue
         z = ranking.logits(xq)
         g = lead(z)
         for i in np.argsort(-z)[:top]:
-            feats.append((z[i], g[i] if use_lead else 0.0))
+            feats.append((z[i], g[i] if use_lead else 0.0, nq))
             labels.append(yq[i])
             weights.append(wq)
     f = np.asarray(feats, dtype=np.float64)
-    platt = _logistic(f if use_lead else f[:, :1], np.asarray(labels), np.asarray(weights), l2=1e-4)
+    columns = [0] + ([1] if use_lead else []) + ([2] if novelty is not None else [])
+    platt = _logistic(f[:, columns], np.asarray(labels), np.asarray(weights), l2=1e-4)
+    fitted = dict(zip(columns, platt[1:], strict=True))
     return Calibration(
         ranking.bias,
         ranking.weights,
         source,
-        scale=float(platt[1]),
-        lead_weight=float(platt[2]) if use_lead else 0.0,
+        scale=float(fitted[0]),
+        lead_weight=float(fitted.get(1, 0.0)),
         offset=float(platt[0]),
+        novelty_weight=float(fitted.get(2, 0.0)),
     )
+
 
 def _logistic(x: np.ndarray, y: np.ndarray, sw: np.ndarray | None, *, l2: float, iterations: int = 50) -> np.ndarray:
     """Weighted L2 logistic regression by Newton's method (IRLS); returns [bias, *weights]."""
@@ -199,7 +230,7 @@ def _conditional_logit(
     dims = data[0][0].shape[1]
     # Evidence never counts against a match: the signal weights are kept >= 0 (a signal the others
     # already carry, like BM25 beside the classifier's n-grams, gets 0 rather than a negative weight).
-    signals = {"dense", "proto", "lexical", "classifier"}
+    signals = {"dense", "proto", "lexical", "classifier", "answer", "answer_lexical"}
     bounds = [(0.0, None) if name in signals else (None, None) for name in FEATURES]
     result = minimize(
         loss_grad, np.zeros(dims), jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 500}
@@ -247,18 +278,20 @@ def logit(p: float) -> float:
 FITTED: dict[str, Calibration] = {
     "use-multilingual-v3": Calibration(
         bias=0.0,
-        weights=(4.503541, 3.551781, 0.000000, 7.418644, -3.613854, 3.613854, 2.193576, 2.922063),
-        source="fitted 2026-11-28 by bench/retrieval.py --only calibration (BANKING77 train, sample kb folds, "
-        "cross-lingual, documents, combined and off-topic questions; classifier trained on phrasings and answers)",
-        scale=0.784413,
-        lead_weight=0.970656,
-        offset=-6.939585,
+        weights=(4.945336, 4.647323, 0.000000, 4.227070, -2.913716, 2.913716, 1.941148, 2.757094, 3.878680, 0.000000),
+        source="fitted 2026-12-01 by bench/retrieval.py --only calibration (BANKING77 train, sample kb folds, "
+        "cross-lingual, documents, answer details, combined, off-topic and in-domain unanswered questions; "
+        "classifier trained on phrasings and answers, with the English view all-minilm-l6-v2)",
+        scale=0.586806,
+        lead_weight=1.266923,
+        offset=-5.470685,
+        novelty_weight=-0.340338,
     ),
 }
 
 # Until a fit exists for an embedder: a conservative hand-set model, documented as such (dense
 # cosine 0.9 with a good lexical match -> ~0.9; cosine 0.5 and no shared words -> ~0.1).
-GENERIC = Calibration(-9.0, (6.0, 4.0, 5.0, 2.0, 0.0, 0.0, 0.0, 0.0), "generic prior (not fitted)")
+GENERIC = Calibration(-9.0, (6.0, 4.0, 5.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), "generic prior (not fitted)")
 
 
 def for_embedder(identity: str) -> Calibration:

@@ -12,6 +12,11 @@ Layout of ``index_dir``::
         classifier.npz      the FAQ entry classifier, when one is trained (see ``classifier``)
         answers.npy         the FAQ answers' vectors, one row per record (zeros for chunks), kept
                             with the classifier it trains so a rebuild re-embeds only new answers
+        answers_lexical/    bm25s index over the FAQ answers (one document per FAQ entry, in
+                            record order), beside answers.npy
+        view.npz            the English view's vectors (``views``) of the FAQ entries' phrasings
+                            (``keys``, in key order) and answers (``answers``, one row per entry),
+                            when the classifier reads that view; zeros for non-English text
     .build-<pid>-<n>/       a build in progress (removed by the next build if it was killed)
     .lock                   held (flock) while a build runs
 
@@ -38,9 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from assistant.kb import calibration
+from assistant.kb import calibration, views
 from assistant.kb.ingest import Record, SkipFile, discover, read_file
-from assistant.stages import Embedder, RetrieveError
+from assistant.stages import AssistantError, Embedder, RetrieveError
 
 FORMAT = 1
 HNSW_MIN_KEYS = 50_000
@@ -270,11 +275,15 @@ def build(
     overlap_chars: int,
     progress: bool = True,
     before_publish: Callable[[Path], None] | None = None,
+    view: views.ViewLoader | None = None,
 ) -> BuildReport:
     """Build (or update) the index in ``index_dir`` from ``paths``; see the module docstring.
 
     ``before_publish`` is called with the finished temporary folder just before it goes live (tests
-    use it to kill a build at the worst moment).
+    use it to kill a build at the worst moment). ``view`` is the classifier's English view
+    (``views``), loaded only when the classifier trains on English phrasings; when loading raises
+    ``AssistantError`` (its model is not fetched) the build goes on without the view and says so
+    in ``warnings``.
     """
     started = time.perf_counter()
     report = BuildReport(index_dir=str(index_dir), embedder=embedder.identity)
@@ -304,6 +313,8 @@ def build(
         old_files: dict[str, Any] = old_manifest.get("files", {})
         old_vectors = flat_view(old_index) if old_index is not None else None
         old_answers = _read_answers(old_gen, len(old_records)) if old_vectors is not None and old_gen else None
+        old_view = _read_view(old_gen, old_records) if old_vectors is not None and old_gen else None
+        old_view_identity = (old_manifest.get("view") or {}).get("identity")
         # key offset and position of each old record, to copy its vectors
         old_offsets: dict[str, list[tuple[Record, int, int]]] = {}
         offset = 0
@@ -318,6 +329,7 @@ def build(
         records: list[Record] = []
         per_record: list[np.ndarray | None] = []  # reused vectors, or None: embed
         answer_of: list[np.ndarray | None] = []  # reused answer vectors, or None
+        view_of: list[tuple[np.ndarray, np.ndarray] | None] = []  # reused view vectors (keys, answer), or None
         manifest_files: dict[str, Any] = {}
         bar = _progress(files, progress)
         for path in bar:
@@ -341,6 +353,7 @@ def build(
                     records.append(rec)
                     per_record.append(old_vectors[off : off + len(rec.keys)])
                     answer_of.append(old_answers[position] if old_answers is not None else None)
+                    view_of.append(old_view[position] if old_view is not None else None)
                 manifest_files[source] = old
                 report.reused_files += 1
                 continue
@@ -356,6 +369,7 @@ def build(
             records.extend(result.records)
             per_record.extend([None] * len(result.records))
             answer_of.extend([None] * len(result.records))
+            view_of.extend([None] * len(result.records))
             manifest_files[source] = {
                 "sha256": sha,
                 "size": path.stat().st_size,
@@ -403,13 +417,32 @@ def build(
 
             faiss.write_index(index, str(tmp / "vectors.faiss"))
             answers = None
+            view_info: dict[str, Any] | None = None
+            view_parts: tuple[np.ndarray, np.ndarray] | None = None
             if _classifier_trains(records):
                 answers = _answer_vectors(embedder, records, answer_of, progress)
                 np.save(tmp / "answers.npy", answers)
-            trained = answers is not None and _train_classifier(records, matrix, answers, tmp / "classifier.npz")
+                if view is not None and _english_entries(records) >= views.MIN_ENGLISH_ENTRIES:
+                    try:
+                        encoder = view.load()
+                    except AssistantError as err:
+                        report.warnings.append(f"the classifier is trained without its English view: {err}")
+                    else:
+                        reusable = view_of if old_view_identity == encoder.identity else [None] * len(records)
+                        view_parts = _view_vectors(encoder, records, reusable, progress)
+                        np.savez(tmp / "view.npz", keys=view_parts[0], answers=view_parts[1])
+                        view_info = {
+                            "name": view.name,
+                            "identity": encoder.identity,
+                            "dimensions": encoder.dimensions,
+                            "weight": views.VIEW_WEIGHT,
+                        }
+            trained = answers is not None and _train_classifier(records, matrix, answers, tmp / "classifier.npz", view_parts)
             from assistant.kb.lexical import LexicalIndex
 
             LexicalIndex.build([k for r in records for k in r.keys]).save(tmp / "lexical")
+            if answers is not None:
+                LexicalIndex.build([str(r.answer or "") for r in records if r.kind == "faq"]).save(tmp / "answers_lexical")
             with (tmp / "records.jsonl").open("w", encoding="utf-8") as f:
                 for r in records:
                     f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
@@ -420,6 +453,7 @@ def build(
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "index_type": report.index_type,
                 "classifier": trained,
+                "view": view_info,
                 "counts": {"files": report.files, "entries": report.entries, "chunks": report.chunks, "keys": report.keys},
                 "files": manifest_files,
                 "skipped": [{"file": s.file, "reason": s.reason} for s in report.skipped],
@@ -483,7 +517,65 @@ def _answer_vectors(
     return out
 
 
-def _train_classifier(records: Sequence[Record], matrix: np.ndarray, answers: np.ndarray, path: Path) -> bool:
+def _english_entries(records: Sequence[Record]) -> int:
+    return sum(1 for r in records if r.kind == "faq" and any(views.is_english(k) for k in r.keys))
+
+
+def _read_view(generation: Path, records: Sequence[Record]) -> list[tuple[np.ndarray, np.ndarray] | None] | None:
+    """Per old record: its view vectors (key rows, answer row) for FAQ entries, None for chunks; None
+    when the old generation has no view (or it does not fit its records)."""
+    try:
+        with np.load(generation / "view.npz") as z:
+            keys, answers = z["keys"], z["answers"]
+    except (OSError, ValueError, KeyError):
+        return None
+    faq = [r for r in records if r.kind == "faq"]
+    if len(answers) != len(faq) or len(keys) != sum(len(r.keys) for r in faq):
+        return None
+    out: list[tuple[np.ndarray, np.ndarray] | None] = []
+    row = entry = 0
+    for r in records:
+        if r.kind != "faq":
+            out.append(None)
+            continue
+        out.append((keys[row : row + len(r.keys)], answers[entry]))
+        row += len(r.keys)
+        entry += 1
+    return out
+
+
+def _view_vectors(
+    view: Embedder, records: Sequence[Record], reused: Sequence[tuple[np.ndarray, np.ndarray] | None], progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The view's vectors of every FAQ entry's phrasings (in key order) and answers (one row per
+    entry), zeros for non-English text; reused rows where the entry's file did not change."""
+    faq = [(r, v) for r, v in zip(records, reused, strict=True) if r.kind == "faq"]
+    fresh = [t for r, v in faq if v is None for t in (*r.keys, str(r.answer or ""))]
+    english = [t for t in fresh if views.is_english(t)]
+    embedded = iter(_embed_all(view, english, progress))
+    fresh_rows = iter([next(embedded) if views.is_english(t) else np.zeros(view.dimensions, dtype=np.float32) for t in fresh])
+    keys: list[np.ndarray] = []
+    answers: list[np.ndarray] = []
+    for r, v in faq:
+        if v is None:
+            rows = [next(fresh_rows) for _ in range(len(r.keys) + 1)]
+            v = (np.stack(rows[:-1]), rows[-1])
+        keys.append(v[0])
+        answers.append(v[1])
+    dims = view.dimensions
+    return (
+        np.concatenate(keys).astype(np.float32) if keys else np.zeros((0, dims), dtype=np.float32),
+        np.stack(answers).astype(np.float32) if answers else np.zeros((0, dims), dtype=np.float32),
+    )
+
+
+def _train_classifier(
+    records: Sequence[Record],
+    matrix: np.ndarray,
+    answers: np.ndarray,
+    path: Path,
+    view: tuple[np.ndarray, np.ndarray] | None = None,
+) -> bool:
     """Fit the FAQ entry classifier (see ``classifier``); True when written.
 
     Each entry's examples are its phrasings and its answer. The answer holds what detail questions
@@ -491,7 +583,10 @@ def _train_classifier(records: Sequence[Record], matrix: np.ndarray, answers: np
     which no phrasing of the question does. On the sample knowledge base's faithfulness questions,
     with the calibration refitted for it, the passages holding the facts reached the answer for 87%
     of the dev questions instead of 82%, and 77% of the held-out ones instead of 50%
-    (`bench/retrieval.py --only sample`); BANKING77 recall@1 (5 alternates) 0.780 instead of 0.776."""
+    (`bench/retrieval.py --only sample`); BANKING77 recall@1 (5 alternates) 0.780 instead of 0.776.
+
+    ``view``: the English view's vectors of the FAQ entries' phrasings and answers (``_view_vectors``),
+    set beside the main vectors (``views.classifier_input``)."""
     from assistant.kb import classifier
 
     faq = [i for i, r in enumerate(records) if r.kind == "faq"]
@@ -501,7 +596,12 @@ def _train_classifier(records: Sequence[Record], matrix: np.ndarray, answers: np
     labels = np.concatenate([np.full(starts[i + 1] - starts[i], c) for c, i in enumerate(faq)])
     texts = [k for i in faq for k in records[i].keys]
     with_answer = [c for c, i in enumerate(faq) if records[i].answer]
-    vectors = np.concatenate([matrix[rows], answers[[faq[c] for c in with_answer]]])
+    vectors = np.concatenate(
+        [
+            views.classifier_input(matrix[rows], None if view is None else view[0]),
+            views.classifier_input(answers[[faq[c] for c in with_answer]], None if view is None else view[1][with_answer]),
+        ]
+    )
     labels = np.concatenate([labels, np.asarray(with_answer, dtype=labels.dtype)])
     texts += [str(records[faq[c]].answer) for c in with_answer]
     model = classifier.train(vectors, labels, len(faq), np.asarray(faq), texts)

@@ -140,3 +140,24 @@ class LexicalIndex:
 
     def vocabulary_size(self) -> int:
         return len(self._df)
+
+    def knows(self, term: str) -> bool:
+        return term in self._df
+
+    def idf(self, term: str) -> float:
+        """BM25's inverse document frequency of ``term`` here (the highest for an unseen term)."""
+        return self._idf(term)
+
+
+def novelty(query: str, index: LexicalIndex, *others: LexicalIndex) -> float:
+    """How much of ``query`` the knowledge base has never seen: the share of its words' IDF (from
+    ``index``) carried by words that neither ``index`` nor ``others`` contain, in [0, 1]; 0 for a
+    query with no content word. "产假有多少天" against a front desk FAQ that never mentions 产假
+    (maternity leave) is 0.44; paraphrases of what it does answer are mostly 0-0.3."""
+    terms = list(dict.fromkeys(tokenize(query)))
+    if not terms:
+        return 0.0
+    weights = [index.idf(t) for t in terms]
+    unseen = sum(w for t, w in zip(terms, weights, strict=True) if not (index.knows(t) or any(o.knows(t) for o in others)))
+    total = sum(weights)
+    return float(unseen / total) if total > 0 else 0.0

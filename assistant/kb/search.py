@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from assistant.kb import calibration as cal
+from assistant.kb import views
 from assistant.kb.classifier import EntryClassifier
 from assistant.kb.index import flat_view, read_manifest, read_records, read_vectors
 from assistant.kb.ingest import Record
-from assistant.kb.lexical import LexicalIndex
-from assistant.stages import Embedder, Passage
+from assistant.kb.lexical import LexicalIndex, novelty
+from assistant.stages import Embedder, Passage, RetrieveError
 
 DENSE_CANDIDATE_KEYS = 128
 """How many nearest keys faiss returns; their records become candidates."""
@@ -28,17 +29,31 @@ LEXICAL_CANDIDATES = 32
 """How many best BM25 records become candidates besides the dense ones."""
 CLASSIFIER_CANDIDATES = 8
 """How many most probable entries of the FAQ classifier become candidates."""
+ANSWER_CANDIDATES = 8
+"""How many FAQ entries whose answers match best in BM25 become candidates."""
 HNSW_EF_SEARCH = 128
 
 
 class KnowledgeBase:
-    """A loaded index generation; ``search_sync`` is thread-safe and does not block on I/O."""
+    """A loaded index generation; ``search_sync`` is thread-safe and does not block on I/O.
 
-    def __init__(self, generation: Path, embedder: Embedder) -> None:
+    ``view``: the English view's encoder (``views``), required when the generation was built with
+    one (its manifest's ``view``), which ``open_retriever`` checks."""
+
+    def __init__(self, generation: Path, embedder: Embedder, *, view: Embedder | None = None) -> None:
         self.generation = generation
         self.manifest = read_manifest(generation)
         self.records: list[Record] = read_records(generation)
         self.embedder = embedder
+        built_view = self.manifest.get("view")
+        if built_view and (view is None or view.identity != built_view.get("identity")):
+            raise RetrieveError(
+                "kb-view-mismatch",
+                f"the index at {generation.parent} was built with the English view '{built_view.get('identity')}', "
+                f"but it was opened with {'none' if view is None else repr(view.identity)}; "
+                f"rebuild it with `assistant kb build --index {generation.parent}`",
+            )
+        self.view = view if built_view else None
         self._index = read_vectors(generation)
         import faiss
 
@@ -52,6 +67,8 @@ class KnowledgeBase:
         # Load jieba's dictionary and the embedder's weights now (~3 s), not on the first visitor's turn.
         self._lexical.normalized_scores("预热 warm-up")
         embedder.embed(["warm-up"])
+        if self.view is not None:
+            self.view.embed(["warm-up"])
         counts = np.fromiter((len(r.keys) for r in self.records), dtype=np.int64, count=len(self.records))
         self._key_start = np.zeros(len(self.records), dtype=np.int64)
         np.cumsum(counts[:-1], out=self._key_start[1:])
@@ -72,14 +89,26 @@ class KnowledgeBase:
         if (generation / "classifier.npz").exists():
             self._classifier = EntryClassifier.load(generation / "classifier.npz")
             self._class_of[self._classifier.records] = np.arange(len(self._classifier.records))
+        # The FAQ answers' own evidence (kept where the classifier is trained): their vectors, and
+        # BM25 over their text, for detail questions that no phrasing of the entry resembles.
+        self._answers: np.ndarray | None = None
+        self._answer_lexical: LexicalIndex | None = None
+        self._faq_records = np.flatnonzero(~self._is_doc)
+        if (generation / "answers.npy").exists():
+            answers = np.load(generation / "answers.npy")
+            if answers.shape == (len(self.records), self._vectors.shape[1]):
+                self._answers = answers
+        if self._answers is not None and (generation / "answers_lexical").is_dir():  # not in older indexes
+            self._answer_lexical = LexicalIndex.load(generation / "answers_lexical")
         # faiss releases the GIL and keeps per-call state, but one search at a time keeps latency
         # predictable and the HNSW efSearch setting shared.
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------
 
-    def candidates(self, query: str, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Candidate record ids and their (dense, proto, lexical, classifier) signals; ``q`` is the query's vector."""
+    def candidates(self, query: str, q: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Candidate record ids and their signals (``calibration.feature_matrix``'s arguments, by
+        name); ``q`` is the query's vector."""
         n_keys = len(self._vectors)
         with self._lock:
             found_scores, ids = self._index.search(q[None, :], min(DENSE_CANDIDATE_KEYS, n_keys))
@@ -92,9 +121,15 @@ class KnowledgeBase:
         if len(lexical_records):
             top = np.argpartition(-lexical_records, min(LEXICAL_CANDIDATES, len(lexical_records) - 1))[:LEXICAL_CANDIDATES]
             cand.update(int(i) for i in top if lexical_records[i] > 0)
+        answer_lexical = None
+        if self._answer_lexical is not None:
+            answer_lexical = np.zeros(len(self.records), dtype=np.float32)
+            answer_lexical[self._faq_records] = self._answer_lexical.normalized_scores(query)
+            top = np.argsort(-answer_lexical)[:ANSWER_CANDIDATES]
+            cand.update(int(i) for i in top if answer_lexical[i] > 0)
         probs = None
         if self._classifier is not None:
-            probs = self._classifier.probabilities(q, query)
+            probs = self._classifier.probabilities(self._classifier_input(query, q), query)
             top_classes = np.argsort(-probs)[:CLASSIFIER_CANDIDATES]
             cand.update(int(i) for i in self._classifier.records[top_classes])
         rec = np.fromiter(cand, dtype=np.int64, count=len(cand))
@@ -117,16 +152,36 @@ class KnowledgeBase:
             proto[j] = float(p @ q) if p is not None else dense[j]
         classes = self._class_of[rec]
         clf = np.where(classes >= 0, cal.classifier_signal(probs[classes]) if probs is not None else 0.0, 0.0)
-        clf = clf.astype(np.float32)
-        return rec, dense, proto, lexical_records[rec], clf
+        zeros = np.zeros(len(rec), dtype=np.float32)
+        signals = {
+            "dense": dense,
+            "proto": proto,
+            "lexical": lexical_records[rec],
+            "classifier": clf.astype(np.float32),
+            "has_classifier": (classes >= 0).astype(np.float32),
+            "doc": self._is_doc[rec].astype(np.float32),
+            "answer": (self._answers[rec] @ q).astype(np.float32) if self._answers is not None else zeros,
+            "answer_lexical": answer_lexical[rec] if answer_lexical is not None else zeros,
+        }
+        return rec, signals
+
+    def _classifier_input(self, query: str, q: np.ndarray) -> np.ndarray:
+        """The query as the classifier reads it: its vector, and its English view's beside it."""
+        if self.view is None:
+            return q
+        return views.classifier_input(q[None, :], views.view_vectors(self.view, [query]))[0]
+
+    def novelty(self, query: str) -> float:
+        """``lexical.novelty`` of the query against every phrasing, chunk and FAQ answer here."""
+        others = [self._answer_lexical] if self._answer_lexical is not None else []
+        return novelty(query, self._lexical, *others)
 
     def features(self, query: str, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Candidate record ids and their calibration features (``calibration.FEATURES``)."""
         if q is None:
             q = self.embedder.embed([query])[0]
-        rec, dense, proto, lexical, clf = self.candidates(query, q)
-        has_clf = self._class_of[rec] >= 0
-        return rec, cal.feature_matrix(dense, proto, lexical, clf, has_clf, self._is_doc[rec])
+        rec, signals = self.candidates(query, q)
+        return rec, cal.feature_matrix(**signals)
 
     def search_sync(self, query: str, *, k: int) -> list[Passage]:
         query = query.strip()
@@ -134,7 +189,7 @@ class KnowledgeBase:
             return []
         q_vec = self.embedder.embed([query])[0]
         rec, x = self.features(query, q_vec)
-        scores = self.calibration.scores(x)
+        scores = self.calibration.scores(x, novelty=self.novelty(query))
         order = np.argsort(-scores, kind="stable")[:k]
         out: list[Passage] = []
         for j in order:
