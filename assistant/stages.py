@@ -8,7 +8,7 @@ Units live in field names: ``*_hz`` is Hertz, ``*_ms`` milliseconds, ``*_s`` sec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -215,8 +215,10 @@ class Prefiller(Protocol):
     talking, so that a later ``stream`` of a prompt starting the same way begins at once.
     Speculative: it must never delay a real ``stream`` (the engine drops it when one needs the model)."""
 
-    async def prefill(self, messages: list[Message]) -> bool:
-        """True when the prompt was processed, False when the prefill was given up."""
+    async def prefill(self, messages: list[Message], *, yield_while: Callable[[], bool] | None = None) -> bool:
+        """True when the prompt was processed, False when the prefill was given up. While
+        ``yield_while()`` is True the engine pauses the work (at its next step; the part done is
+        kept) and resumes after: the CPU is needed by a stage on the turn's critical path."""
         ...
 
 

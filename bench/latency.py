@@ -101,6 +101,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "pause": {"ASSISTANT__LLM__PREFILL": "pause"},
     # the defaults: prefill also on partial transcripts while the visitor talks
     "after": {},
+    # the defaults, but llama.cpp from PyPI's portable wheel (AVX2) instead of the build for this CPU
+    # (scripts/build-llamacpp keeps that wheel in build/xllamacpp-portable)
+    "portable": {"PYTHONPATH": str(ROOT / "build" / "xllamacpp-portable")},
 }
 """Daemon variants compared in one run (``--variants``), by environment overrides of assistant.toml.
 Their voice turns alternate question by question, so load on a shared machine hits both alike."""

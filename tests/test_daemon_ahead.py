@@ -17,6 +17,7 @@ from fakes import FakeLanguageModel, FakeRetriever, FakeTranscriber, fake_engine
 
 from assistant.config import Settings
 from assistant.daemon import Daemon
+from assistant.server.fair import fair_engines
 from assistant.stages import Message, Prefiller, Transcript
 from assistant.turn import Turn, plan_answer
 
@@ -32,9 +33,11 @@ class PrefillingLanguageModel(FakeLanguageModel):
     prefills: list[list[Message]] = field(default_factory=list)
     prefills_done: int = 0
     prefills_cancelled: int = 0
+    yield_conditions: list[Callable[[], bool] | None] = field(default_factory=list)
 
-    async def prefill(self, messages: list[Message]) -> bool:
+    async def prefill(self, messages: list[Message], *, yield_while: Callable[[], bool] | None = None) -> bool:
         self.prefills.append(messages)
+        self.yield_conditions.append(yield_while)
         try:
             await asyncio.sleep(self.prefill_s)
         except asyncio.CancelledError:
@@ -79,6 +82,26 @@ async def test_a_generated_question_is_prefilled_with_the_prompt_the_turn_then_s
     assert llm.calls == [llm.prefills[-1]]  # the real request is exactly the prefilled prompt
     # the plan made ahead was reused: retrieval ran at the pause, not again after the endpoint
     assert retriever.queries.count(GENERATED) == len(llm.prefills)
+
+
+async def test_the_daemon_prefills_only_while_speech_recognition_leaves_the_cpu_free() -> None:
+    llm = PrefillingLanguageModel()
+    await voice_turn(voice_settings(), GENERATED, llm, speech_ms=1500)
+    conditions = [c for c in llm.yield_conditions if c is not None]
+    assert conditions and len(conditions) == len(llm.yield_conditions)
+    assert conditions[-1]() is False  # after the turn nothing transcribes
+
+
+async def test_a_prefill_is_told_to_yield_while_the_transcriber_is_busy_or_awaited() -> None:
+    llm = PrefillingLanguageModel()
+    engines, gates = fair_engines(fake_engines(llm=llm))
+    asr = next(g for g in gates if g.name == "asr")
+    await engines.llm.prefill([Message("user", "hi")])  # type: ignore[attr-defined]
+    condition = llm.yield_conditions[-1]
+    assert condition is not None and condition() is False
+    async with asr:
+        assert condition() is True
+    assert condition() is False
 
 
 async def test_prefill_at_pauses_only_waits_for_the_pause() -> None:

@@ -213,3 +213,64 @@ class TestPrefill:
         before = prompt_tokens(model)
         await idle(model)
         assert prompt_tokens(model) == before
+
+
+class _YieldAfterFirstBatch:
+    """A ``yield_while`` condition: False at the first progress chunk, then True until released."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.hold = False
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        if self.calls == 2:  # the first batch of prompt tokens is done
+            self.hold = True
+        return self.hold
+
+
+class TestPrefillYields:
+    pytestmark = embedded
+
+    async def test_a_paused_prefill_resumes_where_it_stopped(self, model: LlamaCppModel) -> None:
+        prompt = grounded("Which floor is meeting room 5 on?", PASSAGES + "\n" + PASSAGES[::-1])
+        await collect(model.stream(grounded("Unrelated?"), max_tokens=2))
+        before = prompt_tokens(model)
+        assert await model.prefill(prompt) is True
+        whole = prompt_tokens(model) - before  # the prompt processed in one go
+        assert whole > 2 * 64
+
+        await collect(model.stream(grounded("Unrelated?"), max_tokens=2))  # the cache holds another prompt
+        condition = _YieldAfterFirstBatch()
+        pauses = model.prefill_pauses
+        before = prompt_tokens(model)
+        task = asyncio.create_task(model.prefill(prompt, yield_while=condition))
+        for _ in range(300):
+            if model.prefill_pauses > pauses:
+                break
+            await asyncio.sleep(0.01)
+        assert model.prefill_pauses == pauses + 1 and not task.done()
+        await asyncio.sleep(0.3)
+        assert not task.done()  # it waits while told to
+        condition.hold = False
+        assert await task is True
+        # Resumed from the KV cache: the batch done before the pause was kept, so every prompt token
+        # was processed once (without the resume the first batch would have been processed twice).
+        assert abs((prompt_tokens(model) - before) - whole) <= 2
+
+    async def test_a_real_request_does_not_wait_for_a_paused_prefill(self, model: LlamaCppModel) -> None:
+        prompt = grounded("Which floor is meeting room 7 on?", PASSAGES[::-1] + "\n" + PASSAGES)
+        await collect(model.stream(grounded("Unrelated?"), max_tokens=2))
+        condition = _YieldAfterFirstBatch()
+        pauses = model.prefill_pauses
+        task = asyncio.create_task(model.prefill(prompt, yield_while=condition))
+        for _ in range(300):
+            if model.prefill_pauses > pauses:
+                break
+            await asyncio.sleep(0.01)
+        assert not task.done()
+        counted = dict(model.prompt_tokens)
+        reply = "".join(await collect(model.stream(prompt, max_tokens=4)))  # the question is final now
+        assert reply.strip()
+        assert model.prompt_tokens["cached"] - counted["cached"] > 0  # it reused the batch done ahead
+        assert await task is False  # given up: the real request took over

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 from assistant.stages import (
@@ -56,6 +56,11 @@ class Gate:
     async def __aexit__(self, *exc: object) -> None:
         self._sem.release()
 
+    @property
+    def busy(self) -> bool:
+        """A caller holds the gate or waits for it. Plain reads: safe from an engine's thread."""
+        return self.waiting > 0 or self._sem.locked()
+
 
 def _capacity(engine: object) -> int:
     value = getattr(engine, "max_concurrency", 1)
@@ -83,9 +88,12 @@ class FairRetriever:
 
 
 class FairLanguageModel:
-    def __init__(self, inner: LanguageModel) -> None:
+    def __init__(self, inner: LanguageModel, *, prefill_yields_to: Sequence[Gate] = ()) -> None:
+        """``prefill_yields_to``: gates of stages on a turn's critical path (speech recognition);
+        a speculative prefill pauses while any of them is busy."""
         self.inner = inner
         self.gate = Gate("llm", _capacity(inner))
+        self.prefill_yields_to = tuple(prefill_yields_to)
 
     async def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncIterator[str]:
         # Closing this generator (the turn does, also on cancel) closes the inner stream, which stops
@@ -102,11 +110,14 @@ class FairLanguageModel:
 
     async def prefill(self, messages: list[Message]) -> bool:
         """Passed straight to the engine, without the gate: a prefill is speculative, and the
-        engine itself drops it when a real stream needs the model (assistant.stages.Prefiller)."""
+        engine itself drops it when a real stream needs the model (assistant.stages.Prefiller).
+        It pauses while speech recognition runs or waits (``prefill_yields_to``): on a small CPU
+        the two slow each other down several times over, and the transcript comes first."""
         prefill = getattr(self.inner, "prefill", None)
         if prefill is None:
             return False
-        return bool(await prefill(messages))
+        gates = self.prefill_yields_to
+        return bool(await prefill(messages, yield_while=(lambda: any(g.busy for g in gates)) if gates else None))
 
 
 class FairSynthesizer:
@@ -130,7 +141,7 @@ def fair_engines(engines: Engines) -> tuple[Engines, list[Gate]]:
     """The same engines behind FIFO gates, and the gates (to report queueing)."""
     transcriber = FairTranscriber(engines.transcriber) if engines.transcriber is not None else None
     retriever = FairRetriever(engines.retriever)
-    llm = FairLanguageModel(engines.llm)
+    llm = FairLanguageModel(engines.llm, prefill_yields_to=[transcriber.gate] if transcriber is not None else [])
     synthesizer = FairSynthesizer(engines.synthesizer) if engines.synthesizer is not None else None
     gates = [g.gate for g in (transcriber, retriever, llm, synthesizer) if g is not None]
     wrapped = replace(engines, transcriber=transcriber, retriever=retriever, llm=llm, synthesizer=synthesizer)
