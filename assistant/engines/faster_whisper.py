@@ -42,8 +42,15 @@ log = logging.getLogger(__name__)
 
 FIT_MAX_S = 28.0
 _FIT_PAD_S = 1.0
-_TOKENS_PER_S = 16
-"""Token cap per second of audio on the fit path: fast speech is ~8 tokens/s (English or Chinese)."""
+_TOKENS_PER_S = 10
+"""Token cap per second of audio on the fit path: fast speech is ~8 tokens/s (English or Chinese).
+Kept close to that because a cap is often reached: with the knowledge-base prompt, Whisper base
+repeats a short question inside one segment until the cap (39 tokens instead of 11 for a 2 s
+question; ``collapse_repeats`` mends the text) at ~10 ms a token. On the latency benchmark's 26
+questions a transcription took 233 ms on average instead of 319 ms (16 tokens/s + 10), with the same
+word and character errors. A real transcript cut by the cap is redone on the full window."""
+_TOKEN_CAP_BASE = 6
+"""Tokens the cap allows on top of ``_TOKENS_PER_S`` (the timestamps, a short word)."""
 _MAX_COMPRESSION = 2.4
 _NO_SPEECH = 0.6
 _LOW_LOGPROB = -1.0
@@ -190,7 +197,7 @@ class FasterWhisperTranscriber(LocalWhisper):
         if prompt_text:
             prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt_text)[-(model.max_length // 2 - 1) :]]
         prompt.extend(tokenizer.sot_sequence)
-        cap = self.max_new_tokens or (10 + math.ceil(duration_s * _TOKENS_PER_S))
+        cap = self.max_new_tokens or (_TOKEN_CAP_BASE + math.ceil(duration_s * _TOKENS_PER_S))
         cap = min(cap, model.max_length - len(prompt))
         result = model.model.generate(
             encoder_output,
@@ -230,7 +237,7 @@ class FasterWhisperTranscriber(LocalWhisper):
             # A live utterance (or a fit-window redo): one greedy pass, no temperature fallback
             # ladder, which on a loaded machine can take tens of seconds for a few words.
             options["temperature"] = 0.0
-            options.setdefault("max_new_tokens", 10 + math.ceil(audio.size / SAMPLE_RATE_HZ * _TOKENS_PER_S))
+            options.setdefault("max_new_tokens", _TOKEN_CAP_BASE + math.ceil(audio.size / SAMPLE_RATE_HZ * _TOKENS_PER_S))
         options.update(beam_size=self.beam_size, initial_prompt=prompt_text or None, condition_on_previous_text=False)
         # transcribe() detects the language eagerly (its segments are lazy), reusing that encoder
         # pass for the first window; only a language outside [asr] languages costs a second start.
