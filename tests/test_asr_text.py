@@ -66,3 +66,28 @@ def test_loops_are_collapsed_but_real_repetition_stays() -> None:
     assert collapse_repeats("请问报销。请问报销。") == "请问报销。"
     assert collapse_repeats("five five") == "five five"
     assert collapse_repeats("He was. He was not.") == "He was. He was not."
+
+
+def test_chinese_loops_without_spaces_are_collapsed() -> None:
+    from assistant.engines._asr_common import collapse_repeats
+
+    # what Whisper base wrote for the first 0.64 s of "加班怎么申请？"
+    assert collapse_repeats("加班、加班、加班、加班、加班、加班、加班、") == "加班"
+    assert collapse_repeats("工牌、工牌、工牌、工牌、工牌、") == "工牌"
+    assert collapse_repeats("请问加班怎么申请加班怎么申请加班怎么申请") == "请问加班怎么申请"
+    # said as such: a word doubled, a laugh, a short reduplication
+    assert collapse_repeats("谢谢谢谢") == "谢谢谢谢"
+    assert collapse_repeats("哈哈哈") == "哈哈哈"
+    assert collapse_repeats("看看") == "看看"
+    assert collapse_repeats("加班可以调休吗？") == "加班可以调休吗？"
+
+
+def test_a_loop_cut_off_by_the_token_cap_needs_less_repetition() -> None:
+    from assistant.engines._asr_common import collapse_repeats
+
+    looped = "食堂器点开,食堂器点开,食堂器"  # Whisper base at its cap on the first 1.2 s of 食堂几点开饭
+    assert collapse_repeats(looped) == looped  # said once and a half: could be speech
+    assert collapse_repeats(looped, cut_by_cap=True) == "食堂器点开"
+    assert collapse_repeats("访客、WiFi、密码、密码、密码、密\ufffd", cut_by_cap=True) == "访客、WiFi、密码"
+    assert collapse_repeats("Where is the desk? Where is the desk? Where is", cut_by_cap=True) == "Where is the desk?"
+    assert collapse_repeats("How do I print?", cut_by_cap=True) == "How do I print?"

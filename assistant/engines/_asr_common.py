@@ -107,12 +107,18 @@ def compression_ratio(text: str) -> float:
 _SENTENCE = re.compile(r"[^.?!。？！]+[.?!。？！]*")
 
 
-def collapse_repeats(text: str) -> str:
+def collapse_repeats(text: str, *, cut_by_cap: bool = False) -> str:
     """Undo Whisper's loops: a sentence said twice in a row, or a phrase repeated 3+ times at the end.
 
     "Cold hearted. Cold hearted. Cold hearted." -> "Cold hearted."; "10 of clubs 10 of clubs 10 of
     clubs" -> "10 of clubs"; "five five" stays (people do say things twice).
+
+    ``cut_by_cap``: the decoder stopped at its token cap, so a tail that repeats is a loop that was
+    cut off: the phrase once more and half of it again is enough ("食堂几点开，食堂几点开，食堂" ->
+    "食堂几点开"). A character left broken by the cut (U+FFFD) is dropped first.
     """
+    if cut_by_cap:
+        text = text.rstrip("\ufffd")
     sentences = [m.group(0).strip() for m in _SENTENCE.finditer(text) if m.group(0).strip()]
     kept: list[str] = []
     for i, sentence in enumerate(sentences):
@@ -124,14 +130,32 @@ def collapse_repeats(text: str) -> str:
         kept.append(sentence)
     joined = join_texts(kept) if kept else text.strip()
     words = joined.split()
-    for period in range(1, min(10, len(words) // 3) + 1):
-        # The longest tail in which every word equals the one `period` words before it.
-        tail = 0
-        while tail < len(words) - period and words[-1 - tail] == words[-1 - tail - period]:
-            tail += 1
-        if tail >= 2 * period:  # the unit, then at least two more of it (the last may be cut off)
-            return " ".join(words[: len(words) - tail])
+    repeats = 1.5 if cut_by_cap else 2.0
+    cut = _periodic_tail(words, periods=range(1, 11), repeats=repeats)
+    if cut is not None:
+        return " ".join(words[:cut])
+    if has_cjk(joined):
+        # Chinese has no spaces: the unit is a run of characters ("加班、加班、加班、" -> "加班"),
+        # at least two long, so that "谢谢" or "哈哈哈" stay as said
+        cut = _periodic_tail(list(joined), periods=range(2, 13), repeats=repeats)
+        if cut is not None:
+            return joined[:cut].rstrip("、，,；; ")
     return joined
+
+
+def _periodic_tail(units: list[str], *, periods: range, repeats: float) -> int | None:
+    """Where a loop at the end of ``units`` starts (the first repetition's index), or None: the
+    longest tail in which every unit equals the one ``period`` before it, if that tail holds the
+    unit ``repeats`` times more (2: twice more, the last may be cut off)."""
+    for period in periods:
+        if len(units) < (1 + repeats) * period:
+            break
+        tail = 0
+        while tail < len(units) - period and units[-1 - tail] == units[-1 - tail - period]:
+            tail += 1
+        if tail >= repeats * period:
+            return len(units) - tail
+    return None
 
 
 def _key(text: str) -> str:

@@ -42,15 +42,25 @@ log = logging.getLogger(__name__)
 
 FIT_MAX_S = 28.0
 _FIT_PAD_S = 1.0
-_TOKENS_PER_S = 10
-"""Token cap per second of audio on the fit path: fast speech is ~8 tokens/s (English or Chinese).
-Kept close to that because a cap is often reached: with the knowledge-base prompt, Whisper base
-repeats a short question inside one segment until the cap (39 tokens instead of 11 for a 2 s
-question; ``collapse_repeats`` mends the text) at ~10 ms a token. On the latency benchmark's 26
-questions a transcription took 233 ms on average instead of 319 ms (16 tokens/s + 10), with the same
-word and character errors. A real transcript cut by the cap is redone on the full window."""
-_TOKEN_CAP_BASE = 6
-"""Tokens the cap allows on top of ``_TOKENS_PER_S`` (the timestamps, a short word)."""
+_TOKENS_PER_S = {"en": 10, "": 16}
+"""Token cap per second of audio on the fit path, by language (fast speech is ~8 tokens/s).
+
+English is kept close to that because the cap is often reached: with the knowledge-base prompt,
+Whisper base repeats a short English question inside one segment until the cap (39 tokens instead
+of 11 for a 2 s question; ``collapse_repeats`` mends the text) at ~10 ms a token. On the latency
+benchmark's 26 questions a transcription took ~240 ms on average instead of 319 ms, with the same
+errors. Chinese keeps the wider cap: its loops on short partials alternate ("闪客、WiPhone、远客、
+WiPhone") and a tighter cap cut more of them before they could be recognised, doubling the redos
+on the full window (12 instead of 6 on 30 prefixes of the Chinese questions; ~1.1 s each).
+A real transcript cut by the cap is redone on the full window."""
+_TOKEN_CAP_BASE = {"en": 6, "": 10}
+"""Tokens the cap allows on top of ``_TOKENS_PER_S`` (timestamps, a short word), by language."""
+
+
+def token_cap(duration_s: float, language: str) -> int:
+    """The fit path's decoding cap for ``duration_s`` of audio in ``language``."""
+    key = language if language in _TOKENS_PER_S else ""
+    return _TOKEN_CAP_BASE[key] + math.ceil(duration_s * _TOKENS_PER_S[key])
 _MAX_COMPRESSION = 2.4
 _NO_SPEECH = 0.6
 _LOW_LOGPROB = -1.0
@@ -197,7 +207,7 @@ class FasterWhisperTranscriber(LocalWhisper):
         if prompt_text:
             prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt_text)[-(model.max_length // 2 - 1) :]]
         prompt.extend(tokenizer.sot_sequence)
-        cap = self.max_new_tokens or (_TOKEN_CAP_BASE + math.ceil(duration_s * _TOKENS_PER_S))
+        cap = self.max_new_tokens or token_cap(duration_s, language)
         cap = min(cap, model.max_length - len(prompt))
         result = model.model.generate(
             encoder_output,
@@ -212,14 +222,15 @@ class FasterWhisperTranscriber(LocalWhisper):
         )[0]
         tokens = result.sequences_ids[0]
         raw = _segments_text(tokens, tokenizer, duration_s)
-        text = collapse_repeats(raw)
+        cut_by_cap = len(tokens) >= cap
+        text = collapse_repeats(raw, cut_by_cap=cut_by_cap)
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         if result.no_speech_prob > _NO_SPEECH and avg_logprob < _LOW_LOGPROB:
             # Whisper's own rule: probably no speech, and what it wrote is a guess ("Thank you.").
             return _Decoded("", language, False)
         # A loop that collapse_repeats could undo is fixed; one it could not is redone on the full window.
         degenerate = self.max_new_tokens is None and (
-            compression_ratio(text) > _MAX_COMPRESSION or (len(tokens) >= cap and text == raw)
+            compression_ratio(text) > _MAX_COMPRESSION or (cut_by_cap and text == raw.rstrip("\ufffd"))
         )
         return _Decoded(text, language, degenerate)
 
@@ -237,7 +248,7 @@ class FasterWhisperTranscriber(LocalWhisper):
             # A live utterance (or a fit-window redo): one greedy pass, no temperature fallback
             # ladder, which on a loaded machine can take tens of seconds for a few words.
             options["temperature"] = 0.0
-            options.setdefault("max_new_tokens", _TOKEN_CAP_BASE + math.ceil(audio.size / SAMPLE_RATE_HZ * _TOKENS_PER_S))
+            options.setdefault("max_new_tokens", token_cap(audio.size / SAMPLE_RATE_HZ, language))
         options.update(beam_size=self.beam_size, initial_prompt=prompt_text or None, condition_on_previous_text=False)
         # transcribe() detects the language eagerly (its segments are lazy), reusing that encoder
         # pass for the first window; only a language outside [asr] languages costs a second start.
