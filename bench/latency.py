@@ -13,7 +13,8 @@ What it does, all on loopback, every loop bounded:
    text takes with the current index and calibration (``label_check``); turns are grouped by the
    route the daemon actually took.
 2. Daemons: ``assistant run`` in subprocesses, one per variant (``VARIANTS``: ``before`` = answers
-   not prepared ahead, ``[llm] prefill`` and ``[vad] early_faq`` off; ``after`` = the defaults), each
+   not prepared ahead, ``[llm] prefill`` and ``[vad] early_faq`` off; ``after`` = the defaults;
+   ``portable`` = the defaults on PyPI's portable llama.cpp wheel instead of the build for this CPU), each
    after its engines are warm and its FAQ reply cache is rendered (/healthz ``faq_cache``). Or
    ``--url`` for one already running.
 3. Voice turns: one fresh visitor session per question, microphone frames streamed in real time
