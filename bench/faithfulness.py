@@ -102,15 +102,19 @@ def normalise(text: str) -> str:
 
 
 def has_fact(answer: str, alternatives: list[str]) -> bool:
-    """Any spelling present. Latin/number spellings must stand alone ("5" does not match "15")."""
+    """Any spelling present. Latin/number spellings must stand alone ("5" does not match "15"), and a
+    spelling that starts or ends with a digit must not continue a number ("5天" is not in "15天")."""
     text = normalise(answer)
     for alt in alternatives:
         alt_n = normalise(alt)
         if re.fullmatch(r"[\x00-\x7f]+", alt_n):
             if re.search(rf"(?<![a-z0-9]){re.escape(alt_n)}(?![a-z0-9])", text):
                 return True
-        elif alt_n in text:
-            return True
+        else:
+            before = r"(?<![0-9.])" if alt_n[:1].isdigit() else ""
+            after = r"(?![0-9])" if alt_n[-1:].isdigit() else ""
+            if re.search(before + re.escape(alt_n) + after, text):
+                return True
     return False
 
 

@@ -65,6 +65,9 @@ def test_a_number_must_stand_alone_and_full_width_digits_count(bench: ModuleType
     assert not bench.has_fact("It costs 150 yuan.", ["50"])
     assert bench.has_fact("前台１８：３０下班", ["18:30"])  # NFKC
     assert bench.has_fact("预算是2,000元", ["2000"])
+    # a Chinese spelling that starts with a digit does not continue a longer number
+    assert not bench.has_fact("最多15天", ["5天", "五天"])
+    assert bench.has_fact("每年有5天全薪病假", ["5天", "五天"])
 
 
 def test_a_numeric_fact_is_found_in_a_passage_of_the_other_language(bench: ModuleType) -> None:
