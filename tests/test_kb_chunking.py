@@ -76,3 +76,19 @@ def test_headings_start_new_chunks_and_pages_are_kept() -> None:
 def test_overlap_must_be_below_size() -> None:
     with pytest.raises(ValueError):
         chunk_blocks([Block("x")], chunk_chars=50, overlap_chars=50)
+
+
+def test_table_rows_and_list_items_stay_apart_in_a_chunk() -> None:
+    # Rows joined by a bare space read "4F | HR, gym 5F | Hall": the gym's floor looks like 5F.
+    rows = [Block("Floor | What is there", "Floors"), Block("4F | Human Resources, staff gym", "Floors"),
+            Block("5F | Starsea Hall", "Floors"), Block("Lifts are by the lobby.", "Floors")]  # fmt: skip
+    (chunk,) = chunk_blocks(rows, chunk_chars=400, overlap_chars=80)
+    assert (
+        chunk.text
+        == "Floor | What is there; 4F | Human Resources, staff gym; 5F | Starsea Hall; Lifts are by the lobby."
+    )
+    (zh,) = chunk_blocks([Block("年假 | 10天", "假期"), Block("病假 | 5天", "假期")], chunk_chars=400, overlap_chars=80)
+    assert zh.text == "年假 | 10天；病假 | 5天"
+    # a block that ends a sentence needs no separator, and none is added after the last block
+    (plain,) = chunk_blocks([Block("One.", "s"), Block("Two", "s")], chunk_chars=400, overlap_chars=80)
+    assert plain.text == "One. Two"

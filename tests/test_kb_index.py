@@ -98,6 +98,24 @@ def test_changed_chunk_settings_reembed(tmp_path: Path, kb: Path) -> None:
     assert report.embedded_files == 1 and any("assembly point" in c for c in emb.calls)
 
 
+def test_documents_chunked_by_an_older_chunker_are_read_again(tmp_path: Path, kb: Path) -> None:
+    from assistant.kb.index import current_generation
+
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    manifest_path = current_generation(tmp_path / "index") / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for info in manifest["files"].values():
+        if info.get("chunking"):
+            info["chunking"].pop("format")  # as an index built before chunking.CHUNK_FORMAT existed
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    emb.calls.clear()
+    report = build_index(s, [kb], progress=False, embedder=emb)
+    assert (report.embedded_files, report.reused_files) == (1, 1)  # the guide again, the FAQ table reused
+    assert any("assembly point" in c for c in emb.calls)
+
+
 def test_index_from_another_embedder_is_refused(tmp_path: Path, kb: Path) -> None:
     s = settings_in(tmp_path)
     build_index(s, [kb], progress=False, embedder=HashEmbedder(name="model-a"))

@@ -201,3 +201,10 @@ def test_unsupported_type_and_discovery(tmp_path: Path) -> None:
     assert missing == [(tmp_path / "nope", "no such file or folder")]
     with pytest.raises(SkipFile, match="unsupported"):
         read(tmp_path / "kb" / "photo.png")
+
+
+def test_a_line_break_inside_chinese_text_adds_no_space(tmp_path: Path) -> None:
+    p = tmp_path / "handbook.md"
+    p.write_text("# 手册\n\n## 信息安全\n\n公司电脑默认禁用U盘，\n确有需要的须经审批。\nSee the\nIT desk.\n", encoding="utf-8")
+    text = " ".join(r.text for r in read(p).records)
+    assert "禁用U盘，确有需要的" in text and "See the IT desk." in text

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from assistant.kb import calibration, views
+from assistant.kb.chunking import CHUNK_FORMAT
 from assistant.kb.ingest import Record, SkipFile, discover, read_file
 from assistant.stages import AssistantError, Embedder, RetrieveError
 
@@ -294,7 +295,7 @@ def build(
         old_manifest: dict[str, Any] = {}
         old_records: list[Record] = []
         old_index: Any = None
-        chunking = {"chunk_chars": chunk_chars, "overlap_chars": overlap_chars}
+        chunking = {"chunk_chars": chunk_chars, "overlap_chars": overlap_chars, "format": CHUNK_FORMAT}
         if old_gen is not None:
             try:
                 old_manifest = read_manifest(old_gen)

@@ -304,6 +304,11 @@ def _markdown_blocks(text: str) -> tuple[str, list[Block]]:
     return title, blocks
 
 
+_CJK_BREAK = re.compile(
+    r"(?<=[\u3000-\u303f\u3400-\u9fff\uff00-\uffef])\n(?=[\u3000-\u303f\u3400-\u9fff\uff00-\uffef])"
+)
+
+
 def _inline_text(tok: Any) -> str:
     if not tok.children:
         return str(tok.content).strip()
@@ -312,8 +317,9 @@ def _inline_text(tok: Any) -> str:
         if child.type in {"text", "code_inline"}:
             parts.append(child.content)
         elif child.type in {"softbreak", "hardbreak"}:
-            parts.append(" ")
-    return "".join(parts).strip()
+            parts.append("\n")
+    # A line break inside Chinese text is no space ("设备，\n确有" is "设备，确有"); elsewhere it is one.
+    return _CJK_BREAK.sub("", "".join(parts)).replace("\n", " ").strip()
 
 
 def _push_heading(headings: list[str], level: int, text: str) -> list[str]:
