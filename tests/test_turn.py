@@ -226,7 +226,10 @@ def p(score: float, kind: str = "document", answer: str | None = None) -> Passag
 @pytest.mark.parametrize(
     ("passages", "route", "ids"),
     [
-        ([p(0.9, "faq", "a"), p(0.7)], "faq", ["faq-0.9"]),
+        ([p(0.9, "faq", "a"), p(0.2)], "faq", ["faq-0.9"]),
+        # a runner-up within a quarter of the best makes the match ambiguous: the model reads both
+        ([p(0.9, "faq", "a"), p(0.3, "faq", "b"), p(0.1)], "generated", ["faq-0.9", "faq-0.3"]),
+        ([p(0.9, "faq", "a"), p(0.7), p(0.5), p(0.46)], "generated", ["faq-0.9", "document-0.7", "document-0.5"]),
         ([p(0.7), p(0.79, "faq", "a"), p(0.3)], "generated", ["faq-0.79", "document-0.7"]),
         ([p(0.44), p(0.2, "faq", "a")], "fallback", []),
         ([], "fallback", []),
