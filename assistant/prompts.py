@@ -11,12 +11,21 @@ questions; ``--set holdout`` holds questions written before the tuning). The sys
 the same on every turn (llama.cpp reuses a cached prefix; everything that varies comes last). Passages
 are numbered most relevant first, an FAQ entry as its question with its answer on the next line. The
 answer language is repeated after the question: an English question over a Chinese passage was otherwise
-answered in Chinese. The English prompt carries one worked example (about a library the knowledge base
-does not have) whose FAQ question differs from the one asked: without it the 0.5B model declined
-English questions whose FAQ answer it had in front of it ("How much does it cost to replace a lost
-badge?" over "I lost my employee badge. What should I do?"). The same kind of example made the Chinese
-answers worse, so the Chinese prompt has none. The maternity-leave hint in the decline rule stays: without
-it the 1.5B model answered "12 weeks" from a passage about annual leave.
+answered in Chinese.
+
+Both prompts carry one worked example about a library the knowledge base does not have: a question its
+passage answers although the passage's FAQ question differs from it (without that the 0.5B
+model declined English questions whose FAQ answer it had in front of it: "How much does it cost to
+replace a lost badge?" over "I lost my employee badge. What should I do?"), and one it does not answer,
+declined. The system message also says that the passages come from a search and may be about something
+else. This replaced a hint in the decline rule that named one dev question (maternity vs annual leave).
+Measured with the 1.5B model at relevance 0.25 (more questions reach it), on the dev questions plus
+the 20 in-domain unanswered questions of bench/retrieval.py: English declines 15 -> 17 of 18 (the 18th is
+an FAQ entry read verbatim), dev fact accuracy 97%. Chinese declines stayed at 10-12 of 18 with every
+wording tried: the decline rule repeated after the question (15 of 18, but three dev answers lost: the
+model declined, or repeated the question, with the answer in front of it), the passage number first (14
+of 18, facts 30 of 33 instead of 32), a Chinese system message written in English, an instruction to
+check first that the passages mention what is asked, the examples as chat turns.
 
 Query rewriting for follow-ups ("and for interns?", "那实习生呢？") is deterministic: an elliptical
 question is joined to the previous question before retrieval. An LLM rewrite was considered and not
@@ -57,9 +66,10 @@ class PromptSet:
 PROMPTS: dict[str, PromptSet] = {
     "zh": PromptSet(
         system=(
-            "你是公司前台的语音助手。根据用户给的资料回答问题，数字、时间、地点和名称照资料原样说，"
-            "不要添加资料里没有的内容。资料里没有答案时（比如问产假，资料只讲年假），只说：“{decline}”否则就用中文直接回答，一到三句，"
-            "口语化，不用列表。"
+            "你是公司前台的语音助手。用户会给你检索到的资料，资料可能和问题无关。根据资料回答问题，数字、时间、地点和名称照资料原样说，"
+            "不要添加资料里没有的内容。资料里没有答案时，只说：“{decline}”否则就用中文直接回答，一到三句，口语化，不用列表。\n"
+            "例：资料“[1] 问：有图书馆吗\n答：有，在二楼，工作日9:00到17:00开放。”问题“图书馆几点关门？”回答“图书馆工作日17:00关门。”"
+            "问题“图书馆一次能借几本书？”资料没讲借书，回答“{decline}”"
         ),
         passage_header="资料：",
         question_label="问题：",
@@ -72,13 +82,13 @@ PROMPTS: dict[str, PromptSet] = {
     ),
     "en": PromptSet(
         system=(
-            "You are the voice assistant at a company's front desk. Answer the question from the passages the user "
-            "gives you. Keep numbers, times, places and names exactly as written and add nothing that is not in "
-            "them. If no passage answers the question (say it asks about maternity leave and they only cover annual "
-            'leave), say only: "{decline}" Otherwise answer it directly in '
-            "English, in one to three short spoken sentences, with no lists.\n"
+            "You are the voice assistant at a company's front desk. The user gives you passages a search found, which "
+            "may be about something else. Answer the question from the passages. Keep numbers, times, places and names "
+            "exactly as written and add nothing that is not in them. If no passage answers the question, say only: "
+            '"{decline}" Otherwise answer it directly in English, in one to three short spoken sentences, with no lists.\n'
             'Example: passage "[1] Q: Is there a library?\nA: Yes, on the 2nd floor, open 9:00 to 17:00 on weekdays." '
-            'Question "What time does the library close?" Answer "The library closes at 17:00 on weekdays."'
+            'Question "What time does the library close?" Answer "The library closes at 17:00 on weekdays." '
+            'Question "How many books can I borrow?" The passage does not say, so answer "{decline}"'
         ),
         passage_header="Passages:",
         question_label="Question: ",
