@@ -64,6 +64,8 @@ class Answer:
     max_tokens: int = 160
     history_turns: int = 4
     """How many earlier question/answer pairs the LLM sees (and query rewriting uses)."""
+    check_numbers: bool = True
+    """Withhold a generated piece that states a number its passages do not hold (assistant.grounding)."""
 
 
 @dataclass

@@ -53,6 +53,11 @@ class SentenceSplitter:
     _buffer: str = field(default="", init=False)
     _emitted: int = field(default=0, init=False)
 
+    @property
+    def pending(self) -> str:
+        """The text fed so far that no returned piece holds yet (the start of the next one)."""
+        return self._buffer
+
     def feed(self, delta: str) -> list[str]:
         self._buffer += delta
         return self._drain(final=False)

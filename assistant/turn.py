@@ -174,6 +174,8 @@ class TurnResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: AssistantError | None = None
     interrupted: bool = False
+    withheld: list[str] = field(default_factory=list)
+    """Numbers the reply was about to state that its passages do not hold (assistant.grounding)."""
 
 
 @dataclass
@@ -340,8 +342,11 @@ class Turn:
         self.emit(ev.Sources(sources=[ev.Source.of(p) for p in decision.passages]))
         self.emit(ev.ReplyStart(route=decision.route, language=transcript.language))
 
+        evidence: list[str] | None = None
         if plan.messages is not None:
             deltas = self.engines.llm.stream(plan.messages, max_tokens=self.settings.answer.max_tokens)
+            if self.settings.answer.check_numbers:
+                evidence = _evidence(transcript.text, decision.passages, plan.history)
         else:
             text = (
                 decision.passages[0].answer or ""
@@ -351,30 +356,75 @@ class Turn:
             deltas = _once(text)
         # Stored answers go through the same splitter, so their units are the ones the instant-reply
         # cache rendered (assistant.sentences.speech_units) and a cache miss still starts early.
-        await self._write_and_speak(deltas, language=transcript.language)
+        await self._write_and_speak(deltas, language=transcript.language, evidence=evidence, decline_in=plan.language)
 
-    async def _write_and_speak(self, deltas: AsyncIterator[str], *, language: str) -> None:
+    async def _write_and_speak(
+        self,
+        deltas: AsyncIterator[str],
+        *,
+        language: str,
+        evidence: list[str] | None = None,
+        decline_in: str = "",
+    ) -> None:
+        """Split the reply into pieces as it is written; speak each while the next is written.
+
+        With ``evidence`` (the generated route, ``[answer] check_numbers``), each piece is checked
+        before it is shown or said (assistant.grounding): ``reply-delta`` then carries whole pieces,
+        and the first piece stating a number the evidence does not hold stops generation. The reply
+        ends with the pieces before it, or, when it was the first, is the decline line in
+        ``decline_in``'s language."""
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speak = self.engines.synthesizer is not None
 
         async def write() -> None:
             splitter = SentenceSplitter()
-            parts: list[str] = []
+            text = ""  # everything the model wrote
+            released = 0  # how much of it went out as reply-delta
+            withheld: list[str] = []
+
+            def release(upto: int) -> None:
+                nonlocal released
+                if upto > released:
+                    self.emit(ev.ReplyDelta(text=text[released:upto]))
+                    released = upto
+                    self.result.answer = text[:released]
+
+            def unsupported(pieces: list[str]) -> list[str]:
+                if evidence is None:
+                    return []
+                from assistant.grounding import ungrounded_numbers
+
+                return [n for p in pieces for n in ungrounded_numbers(p, evidence)]
+
             try:
                 async with _closing(deltas) as stream:  # closing stops generation
                     async for delta in stream:
                         if not delta:
                             continue
                         self._mark("first_token")
-                        parts.append(delta)
-                        self.result.answer = "".join(parts)
-                        self.emit(ev.ReplyDelta(text=delta))
-                        for s in splitter.feed(delta):
+                        text += delta
+                        pieces = splitter.feed(delta)
+                        if withheld := unsupported(pieces):
+                            break
+                        release(len(text) if evidence is None else len(text) - len(splitter.pending))
+                        for s in pieces:
                             self._queue_sentence(sentences, s)
-                for s in splitter.flush():
-                    if s:
-                        self._queue_sentence(sentences, s)
-                self.result.answer = self.result.answer.strip()
+                if not withheld:
+                    pieces = [s for s in splitter.flush() if s]
+                    if not (withheld := unsupported(pieces)):
+                        release(len(text))
+                        for s in pieces:
+                            self._queue_sentence(sentences, s)
+                if withheld:
+                    log.info("turn %d: withheld a piece stating %s, which its passages do not", self.number, withheld)
+                    self.result.withheld = withheld
+                    if not text[:released].strip():
+                        from assistant import prompts
+
+                        text, released = prompts.decline_line(decline_in or language), 0
+                        release(len(text))
+                        self._queue_sentence(sentences, text)
+                self.result.answer = text[:released].strip()
                 self.emit(ev.ReplyEnd(text=self.result.answer, route=self.result.route or "generated"))
             finally:
                 sentences.put_nowait(None)
@@ -430,6 +480,15 @@ class Turn:
         spoken.done = True
         if started:
             self.emit(ev.AudioStop(sentence=index, duration_ms=round(spoken.duration_ms, 1)))
+
+
+def _evidence(question: str, passages: Sequence[Passage], history: Sequence[Message]) -> list[str]:
+    """What a generated answer may take its numbers from: the question, the passages the model was
+    shown (with their titles and sections), and the conversation so far."""
+    texts = [question, *(m.content for m in history)]
+    for p in passages:
+        texts.extend(t for t in (p.text, p.answer or "", p.title, p.section) if t)
+    return texts
 
 
 @contextlib.asynccontextmanager

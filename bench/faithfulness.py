@@ -388,6 +388,8 @@ async def run_turns(
             item, retriever, settings, route=result.route, answer=answer, shown=result.sources, records=records
         )
         row["timings_ms"] = result.timings_ms
+        if result.withheld:
+            row["withheld"] = result.withheld  # numbers the grounding check kept from being said
         rows.append(row)
         _print(label, n, len(items), row)
     return rows

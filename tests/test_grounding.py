@@ -1,0 +1,100 @@
+"""The number check (assistant.grounding) and how a turn applies it to a generated reply."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from fakes import FakeLanguageModel, event_types, fake_engines, settings_for_tests
+
+from assistant import events as ev
+from assistant import prompts
+from assistant.grounding import ungrounded_numbers
+from assistant.turn import Turn
+
+ADDRESS = ["公司地址是碧波路690号，离2号线张江高科站步行5分钟。"]
+
+
+@pytest.mark.parametrize(
+    ("text", "evidence", "missing"),
+    [
+        ("年终奖一般发12个月。", ADDRESS, ["12"]),  # the benchmark's invented answers
+        ("公司是1993年成立的。", ADDRESS, ["1993"]),
+        ("从2号线张江高科站步行5分钟，地址是碧波路690号。", ADDRESS, []),
+        ("The hotel cap is 1,200 yuan a night.", ["每晚不超过1200元"], []),  # by value
+        ("The subsidy is 2.50 yuan.", ["补贴2.5元"], []),
+        ("The desk opens at 09:00.", ["前台9点开门"], []),  # a time on the hour is its hour
+        ("前台9点开门，17:30下班。", ["Open 9:00-17:30 on weekdays."], []),
+        ("The desk opens at 9:30.", ["Open 9:00-17:30 on weekdays."], ["9:30"]),
+        ("IT is in room 301 on the 3rd floor.", ["IT服务台在3F的301室"], []),
+        ("Visitors get a badge at reception.", [], []),
+        ("It costs 50 yuan, or 60 for a visitor.", ["补办工牌50元"], ["60"]),
+    ],
+)
+def test_ungrounded_numbers(text: str, evidence: list[str], missing: list[str]) -> None:
+    assert ungrounded_numbers(text, evidence) == missing
+
+
+def run(question: str, reply: str, *, check: bool = True, speak: bool = True):
+    llm = FakeLanguageModel(reply=reply, piece_chars=3)
+    settings = settings_for_tests()
+    settings = dataclasses.replace(settings, answer=dataclasses.replace(settings.answer, check_numbers=check))
+    seen: list[ev.Event] = []
+    turn = Turn(1, engines=fake_engines(llm=llm, speak=speak), settings=settings, emit=seen.append)
+    result = asyncio.run(turn.run(question))
+    return result, seen, llm
+
+
+def deltas(seen: list[ev.Event]) -> str:
+    return "".join(e.text for e in seen if isinstance(e, ev.ReplyDelta))
+
+
+def test_an_invented_number_in_the_first_sentence_becomes_the_decline() -> None:
+    # The document passage says nothing about fees: "50 yuan" is the model's own.
+    result, seen, llm = run(
+        "Where do visitors get a badge?", "A visitor badge costs 50 yuan at reception. Enjoy your visit, and more."
+    )
+    assert result.route == "generated"
+    assert result.withheld == ["50"]
+    assert result.answer == prompts.decline_line("en")
+    assert llm.stopped_early  # generation really stopped
+    assert deltas(seen) == result.answer == next(e for e in seen if isinstance(e, ev.ReplyEnd)).text
+    assert [e.text for e in seen if isinstance(e, ev.Sentence)] == [result.answer]
+    assert "50" not in "".join(e.text for e in seen if isinstance(e, ev.Sentence))
+    assert event_types(seen)[-2:] == ["trace", "state:idle"]
+
+
+def test_the_grounded_sentences_before_an_invented_number_are_kept() -> None:
+    result, seen, llm = run(
+        "Where do visitors get a badge?",
+        "Visitors get a badge at reception. The Wi-Fi is Acme-Guest. It is open 24 hours. Goodbye now.",
+    )
+    assert result.withheld == ["24"]
+    assert result.answer == "Visitors get a badge at reception. The Wi-Fi is Acme-Guest."
+    assert deltas(seen).strip() == result.answer
+    assert [e.text for e in seen if isinstance(e, ev.Sentence)] == [
+        "Visitors get a badge at reception.",
+        "The Wi-Fi is Acme-Guest.",
+    ]
+    assert llm.stopped_early
+
+
+def test_a_reply_without_a_sentence_end_is_checked_too() -> None:
+    result, _, _ = run("Where do visitors get a badge?", "Reception hands out 3 badges", speak=False)
+    assert result.withheld == ["3"] and result.answer == prompts.decline_line("en")
+
+
+def test_a_grounded_reply_passes_whole_and_deltas_add_up() -> None:
+    # "2" is in the question, so the model may repeat it
+    result, seen, llm = run("Where do 2 visitors get a badge?", "Both get one at reception. The Wi-Fi is Acme-Guest.")
+    assert result.withheld == [] and result.answer == "Both get one at reception. The Wi-Fi is Acme-Guest."
+    assert deltas(seen) == result.answer
+    assert not llm.stopped_early
+
+
+def test_the_check_can_be_turned_off() -> None:
+    result, seen, _ = run("Where do visitors get a badge?", "A visitor badge costs 50 yuan at reception.", check=False)
+    assert result.withheld == [] and result.answer == "A visitor badge costs 50 yuan at reception."
+    # without the check the reply streams as the model writes it
+    assert len([e for e in seen if isinstance(e, ev.ReplyDelta)]) > 3
