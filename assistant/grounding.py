@@ -58,23 +58,31 @@ def _values(text: str) -> set[str]:
     for _, value in _numbers(text):
         out.add(value)
         out.update(re.split(r"[.:,]", value))
-        if re.fullmatch(r"\d+\.\d+", value):
-            out.add(value)
     return out
 
 
-def ungrounded_numbers(text: str, evidence: Iterable[str]) -> list[str]:
-    """The numbers in ``text`` (in order, as written) whose value no text of ``evidence`` holds.
+class NumberCheck:
+    """The numbers ``evidence`` holds, read once; ``ungrounded(text)`` checks a piece against them.
 
     A time on the hour also counts as its hour ("9:00" is held by "9点"), and any number is held by
     the same number inside a time or list of the evidence ("17" by "17:30")."""
-    have: set[str] = set()
-    for e in evidence:
-        have |= _values(e)
-    missing: list[str] = []
-    for raw, value in _numbers(text):
-        hour, _, minutes = value.partition(":")
-        if value in have or (minutes and set(minutes.split(":")) <= {"0"} and hour in have):
-            continue
-        missing.append(raw)
-    return missing
+
+    def __init__(self, evidence: Iterable[str]) -> None:
+        self._have: set[str] = set()
+        for e in evidence:
+            self._have |= _values(e)
+
+    def ungrounded(self, text: str) -> list[str]:
+        """The numbers in ``text`` (in order, as written) whose value the evidence does not hold."""
+        missing: list[str] = []
+        for raw, value in _numbers(text):
+            hour, _, minutes = value.partition(":")
+            if value in self._have or (minutes and set(minutes.split(":")) <= {"0"} and hour in self._have):
+                continue
+            missing.append(raw)
+        return missing
+
+
+def ungrounded_numbers(text: str, evidence: Iterable[str]) -> list[str]:
+    """``NumberCheck(evidence).ungrounded(text)``."""
+    return NumberCheck(evidence).ungrounded(text)

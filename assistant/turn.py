@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from assistant import events as ev
 from assistant.config import Settings
+from assistant.grounding import NumberCheck
 from assistant.kb.query import sub_questions
 from assistant.language import detect_language
 from assistant.sentences import SentenceSplitter
@@ -342,11 +343,13 @@ class Turn:
         self.emit(ev.Sources(sources=[ev.Source.of(p) for p in decision.passages]))
         self.emit(ev.ReplyStart(route=decision.route, language=transcript.language))
 
-        evidence: list[str] | None = None
+        check: NumberCheck | None = None
         if plan.messages is not None:
             deltas = self.engines.llm.stream(plan.messages, max_tokens=self.settings.answer.max_tokens)
             if self.settings.answer.check_numbers:
-                evidence = _evidence(transcript.text, decision.passages, plan.history)
+                # The evidence is what the model was given: the earlier turns, the numbered passages and
+                # the question (not the system message, whose worked example has numbers of its own).
+                check = NumberCheck(m.content for m in plan.messages if m.role != "system")
         else:
             text = (
                 decision.passages[0].answer or ""
@@ -356,23 +359,24 @@ class Turn:
             deltas = _once(text)
         # Stored answers go through the same splitter, so their units are the ones the instant-reply
         # cache rendered (assistant.sentences.speech_units) and a cache miss still starts early.
-        await self._write_and_speak(deltas, language=transcript.language, evidence=evidence, decline_in=plan.language)
+        await self._write_and_speak(
+            deltas, language=transcript.language, check=check, decline=prompts.decline_line(plan.language)
+        )
 
     async def _write_and_speak(
         self,
         deltas: AsyncIterator[str],
         *,
         language: str,
-        evidence: list[str] | None = None,
-        decline_in: str = "",
+        check: NumberCheck | None = None,
+        decline: str = "",
     ) -> None:
         """Split the reply into pieces as it is written; speak each while the next is written.
 
-        With ``evidence`` (the generated route, ``[answer] check_numbers``), each piece is checked
-        before it is shown or said (assistant.grounding): ``reply-delta`` then carries whole pieces,
-        and the first piece stating a number the evidence does not hold stops generation. The reply
-        ends with the pieces before it, or, when it was the first, is the decline line in
-        ``decline_in``'s language."""
+        With ``check`` (the generated route, ``[answer] check_numbers``), each piece is checked before
+        it is shown or said (assistant.grounding): ``reply-delta`` then carries whole pieces, and the
+        first piece stating a number the evidence does not hold stops generation. The reply ends with
+        the pieces before it, or, when it was the first, is ``decline``."""
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speak = self.engines.synthesizer is not None
 
@@ -390,11 +394,7 @@ class Turn:
                     self.result.answer = text[:released]
 
             def unsupported(pieces: list[str]) -> list[str]:
-                if evidence is None:
-                    return []
-                from assistant.grounding import ungrounded_numbers
-
-                return [n for p in pieces for n in ungrounded_numbers(p, evidence)]
+                return [n for p in pieces for n in check.ungrounded(p)] if check is not None else []
 
             try:
                 async with _closing(deltas) as stream:  # closing stops generation
@@ -406,7 +406,7 @@ class Turn:
                         pieces = splitter.feed(delta)
                         if withheld := unsupported(pieces):
                             break
-                        release(len(text) if evidence is None else len(text) - len(splitter.pending))
+                        release(len(text) if check is None else len(text) - len(splitter.pending))
                         for s in pieces:
                             self._queue_sentence(sentences, s)
                 if not withheld:
@@ -419,9 +419,7 @@ class Turn:
                     log.info("turn %d: withheld a piece stating %s, which its passages do not", self.number, withheld)
                     self.result.withheld = withheld
                     if not text[:released].strip():
-                        from assistant import prompts
-
-                        text, released = prompts.decline_line(decline_in or language), 0
+                        text, released = decline, 0
                         release(len(text))
                         self._queue_sentence(sentences, text)
                 self.result.answer = text[:released].strip()
@@ -480,15 +478,6 @@ class Turn:
         spoken.done = True
         if started:
             self.emit(ev.AudioStop(sentence=index, duration_ms=round(spoken.duration_ms, 1)))
-
-
-def _evidence(question: str, passages: Sequence[Passage], history: Sequence[Message]) -> list[str]:
-    """What a generated answer may take its numbers from: the question, the passages the model was
-    shown (with their titles and sections), and the conversation so far."""
-    texts = [question, *(m.content for m in history)]
-    for p in passages:
-        texts.extend(t for t in (p.text, p.answer or "", p.title, p.section) if t)
-    return texts
 
 
 @contextlib.asynccontextmanager
