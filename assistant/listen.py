@@ -14,7 +14,9 @@ What this does instead (measured in ``bench/asr.py``):
    finished). If they speak again after a real pause (>= 160 ms, not a dip inside a word), that
    text is committed (a cut inside a pause is a safe place to cut for Whisper) and later
    transcriptions cover only the audio after it, with the committed text as prompt context. So
-   at any moment only the audio since the last pause is pending.
+   at any moment only the audio since the last pause is pending. Whisper given that context over
+   a tail with little speech in it (a breath, a cough) often writes the context out again; such an
+   echo is dropped rather than joined (the question would be asked twice).
 3. Early end of turn. If that speculative transcript ends a sentence (. ? ! 。？！) and no voice
    came back for ``[vad] early_silence_ms``, the turn ends there, without waiting for the full
    ``silence_ms``; its transcript is already done, so it is final at that moment. Otherwise the
@@ -50,7 +52,7 @@ import numpy as np
 
 from assistant.audio.vad import Endpoint, Endpointer
 from assistant.config import Settings
-from assistant.engines._asr_common import join_texts
+from assistant.engines._asr_common import echoes_prompt, join_texts
 from assistant.events import ErrorEvent, Event, SpeechEnd, SpeechStart, TranscriptEvent
 from assistant.stages import SAMPLE_RATE_HZ, AssistantError, Transcriber, Transcript, Utterance
 
@@ -67,6 +69,10 @@ _COMMIT_GAP_MS = 160
 """A transcription made at a pause is committed only if the pause lasted this long: shorter dips
 happen inside words, and cutting there would split a word between two chunks."""
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
+_ECHO_MAX_SHARE = 0.6
+"""A transcription that reads like the committed text is Whisper echoing its prompt only when its
+audio is this much shorter than the committed part's: too short to have said it all again. A
+visitor who does say it again ("年假多少天…产假多少天？") takes about as long the second time."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,8 @@ class _Take:
 
     commit_sample: int
     language: str = ""
+    start_sample: int = -1
+    """Where the utterance starts (the first commit_sample)."""
     committed: list[str] = field(default_factory=list)
     spec: _Job | None = None
     partial: _Job | None = None
@@ -133,6 +141,10 @@ class _Take:
     """A transcription of [commit_sample, a dip between two words], committed when it is done."""
     last_partial_sample: int = 0
     ended: bool = False
+
+    def __post_init__(self) -> None:
+        if self.start_sample < 0:
+            self.start_sample = self.commit_sample
 
 
 def ends_sentence(text: str) -> bool:
@@ -284,7 +296,13 @@ class Listener:
             try:
                 if self._context and take.committed:
                     method: Any = self.transcriber.transcribe
-                    result: Transcript = await method(utterance, previous_text=join_texts(take.committed))
+                    previous = join_texts(take.committed)
+                    result: Transcript = await method(utterance, previous_text=previous)
+                    committed_s = (take.commit_sample - take.start_sample) / SAMPLE_RATE_HZ
+                    if utterance.duration_s < _ECHO_MAX_SHARE * committed_s and echoes_prompt(previous, result.text):
+                        # Whisper wrote its prompt out again over a tail of noise: nothing new was said.
+                        log.debug("%s repeats the committed text %r: dropped", what, result.text)
+                        result = Transcript("", result.language)
                 else:
                     result = await self.transcriber.transcribe(utterance)
             finally:

@@ -7,6 +7,7 @@ from assistant.engines._asr_common import (
     clean_text,
     collapse_repeats,
     compression_ratio,
+    echoes_prompt,
     join_texts,
     pick_language,
     to_simplified,
@@ -91,3 +92,18 @@ def test_a_loop_cut_off_by_the_token_cap_needs_less_repetition() -> None:
     assert collapse_repeats("访客、WiFi、密码、密码、密码、密\ufffd", cut_by_cap=True) == "访客、WiFi、密码"
     assert collapse_repeats("Where is the desk? Where is the desk? Where is", cut_by_cap=True) == "Where is the desk?"
     assert collapse_repeats("How do I print?", cut_by_cap=True) == "How do I print?"
+
+
+def test_a_tail_that_repeats_the_prompt_is_an_echo() -> None:
+    # what whisper-base wrote for the noise after two questions in bench/latency.py
+    assert echoes_prompt("How much does visitor parking cost?", "How much does a visitor parking cost?")
+    assert echoes_prompt("食堂起点开饭。", "实堂起点开饭。")
+    assert echoes_prompt("Hello. Where is the canteen?", "Where is the canteen")  # the last sentence
+    assert echoes_prompt("Hello. Where is the canteen?", "Hello, where is the canteen?")  # all of it
+
+
+def test_new_words_after_the_prompt_are_not_an_echo() -> None:
+    assert not echoes_prompt("How much does visitor parking cost?", "And for interns?")
+    assert not echoes_prompt("How much does visitor parking cost?", "cost?")  # a word said again
+    assert not echoes_prompt("年假有多少天", "产假呢？")
+    assert not echoes_prompt("", "Where is the canteen?") and not echoes_prompt("Where?", "...")

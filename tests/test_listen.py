@@ -114,6 +114,44 @@ async def test_a_pause_inside_a_question_commits_the_first_part() -> None:
     assert context_calls[-1][0] < len(b) / 16_000 + 1.0
 
 
+@dataclass
+class EchoingTranscriber(FakeTranscriber):
+    """Given context, writes the context out again with a word misheard, as Whisper does over a tail
+    of noise; without context, answers like FakeTranscriber."""
+
+    async def transcribe(self, utterance: Utterance, *, previous_text: str = "") -> Transcript:
+        if not previous_text:
+            return await super().transcribe(utterance)
+        self.calls.append((utterance.duration_s, previous_text))
+        await asyncio.sleep(self.delay_s)
+        return Transcript(previous_text.replace("chunk", "chunks", 1), "en")
+
+
+async def test_a_transcription_that_repeats_the_committed_part_adds_nothing() -> None:
+    fake = EchoingTranscriber(suffix="")
+    a, b = trimmed(recording("cards/002.wav")), trimmed(recording("cards/003.wav"))
+    blip = b[: len(b) // 4]  # a breath or a cough after the question: too short to say it again
+    pcm = np.concatenate([silence(400), a, silence(300), blip, silence(1500)])
+    items = await listen(fake, settings(), pcm)
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 1
+    context_calls = [c for c in fake.calls if c[1]]
+    assert context_calls  # the second part was transcribed with the first as context...
+    first = context_calls[-1][1]
+    assert heard[0].transcript.text == first  # ...and its echo of the first part was dropped
+    partials = [i.text for i in items if isinstance(i, TranscriptEvent)]
+    assert all(text.count("chunk") == 1 for text in partials)  # no partial asked it twice either
+
+
+async def test_a_part_as_long_as_the_committed_one_is_kept_even_if_it_reads_the_same() -> None:
+    fake = EchoingTranscriber(suffix="")
+    a, b = trimmed(recording("cards/003.wav")), trimmed(recording("cards/002.wav"))
+    pcm = np.concatenate([silence(400), a, silence(300), b, silence(1500)])  # said again, in full
+    items = await listen(fake, settings(), pcm)
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 1 and heard[0].transcript.text.count("chunk") == 2
+
+
 async def test_without_partials_the_whole_utterance_is_transcribed_after_the_silence() -> None:
     fake = FakeTranscriber(suffix=".")
     speech = recording("librivox/sense_and_sensibility_01_austen_64kb-0930.wav")

@@ -162,6 +162,32 @@ def _key(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
+ECHO_SIMILARITY = 0.75
+"""How alike (difflib ratio of the letters and digits) a transcript must be to its prompt's last
+sentence to count as an echo: Whisper repeating its prompt over a tail of breath or room noise
+mishears a word or two ("How much does a visitor parking cost?", "实堂起点开饭")."""
+
+
+def echoes_prompt(previous_text: str, text: str) -> bool:
+    """True when ``text`` is Whisper repeating ``previous_text`` (the prompt), not new speech.
+
+    Given the earlier part of the utterance as context and a tail that holds little or no speech,
+    Whisper often writes the context out again; joined to it, the question would be asked twice.
+    The text is compared with the prompt's last sentence and with the whole prompt; the ratio
+    counts both lengths, so a short continuation that happens to repeat a word ("cost?") is kept.
+    """
+    key = _key(text)
+    if not key or not previous_text:
+        return False
+    from difflib import SequenceMatcher
+
+    sentences = [m.group(0) for m in _SENTENCE.finditer(previous_text) if _key(m.group(0))]
+    candidates = {_key(previous_text)}
+    if sentences:
+        candidates.add(_key(sentences[-1]))
+    return any(SequenceMatcher(None, key, c, autojunk=False).ratio() >= ECHO_SIMILARITY for c in candidates if c)
+
+
 def join_texts(parts: Sequence[str]) -> str:
     """Join transcripts of consecutive chunks: a space between Latin words, none between CJK."""
     out = ""
