@@ -16,6 +16,14 @@ does not grade how an answer restates the right ones. Numbers written in words (
 not checked: the prompt asks for numbers exactly as the passages write them, and the models write
 digits.
 
+A number is also checked for what it counts. When the passages write it only with other units,
+the answer's number is not held: "年终奖一般发10个月。" over a passage whose only 10 is "10天带薪年假"
+(the 1.5B model's answer to a question the knowledge base does not answer). Units are compared as
+kinds (days, months, money...), in either language ("10天" holds "10 days"); a number written
+without a unit, or with one this list does not know, in the answer or in the passages, is matched
+by value alone, so the unit check never withholds what the value check would keep for want of
+knowing a unit.
+
 Not checked: an invented name or a claim without a number ("公司的CEO叫张江高科站"); that needs a
 model to judge, and the small models judge no better than they answer.
 """
@@ -27,6 +35,32 @@ from collections.abc import Iterable
 
 _NUMBER = re.compile(r"\d+(?:[.,:：]\d+)*")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+
+# What a number counts, by kind: the unit written right after it. Longer spellings first.
+_UNIT_KINDS: dict[str, tuple[str, ...]] = {
+    "day": ("个工作日", "工作日", "天", "日", "working days", "working day", "days", "day"),
+    "week": ("个星期", "星期", "周", "weeks", "week"),
+    "month": ("个月", "月", "months", "month"),
+    "year": ("年", "years", "year"),
+    "hour": ("个小时", "小时", "个钟头", "hours", "hour", "hrs", "hr"),
+    "minute": ("分钟", "minutes", "minute", "mins", "min"),
+    "yuan": ("块钱", "元", "块", "yuan", "rmb", "cny"),
+    "dollar": ("美元", "美金", "dollars", "dollar", "usd"),
+    "person": ("个人", "人", "位", "people", "persons", "person"),
+    "percent": ("%", "％", "percent"),
+}
+_UNIT_OF = {spelling: kind for kind, spellings in _UNIT_KINDS.items() for spelling in spellings}
+_UNIT = re.compile(
+    r"\s?(" + "|".join(re.escape(u) for u in sorted(_UNIT_OF, key=len, reverse=True)) + r")(?![a-z])",
+    re.IGNORECASE,
+)
+
+
+def _unit_after(text: str, end: int) -> str:
+    """The kind of unit written right after a number ending at ``end``, or "" for none known."""
+    match = _UNIT.match(text, end)
+    return _UNIT_OF[match.group(1).lower()] if match else ""
 
 
 def _numbers(text: str) -> list[tuple[str, str]]:
@@ -61,25 +95,88 @@ def _values(text: str) -> set[str]:
     return out
 
 
+def _counted(text: str) -> list[tuple[int, str, str]]:
+    """``(position, value, unit kind or "")`` for every plain number in ``text`` (not a time, date or
+    list: those are matched by value only)."""
+    out = []
+    for match in _NUMBER.finditer(text):
+        number = _THOUSANDS.sub("", match.group(0))
+        if re.fullmatch(r"\d+(?:\.\d+)?", number):
+            out.append((match.start(), _canonical(number), _unit_after(text, match.end())))
+    return out
+
+
+_ZH_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_EN_WORDS = "one two three four five six seven eight nine ten eleven twelve".split()
+_WORD_NUMBER = re.compile(r"([一二两三四五六七八九十]{1,3})|\b(" + "|".join(_EN_WORDS) + r")\b", re.IGNORECASE)
+
+
+def _word_value(zh: str | None, en: str | None) -> str:
+    """The value of a number written in words ("一", "十五", "twelve"), or "" when it is not one."""
+    if en:
+        return str(_EN_WORDS.index(en.lower()) + 1)
+    assert zh is not None
+    tens, _, ones = zh.partition("十")
+    if "十" not in zh:
+        return str(_ZH_DIGITS[zh]) if len(zh) == 1 else ""
+    if (tens and tens not in _ZH_DIGITS) or (ones and ones not in _ZH_DIGITS):
+        return ""
+    return str((_ZH_DIGITS[tens] if tens else 1) * 10 + (_ZH_DIGITS[ones] if ones else 0))
+
+
+def _worded(text: str) -> list[tuple[str, str]]:
+    """``(value, unit kind)`` for numbers written in words with a unit after them ("入职满一年",
+    "one year of service"): in the passages, they say what a model's "1年" may count."""
+    out = []
+    for match in _WORD_NUMBER.finditer(text):
+        value = _word_value(match.group(1), match.group(2))
+        unit = _unit_after(text, match.end())
+        if value and unit:
+            out.append((value, unit))
+    return out
+
+
 class NumberCheck:
     """The numbers ``evidence`` holds, read once; ``ungrounded(text)`` checks a piece against them.
 
     A time on the hour also counts as its hour ("9:00" is held by "9点"), and any number is held by
-    the same number inside a time or list of the evidence ("17" by "17:30")."""
+    the same number inside a time or list of the evidence ("17" by "17:30"). A number with a unit
+    the list knows ("10个月") is held only where the evidence writes it with a unit of that kind,
+    or with none it knows (a bare "10", "10:30", "10 working hours")."""
 
     def __init__(self, evidence: Iterable[str]) -> None:
         self._have: set[str] = set()
+        self._units: dict[str, set[str]] = {}
+        """value -> the unit kinds the evidence writes it with ("" for none known)"""
         for e in evidence:
-            self._have |= _values(e)
+            values = _values(e)
+            self._have |= values
+            plain: dict[str, set[str]] = {}
+            for _, value, unit in _counted(e):
+                plain.setdefault(value, set()).add(unit)
+            for value in values:
+                # inside a time, date or list (or nowhere plain): no unit to hold it to
+                self._units.setdefault(value, set()).update(plain.get(value, {""}))
+            for value, unit in _worded(e):
+                self._units.setdefault(value, set()).add(unit)
 
     def ungrounded(self, text: str) -> list[str]:
-        """The numbers in ``text`` (in order, as written) whose value the evidence does not hold."""
+        """The numbers in ``text`` (in order, as written) that the evidence does not hold: by value,
+        or written with a unit whose kind the evidence never gives that value."""
+        units = {start: unit for start, _, unit in _counted(text)}
         missing: list[str] = []
-        for raw, value in _numbers(text):
+        for match in _NUMBER.finditer(text):
+            raw = match.group(0)
+            value = _canonical(_THOUSANDS.sub("", raw).replace("：", ":"))
             hour, _, minutes = value.partition(":")
-            if value in self._have or (minutes and set(minutes.split(":")) <= {"0"} and hour in self._have):
+            if value not in self._have:
+                if not (minutes and set(minutes.split(":")) <= {"0"} and hour in self._have):
+                    missing.append(raw)
                 continue
-            missing.append(raw)
+            unit = units.get(match.start(), "")
+            kinds = self._units.get(value, {""})
+            if unit and "" not in kinds and unit not in kinds:
+                missing.append(raw)
         return missing
 
 

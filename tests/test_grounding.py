@@ -14,6 +14,7 @@ from assistant.grounding import ungrounded_numbers
 from assistant.turn import Turn
 
 ADDRESS = ["公司地址是碧波路690号，离2号线张江高科站步行5分钟。"]
+LEAVE = "入职满一年后每年有10天带薪年假，之后每多一年工龄加1天，最多15天；当年未休可顺延到次年3月31日。"
 
 
 @pytest.mark.parametrize(
@@ -30,6 +31,17 @@ ADDRESS = ["公司地址是碧波路690号，离2号线张江高科站步行5分
         ("IT is in room 301 on the 3rd floor.", ["IT服务台在3F的301室"], []),
         ("Visitors get a badge at reception.", [], []),
         ("It costs 50 yuan, or 60 for a visitor.", ["补办工牌50元"], ["60"]),
+        # what the number counts: the 1.5B model's answer to a question the KB does not answer
+        ("年终奖一般发10个月。", [LEAVE], ["10"]),
+        ("年假有10天，最多15天。", [LEAVE], []),
+        ("You get 10 days a year, at most 15 days.", [LEAVE], []),  # kinds, not spellings
+        ("After 1 year you get 10 days.", [LEAVE], []),  # "一年" counts years
+        ("The per diem is 50 dollars.", ["国外出差每天补贴50美元"], []),
+        ("The per diem is 50 yuan.", ["国外出差每天补贴50美元"], ["50"]),
+        ("Claims are paid within 10 days.", ["报销10个工作日内到账"], []),
+        ("It opens at 10 each day.", [LEAVE], []),  # no unit in the answer: by value
+        ("可以订3个小时。", ["会议室最多订3h"], []),  # a unit the list does not know: by value
+        ("顺延到3月31日。", [LEAVE], []),
     ],
 )
 def test_ungrounded_numbers(text: str, evidence: list[str], missing: list[str]) -> None:
