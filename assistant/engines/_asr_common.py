@@ -115,7 +115,12 @@ def collapse_repeats(text: str, *, cut_by_cap: bool = False) -> str:
 
     ``cut_by_cap``: the decoder stopped at its token cap, so a tail that repeats is a loop that was
     cut off: the phrase once more and half of it again is enough ("食堂几点开，食堂几点开，食堂" ->
-    "食堂几点开"). A character left broken by the cut (U+FFFD) is dropped first.
+    "食堂几点开"), and a sentence that is nearly one before it is a loop too, since the text is
+    already longer than the audio could hold: Whisper's loops vary a word or alternate
+    ("How much does visitor parking cost? How much does parking cost? How much does visitor parking
+    cost? ..." -> the first; "食堂起点开饭。实堂起点开饭。" -> "食堂起点开饭。"). Without the cap, only a
+    sentence said twice word for word goes ("年假多少天？产假多少天？" stays). A character left broken
+    by the cut (U+FFFD) is dropped first.
     """
     if cut_by_cap:
         text = text.rstrip("\ufffd")
@@ -124,6 +129,8 @@ def collapse_repeats(text: str, *, cut_by_cap: bool = False) -> str:
     for i, sentence in enumerate(sentences):
         if kept and _key(kept[-1]) == _key(sentence) and _key(sentence):
             continue
+        if cut_by_cap and kept and any(_alike(_key(k), _key(sentence)) or _key(sentence) in _key(k) for k in kept):
+            continue  # "反客Wi-Fi密码是多少?密码是多少?": a part of one before it, said again
         if i == len(sentences) - 1 and kept and _key(sentence) and _key(kept[-1]).startswith(_key(sentence)):
             # a restart of the last sentence cut off by the token cap: "Where can I park? Where can"
             continue
@@ -163,9 +170,18 @@ def _key(text: str) -> str:
 
 
 ECHO_SIMILARITY = 0.75
-"""How alike (difflib ratio of the letters and digits) a transcript must be to its prompt's last
-sentence to count as an echo: Whisper repeating its prompt over a tail of breath or room noise
-mishears a word or two ("How much does a visitor parking cost?", "实堂起点开饭")."""
+"""How alike (difflib ratio of the letters and digits) two sentences must be to count as one said
+twice by Whisper, in a loop or echoing its prompt: the repeat varies a word or two ("How much does
+parking cost?" after "How much does visitor parking cost?", "实堂起点开饭" after "食堂起点开饭")."""
+
+
+def _alike(a: str, b: str) -> bool:
+    """Two keys (``_key``) close enough to be one sentence misheard twice (``ECHO_SIMILARITY``)."""
+    if not a or not b:
+        return False
+    from difflib import SequenceMatcher
+
+    return SequenceMatcher(None, a, b, autojunk=False).ratio() >= ECHO_SIMILARITY
 
 
 def echoes_prompt(previous_text: str, text: str) -> bool:
@@ -179,13 +195,11 @@ def echoes_prompt(previous_text: str, text: str) -> bool:
     key = _key(text)
     if not key or not previous_text:
         return False
-    from difflib import SequenceMatcher
-
     sentences = [m.group(0) for m in _SENTENCE.finditer(previous_text) if _key(m.group(0))]
     candidates = {_key(previous_text)}
     if sentences:
         candidates.add(_key(sentences[-1]))
-    return any(SequenceMatcher(None, key, c, autojunk=False).ratio() >= ECHO_SIMILARITY for c in candidates if c)
+    return any(_alike(key, c) for c in candidates)
 
 
 def join_texts(parts: Sequence[str]) -> str:
