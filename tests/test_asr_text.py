@@ -56,6 +56,19 @@ def test_a_loop_that_varies_a_word_is_collapsed_when_the_cap_cut_it() -> None:
     assert collapse_repeats("Where is room 301? Where is room 302?") == "Where is room 301? Where is room 302?"
 
 
+def test_a_misheard_restart_cut_off_by_the_cap_is_dropped() -> None:
+    # bench/results/latency.json: the sequential baseline's and the daemon's transcripts ended so
+    loop = "How much does visitor parking cost? How much does parking cost? How much does a"
+    assert collapse_repeats(loop, cut_by_cap=True) == "How much does visitor parking cost?"
+    # "实" begins the repeat that was dropped ("实堂起点开饭"), not the sentence kept
+    assert collapse_repeats("食堂起点开饭。实堂起点开饭。实", cut_by_cap=True) == "食堂起点开饭。"
+    # without the cap the audio could hold a new sentence: only a literal restart goes
+    assert collapse_repeats("How much does visitor parking cost? How much does a") == (
+        "How much does visitor parking cost? How much does a"
+    )
+    assert collapse_repeats("Where is the gym? Is it", cut_by_cap=True) == "Where is the gym? Is it"
+
+
 def test_language_choice_is_restricted() -> None:
     probs = [("<|ja|>", 0.5), ("<|zh|>", 0.3), ("<|en|>", 0.2)]
     assert pick_language(probs, ("zh", "en")) == "zh"

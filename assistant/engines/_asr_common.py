@@ -126,13 +126,17 @@ def collapse_repeats(text: str, *, cut_by_cap: bool = False) -> str:
         text = text.rstrip("\ufffd")
     sentences = [m.group(0).strip() for m in _SENTENCE.finditer(text) if m.group(0).strip()]
     kept: list[str] = []
+    seen: list[str] = []  # keys of every sentence so far, the dropped repeats too
     for i, sentence in enumerate(sentences):
-        if kept and _key(kept[-1]) == _key(sentence) and _key(sentence):
+        key = _key(sentence)
+        restart = i == len(sentences) - 1 and bool(kept) and bool(key) and _restarts(key, seen, loose=cut_by_cap)
+        seen.append(key)
+        if kept and _key(kept[-1]) == key and key:
             continue
-        if cut_by_cap and kept and any(_alike(_key(k), _key(sentence)) or _key(sentence) in _key(k) for k in kept):
+        if cut_by_cap and kept and any(_alike(_key(k), key) or key in _key(k) for k in kept):
             continue  # "反客Wi-Fi密码是多少?密码是多少?": a part of one before it, said again
-        if i == len(sentences) - 1 and kept and _key(sentence) and _key(kept[-1]).startswith(_key(sentence)):
-            # a restart of the last sentence cut off by the token cap: "Where can I park? Where can"
+        if restart:
+            # a restart of a sentence before it, cut off by the token cap: "Where can I park? Where can"
             continue
         kept.append(sentence)
     joined = join_texts(kept) if kept else text.strip()
@@ -148,6 +152,19 @@ def collapse_repeats(text: str, *, cut_by_cap: bool = False) -> str:
         if cut is not None:
             return joined[:cut].rstrip("、，,；; ")
     return joined
+
+
+def _restarts(key: str, earlier: list[str], *, loose: bool) -> bool:
+    """Whether ``key`` (the last sentence's) begins one of the ``earlier`` sentences again. Strictly,
+    the last one kept starts with it ("Where can I park? Where can"); ``loose`` (cut by the token
+    cap, so the text already outran the audio): any earlier sentence, the repeats dropped too, starts
+    with it ("食堂起点开饭。实堂起点开饭。实" drops "实"), or its start of the same length is alike
+    ("How much does visitor parking cost? How much does a")."""
+    if not loose:
+        return bool(earlier) and earlier[-1].startswith(key)
+    return any(
+        e.startswith(key) or (len(key) >= 4 and len(e) > len(key) and _alike(e[: len(key)], key)) for e in earlier
+    )
 
 
 def _periodic_tail(units: list[str], *, periods: range, repeats: float) -> int | None:
