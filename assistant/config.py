@@ -94,6 +94,12 @@ class LLM:
     """Process the grounded prompt ahead, so the reply's first token comes sooner (engines that can:
     llamacpp): ``speech`` on each partial transcript while the visitor talks and at each pause;
     ``pause`` only on the transcript at a pause; ``off`` only after the end of the question."""
+    prefill_guess: float = 0.0
+    """With ``prefill = "speech"``: a partial transcript that no passage is relevant to yet (the
+    question half said) still has its best passage prefilled when that scores at least this (0.25
+    is a fair value; "How early should I arrive?" scores 0.26, then "...for my appointment?" 0.59,
+    the same visitor-guide section). 0 = off, the default: on bench/latency.py's short questions a
+    right guess saved 150-460 ms and a wrong one cost up to 400 ms (docs/configuration.md)."""
 
 
 @dataclass
@@ -347,6 +353,7 @@ def _validate(s: Settings, source: str) -> None:
     checks: list[tuple[bool, str]] = [
         (0.0 <= s.answer.relevance_threshold <= 1.0, "[answer] relevance_threshold must be within 0..1"),
         (0.0 <= s.answer.faq_threshold <= 1.0, "[answer] faq_threshold must be within 0..1"),
+        (0.0 <= s.llm.prefill_guess <= 1.0, "[llm] prefill_guess must be within 0..1"),
         (
             s.answer.relevance_threshold <= s.answer.faq_threshold,
             "[answer] relevance_threshold must not be above faq_threshold",

@@ -55,7 +55,7 @@ from assistant.server.protocol import (
     TextMessage,
 )
 from assistant.stages import SAMPLE_RATE_HZ, AssistantError, Message, Transcript, Utterance
-from assistant.turn import Engines, Plan, Turn, TurnResult, plan_answer
+from assistant.turn import Engines, Plan, Turn, TurnResult, guess_messages, plan_answer
 
 log = logging.getLogger(__name__)
 
@@ -428,7 +428,9 @@ class Session:
         - on the ``generated`` route the LLM processes the prompt while the visitor is still talking
           or the endpoint is still being decided (``[llm] prefill``); the turn's request then reuses
           it from the KV cache (all of it when the question is the same; else the common prefix:
-          system prompt, history and the passages, which come before the question).
+          system prompt, history and the passages, which come before the question). A partial
+          transcript nothing is relevant to yet may still prefill its best passage, a guess at where
+          the finished question lands (``[llm] prefill_guess``, turn.guess_messages).
 
         The plan is kept for the turn, which uses it only if the final transcript is the same. All
         of this is speculative: the listener cancels it when the visitor speaks again, and the
@@ -441,13 +443,23 @@ class Session:
             return
         plan = await plan_answer(transcript, self.history, engines=self.engines, settings=settings)
         self._plan = plan
+        log.debug(
+            "session %s: planned ahead (%s) %r -> %s %s",
+            self.id,
+            "partial" if answerable is None else "pause",
+            transcript.text,
+            plan.decision.route,
+            [p.id for p in plan.decision.passages],
+        )
         if plan.decision.route == "faq":
             if answerable is not None and settings.vad.early_faq:
                 answerable()
-        elif plan.messages is not None and settings.llm.prefill != "off":
+        elif settings.llm.prefill != "off":
+            # at a pause only the plan's own prompt; on a partial also a guess (turn.guess_messages)
+            messages = plan.messages if answerable is not None else guess_messages(plan, settings)
             prefill = getattr(self.engines.llm, "prefill", None)
-            if prefill is not None:
-                await prefill(plan.messages)
+            if prefill is not None and messages is not None:
+                await prefill(messages)
 
     async def _question(self, heard: Heard, upcoming: int) -> None:
         transcript = heard.transcript

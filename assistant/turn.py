@@ -138,6 +138,8 @@ class Plan:
     decision: RouteDecision
     messages: list[Message] | None
     """The chat for the LLM (``generated`` only)."""
+    candidates: tuple[Passage, ...] = ()
+    """What retrieval returned, best first, whatever the route."""
 
     def fits(self, transcript: str, language: str, history: Sequence[Message]) -> bool:
         """Was this plan made for exactly this question, in this language, after this history?"""
@@ -162,7 +164,28 @@ async def plan_answer(
         messages = prompts.build_messages(
             transcript.text, decision.passages, history[-2 * settings.answer.history_turns :], language=language
         )
-    return Plan(transcript.text, language, tuple(history), decision, messages)
+    return Plan(transcript.text, language, tuple(history), decision, messages, tuple(passages))
+
+
+def guess_messages(plan: Plan, settings: Settings) -> list[Message] | None:
+    """The messages worth prefilling for a partial transcript: the plan's own on the ``generated``
+    route; on ``fallback`` (nothing relevant yet, the question half said), those the generated route
+    would build from the best candidate if it scores at least ``[llm] prefill_guess``. The passages
+    come before the question in the prompt, so when the finished question lands on the same best
+    passage its request reuses the prefill up to the question; when it does not, only the system
+    message is shared and the guess cost nothing but idle CPU. None: nothing worth prefilling."""
+    if plan.messages is not None:
+        return plan.messages
+    floor = settings.llm.prefill_guess
+    if plan.decision.route != "fallback" or floor <= 0:
+        return None
+    best = max(plan.candidates, key=lambda p: p.score, default=None)
+    if best is None or best.score < floor:
+        return None
+    from assistant import prompts
+
+    history = list(plan.history)[-2 * settings.answer.history_turns :]
+    return prompts.build_messages(plan.transcript, [best], history, language=plan.language)
 
 
 @dataclass

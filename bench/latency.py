@@ -13,7 +13,8 @@ What it does, all on loopback, every loop bounded:
    text takes with the current index and calibration (``label_check``); turns are grouped by the
    route the daemon actually took.
 2. Daemons: ``assistant run`` in subprocesses, one per variant (``VARIANTS``: ``before`` = answers
-   not prepared ahead, ``[llm] prefill`` and ``[vad] early_faq`` off; ``after`` = the defaults;
+   not prepared ahead, ``[llm] prefill`` and ``[vad] early_faq`` off; ``guess`` = the defaults
+   plus ``[llm] prefill_guess = 0.25``; ``after`` = the defaults;
    ``portable`` = the defaults on PyPI's portable llama.cpp wheel instead of the build for this CPU), each
    after its engines are warm and its FAQ reply cache is rendered (/healthz ``faq_cache``). Or
    ``--url`` for one already running.
@@ -100,6 +101,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "before": {"ASSISTANT__LLM__PREFILL": "off", "ASSISTANT__VAD__EARLY_FAQ": "false"},
     # prefill only on the transcript at a pause, early end on a known FAQ answer
     "pause": {"ASSISTANT__LLM__PREFILL": "pause"},
+    # the defaults plus a guess: a partial transcript nothing is relevant to yet prefills its best passage
+    "guess": {"ASSISTANT__LLM__PREFILL_GUESS": "0.25"},
     # the defaults: prefill also on partial transcripts while the visitor talks
     "after": {},
     # the defaults, but llama.cpp from PyPI's portable wheel (AVX2) instead of the build for this CPU
@@ -544,12 +547,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax1.legend(fontsize=8, loc="lower right")
     # right: end of speech -> first audio, streaming vs sequential, with the targets
     labels, medians, colors2 = [], [], []
-    shades = ["#9ecae1", "#2171b5", "#08306b"]
+    shades = ["#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#2171b5", "#08306b"][-max(len(report["compare"]), 1) :]
     for route in routes:
         for i, (name, rep) in enumerate(report["compare"].items()):
             labels.append(f"{route}\n{name}")
             medians.append((rep.get(route) or {}).get("first_audio_ms", {}).get("median") or 0)
-            colors2.append(shades[-len(report["compare"]) + i])
+            colors2.append(shades[i % len(shades)])
         labels.append(f"{route}\nsequential")
         medians.append(report["sequential"].get(route, {}).get("first_audio_ms", {}).get("median") or 0)
         colors2.append("#bdbdbd")

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from daemon_support import collect, hello, mic_frames, open_client, running_daemon, silence_pcm, speech_pcm
-from fakes import FakeLanguageModel, FakeRetriever, FakeTranscriber, fake_engines, settings_for_tests
+from fakes import DOC_PASSAGE, FakeLanguageModel, FakeRetriever, FakeTranscriber, fake_engines, settings_for_tests
 
 from assistant.config import Settings
 from assistant.daemon import Daemon
 from assistant.server.fair import fair_engines
-from assistant.stages import Message, Prefiller, Transcript
-from assistant.turn import Turn, plan_answer
+from assistant.stages import Message, Passage, Prefiller, Transcript
+from assistant.turn import Turn, guess_messages, plan_answer
 
 GENERATED = "Where do visitors get a badge"  # the fake retriever's document words: route generated
 FAQ = "How do I download the DiDi app"  # an FAQ entry's question, unpunctuated
@@ -180,3 +180,72 @@ async def test_a_failing_prepare_leaves_the_turn_working() -> None:
             await asyncio.sleep(0.02)
         got = await collect(ws)
     assert got.of("reply-end")[0]["route"] == "generated" and not got.of("error")
+
+
+@dataclass
+class HalfSaidRetriever(FakeRetriever):
+    """The document scores 0.3 for a half-said question ("Where do") and 0.6 once it is said."""
+
+    async def search(self, query: str, *, k: int) -> list[Passage]:
+        out = await super().search(query, k=k)
+        if query.lower().startswith("where do") and all(p.score < 0.45 for p in out):
+            out = [Passage(**{**p.__dict__, "score": 0.3 if p.kind != "faq" else p.score}) for p in out]
+            out.sort(key=lambda p: -p.score)
+        return out
+
+
+def guessing_settings(floor: float = 0.25) -> Settings:
+    s = voice_settings()
+    s.llm.prefill_guess = floor
+    return s
+
+
+async def test_a_half_said_question_prefills_its_best_passage_which_the_finished_one_reuses() -> None:
+    settings = guessing_settings()
+    llm = PrefillingLanguageModel()
+    engines = fake_engines(retriever=HalfSaidRetriever(), llm=llm)
+    daemon = Daemon(settings, engines)
+    session = daemon._new_session("visitor")
+    await session.prepare(Transcript("Where do", "en"), None)  # a partial: nothing relevant yet
+    assert session._plan is not None and session._plan.decision.route == "fallback"
+    assert len(llm.prefills) == 1
+    guess = llm.prefills[0][-1].content
+    assert DOC_PASSAGE.text in guess
+    # the finished question lands on the same passage: its prompt starts with the guess's, up to
+    # the question, which is what llama.cpp reuses from the KV cache
+    final = await plan_answer(Transcript(GENERATED, "en"), [], engines=engines, settings=settings)
+    assert final.messages is not None and final.messages[0] == llm.prefills[0][0]
+    shared = guess.split("Question: ")[0]
+    assert len(shared) > len(DOC_PASSAGE.text) and final.messages[-1].content.startswith(shared)
+    await daemon.close()
+
+
+async def test_no_guess_at_a_pause_under_the_floor_or_when_switched_off() -> None:
+    llm = PrefillingLanguageModel()
+    engines = fake_engines(retriever=HalfSaidRetriever(), llm=llm)
+    daemon = Daemon(guessing_settings(), engines)
+    session = daemon._new_session("visitor")
+    # at a pause the question may be finished: a fallback there is the answer, nothing to prefill
+    await session.prepare(Transcript("Where do", "en"), lambda: None)
+    # a partial whose best candidate is under the floor
+    await session.prepare(Transcript("What is the dress code", "en"), None)
+    assert llm.prefills == []
+    await daemon.close()
+    daemon = Daemon(voice_settings(), engines)  # the default: off
+    await daemon._new_session("visitor").prepare(Transcript("Where do", "en"), None)
+    assert llm.prefills == []
+    await daemon.close()
+
+
+async def test_guess_messages_follows_the_route() -> None:
+    settings = guessing_settings()
+    engines = fake_engines(retriever=HalfSaidRetriever())
+    generated = await plan_answer(Transcript(GENERATED, "en"), [], engines=engines, settings=settings)
+    assert guess_messages(generated, settings) is generated.messages
+    faq = await plan_answer(Transcript(FAQ, "en"), [], engines=engines, settings=settings)
+    assert faq.decision.route == "faq" and guess_messages(faq, settings) is None
+    half = await plan_answer(Transcript("Where do", "en"), [], engines=engines, settings=settings)
+    guessed = guess_messages(half, settings)
+    assert half.messages is None and guessed is not None and DOC_PASSAGE.text in guessed[-1].content
+    settings.llm.prefill_guess = 0.5  # above the half-said question's 0.3
+    assert guess_messages(half, settings) is None

@@ -202,6 +202,11 @@ class LlamaCppModel:
         finally:
             if self._prefill is state:
                 self._prefill = None
+            log.debug(
+                "prefill of %d prompt chars %s",
+                len(key),
+                "done" if state.done else "replaced or stopped" if state.stop.is_set() else "given up",
+            )
         return state.done
 
     def _count(self, timings: dict[str, Any]) -> None:
