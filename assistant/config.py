@@ -100,6 +100,14 @@ class LLM:
     is a fair value; "How early should I arrive?" scores 0.26, then "...for my appointment?" 0.59,
     the same visitor-guide section). 0 = off, the default: on bench/latency.py's short questions a
     right guess saved 150-460 ms and a wrong one cost up to 400 ms (docs/configuration.md)."""
+    prompt_cache_mib: int = 2048
+    """llamacpp: RAM for processed prompt states (llama.cpp's prompt cache); 0 = none. With
+    ``warm_passages`` it holds the start of every first-turn prompt, one per knowledge-base passage
+    (~4 MB each for Qwen2.5 0.5B, ~10 MB for 1.5B); the oldest state goes when it is full."""
+    warm_passages: bool = True
+    """llamacpp with a prompt cache: in idle time after start (never while a visitor speaks or a
+    turn runs), process each passage's prompt beginning once, so a question's prompt starts at its
+    question. Progress in /healthz (``prompt_cache``)."""
 
 
 @dataclass
@@ -354,6 +362,7 @@ def _validate(s: Settings, source: str) -> None:
         (0.0 <= s.answer.relevance_threshold <= 1.0, "[answer] relevance_threshold must be within 0..1"),
         (0.0 <= s.answer.faq_threshold <= 1.0, "[answer] faq_threshold must be within 0..1"),
         (0.0 <= s.llm.prefill_guess <= 1.0, "[llm] prefill_guess must be within 0..1"),
+        (s.llm.prompt_cache_mib >= 0, "[llm] prompt_cache_mib must not be negative"),
         (
             s.answer.relevance_threshold <= s.answer.faq_threshold,
             "[answer] relevance_threshold must not be above faq_threshold",

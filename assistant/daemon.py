@@ -556,6 +556,8 @@ class Daemon:
         self._local_task: asyncio.Task[None] | None = None
         self.started_s = time.monotonic()
         self._warned_no_asr = False
+        self.replies = 0
+        """Replies finished, in every session (background work watches it)."""
         self.background: dict[str, str] = {}
         """Start-up work still going on or done (``faq_cache``: rendering / ready / failed), for /healthz."""
         self.kiosk = self._new_session("kiosk")
@@ -698,6 +700,13 @@ class Daemon:
         while tasks := [s.task for s in self.sessions.values() if s.busy and s.task is not None]:
             await asyncio.wait(tasks)
 
+    def busy(self) -> bool:
+        """A visitor is being heard or answered somewhere, or a stage has work queued: background
+        work (the prompt cache's warm-up) waits. Plain reads: safe from an engine's thread."""
+        return any(g.busy for g in self.gates) or any(
+            s.busy or s.state != "idle" for s in list(self.sessions.values())
+        )
+
     def healthy(self) -> dict[str, object]:
         return {
             "ok": True,
@@ -718,6 +727,8 @@ class Daemon:
         m = self.metrics
         if isinstance(event, ev.ReplyStart):
             m.routes.inc(route=event.route)
+        elif isinstance(event, ev.ReplyEnd):
+            self.replies += 1
         elif isinstance(event, ev.ErrorEvent):
             m.errors.inc(code=event.code)
         elif isinstance(event, ev.Trace):

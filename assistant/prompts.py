@@ -117,6 +117,29 @@ def format_passage(number: int, passage: Passage, p: PromptSet) -> str:
     return f"[{number}] {heading}: {body}" if heading else f"[{number}] {body}"
 
 
+def system_message(language: str) -> Message:
+    """The system message of every generated answer in ``language`` (``zh`` / ``en``)."""
+    p = prompt_set(language)
+    return Message("system", p.system.format(decline=p.decline))
+
+
+def passages_block(passages: list[Passage], p: PromptSet) -> str:
+    """The start of the last user message: the header and the numbered passages, as given."""
+    blocks = [format_passage(i, passage, p) for i, passage in enumerate(passages, start=1)] or [p.no_passages]
+    return f"{p.passage_header}\n" + "\n\n".join(blocks)
+
+
+def passage_prefix(passage: Passage, *, language: str = "") -> list[Message]:
+    """How every first-turn prompt whose most relevant passage is ``passage`` begins: the system
+    message, then the user message up to the end of passage [1]. The engine can keep the state of
+    this prefix (``assistant.stages.PromptCache``), so such a prompt starts with only its other
+    passages and the question left to process. ``language``: the question's; by default the
+    passage's own (``build_messages`` picks the system message by the question's language)."""
+    lang = language if language in PROMPTS else (passage.language if passage.language in PROMPTS else "")
+    lang = lang or detect_language(f"{passage.text} {passage.answer or ''}")
+    return [system_message(lang), Message("user", passages_block([passage], prompt_set(lang)))]
+
+
 def build_messages(question: str, passages: list[Passage], history: list[Message], *, language: str) -> list[Message]:
     """The chat for one generated answer: system rules, the earlier turns, then the numbered
     passages (most relevant first) with the question.
@@ -130,9 +153,8 @@ def build_messages(question: str, passages: list[Passage], history: list[Message
     lang = language if language in PROMPTS else detect_language(question)
     p = prompt_set(lang)
     ranked = sorted(passages, key=lambda passage: -passage.score)  # stable: ties keep retrieval's order
-    blocks = [format_passage(i, passage, p) for i, passage in enumerate(ranked, start=1)] or [p.no_passages]
-    user = f"{p.passage_header}\n" + "\n\n".join(blocks) + f"\n\n{p.question_label}{question.strip()}\n{p.reminder}"
-    messages = [Message("system", p.system.format(decline=p.decline))]
+    user = passages_block(ranked, p) + f"\n\n{p.question_label}{question.strip()}\n{p.reminder}"
+    messages = [system_message(lang)]
     messages.extend(m for m in history if m.role in ("user", "assistant") and m.content.strip())
     messages.append(Message("user", user))
     return messages

@@ -223,6 +223,19 @@ class Prefiller(Protocol):
 
 
 @runtime_checkable
+class PromptCache(Protocol):
+    """An optional ability of a ``LanguageModel``: keep the processed state of prompt beginnings
+    (one per knowledge-base passage, ``assistant.prompts.passage_prefix``), so that a prompt which
+    starts like one of them is processed only from where it differs. Uses idle time only, like a
+    prefill: it stops for any real request and for ``yield_while``."""
+
+    async def warm(self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None) -> int:
+        """Process each prompt once, in order, whenever the model and ``yield_while`` allow (an
+        interrupted one is resumed from what it processed); returns how many were processed."""
+        ...
+
+
+@runtime_checkable
 class Synthesizer(Protocol):
     def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:
         """Audio for one sentence, in order; the first chunk as early as the engine allows."""

@@ -13,10 +13,12 @@ What it does, all on loopback, every loop bounded:
    text takes with the current index and calibration (``label_check``); turns are grouped by the
    route the daemon actually took.
 2. Daemons: ``assistant run`` in subprocesses, one per variant (``VARIANTS``: ``before`` = answers
-   not prepared ahead, ``[llm] prefill`` and ``[vad] early_faq`` off; ``guess`` = the defaults
+   not prepared ahead, ``[llm] prefill``, ``[vad] early_faq`` and ``[llm] prompt_cache_mib`` off;
+   ``nocache`` = the defaults without the prompt cache of passage prompts; ``guess`` = the defaults
    plus ``[llm] prefill_guess = 0.25``; ``after`` = the defaults;
    ``portable`` = the defaults on PyPI's portable llama.cpp wheel instead of the build for this CPU), each
-   after its engines are warm and its FAQ reply cache is rendered (/healthz ``faq_cache``). Or
+   after its engines are warm, its FAQ reply cache is rendered and its LLM prompt cache warmed
+   (/healthz ``faq_cache``, ``prompt_cache``). Or
    ``--url`` for one already running.
 3. Voice turns: one fresh visitor session per question, microphone frames streamed in real time
    (20 ms frames, then silence, as a microphone would), the variants alternating question by
@@ -98,7 +100,9 @@ FALLBACK_QUESTIONS = [
 ]
 VARIANTS: dict[str, dict[str, str]] = {
     # the daemon as it was before answers were prepared ahead (same code, the new steps switched off)
-    "before": {"ASSISTANT__LLM__PREFILL": "off", "ASSISTANT__VAD__EARLY_FAQ": "false"},
+    "before": {"ASSISTANT__LLM__PREFILL": "off", "ASSISTANT__VAD__EARLY_FAQ": "false", "ASSISTANT__LLM__PROMPT_CACHE_MIB": "0"},
+    # the defaults without the prompt cache of passage prompts
+    "nocache": {"ASSISTANT__LLM__PROMPT_CACHE_MIB": "0"},
     # prefill only on the transcript at a pause, early end on a known FAQ answer
     "pause": {"ASSISTANT__LLM__PREFILL": "pause"},
     # the defaults plus a guess: a partial transcript nothing is relevant to yet prefills its best passage
@@ -244,12 +248,13 @@ async def wait_ready(http: str, timeout_s: float = 900) -> dict[str, Any]:
         while time.monotonic() < deadline:
             try:
                 health = (await client.get(f"{http}/healthz")).json()
-                if health.get("faq_cache") not in ("rendering",):
+                warming = str(health.get("prompt_cache", "")).startswith(("waiting", "warming"))
+                if health.get("faq_cache") not in ("rendering",) and not warming:
                     return health  # type: ignore[no-any-return]
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(2)
-    raise SystemExit("the daemon's FAQ cache did not finish rendering in time")
+    raise SystemExit("the daemon's FAQ audio or prompt cache was not ready in time")
 
 
 def rss_mb(pid: int | None) -> float | None:

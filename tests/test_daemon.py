@@ -508,3 +508,73 @@ async def test_speech_stops_the_local_speaker_even_after_the_turn_finished() -> 
                 break
             await asyncio.sleep(0.02)
         assert local.stopped > before and kiosk.state == "listening"
+
+
+async def test_run_warms_the_prompt_cache_with_every_passage_when_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import httpx
+
+    from assistant import prompts
+    from assistant.commands import daemon as command
+    from assistant.turn import Engines
+
+    @dataclasses.dataclass
+    class CachingModel(FakeLanguageModel):
+        prompt_cache_mib: int = 64
+        warmed: list[list[object]] = dataclasses.field(default_factory=list)
+        busy_seen: list[bool] = dataclasses.field(default_factory=list)
+
+        async def warm(self, prompts_: object, *, yield_while: object = None) -> int:
+            batch = list(prompts_)  # type: ignore[call-overload]
+            self.busy_seen.append(yield_while())  # type: ignore[operator]
+            self.warmed.extend(batch)
+            return len(batch)
+
+    class ListingRetriever(FakeRetriever):
+        def all_passages(self) -> list[object]:
+            return list(self.passages)
+
+    monkeypatch.setattr(command, "REWARM_QUIET_S", 0.1)
+    llm = CachingModel()
+    retriever = ListingRetriever()
+    engines = fake_engines(llm=llm, retriever=retriever, speak=False)
+    monkeypatch.setattr(Engines, "from_settings", classmethod(lambda cls, settings: engines))
+    settings = settings_for_tests()
+    settings.server.port = 0
+    urls: list[str] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(command.serve(settings, stop=stop, on_ready=urls.append, local_audio=False))
+    try:
+        for _ in range(100):
+            if urls:
+                break
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=urls[0]) as http:
+            for _ in range(100):
+                health = (await http.get("/healthz")).json()
+                if health.get("prompt_cache") == "ready":
+                    break
+                await asyncio.sleep(0.02)
+        assert health["prompt_cache"] == "ready"
+        # one prompt beginning per passage, and a document (this one is English) once more for
+        # questions in the other language; sorted, so each shares the most with the one before
+        expected = [prompts.passage_prefix(p) for p in retriever.passages]
+        expected += [prompts.passage_prefix(p, language="zh") for p in retriever.passages if p.kind == "document"]
+        assert llm.warmed == sorted(expected, key=lambda messages: [m.content for m in messages])
+        assert llm.busy_seen and not any(llm.busy_seen)  # nobody was being served meanwhile
+        # after a reply, once the daemon is quiet again, the beginnings are warmed once more
+        first_pass = list(llm.warmed)
+        ws = await open_client(urls[0].replace("http://", "ws://") + "ws?role=visitor")
+        await hello(ws)
+        await ws.send(json.dumps({"type": "text", "text": "Tell me about the visitor badge"}))
+        await collect(ws)
+        for _ in range(200):
+            if len(llm.warmed) >= 2 * len(first_pass):
+                break
+            await asyncio.sleep(0.02)
+        assert llm.warmed == first_pass + first_pass
+        await ws.close()
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 5) == 0

@@ -274,3 +274,64 @@ class TestPrefillYields:
         assert reply.strip()
         assert model.prompt_tokens["cached"] - counted["cached"] > 0  # it reused the batch done ahead
         assert await task is False  # given up: the real request took over
+
+
+@pytest.fixture(scope="module")
+def cached_model() -> Iterator[LlamaCppModel]:
+    m = LlamaCppModel(GGUF, context_tokens=1024, threads=2, temperature=0.0, metrics=True, prompt_cache_mib=256)
+    yield m
+    m.close()
+
+
+def room_passage(i: int) -> str:
+    return " ".join(f"Meeting room {i} is on floor {i + 2}, seats {i + 4} people and has screen {j}." for j in range(4))
+
+
+def first_turn(passage: str, question: str = "") -> list[Message]:
+    """A grounded first-turn prompt; with no question, just its beginning (what ``warm`` keeps)."""
+    messages = grounded(question, passage)
+    if not question:
+        messages[1] = Message("user", f"Passages:\n{passage}")
+    return messages
+
+
+class TestPromptCache:
+    pytestmark = embedded
+
+    async def test_a_prompt_starting_like_a_warmed_one_processes_only_the_rest(self, cached_model: LlamaCppModel) -> None:
+        m = cached_model
+        assert await m.warm([first_turn(room_passage(i)) for i in (1, 2, 3)]) == 3
+        await collect(m.stream([Message("user", "Say hi.")], max_tokens=2))  # the slot holds another prompt now
+        counted = dict(m.prompt_tokens)
+        reply = "".join(await collect(m.stream(first_turn(room_passage(2), "Which floor is room 2 on?"), max_tokens=4)))
+        assert reply.strip()
+        new = m.prompt_tokens["new"] - counted["new"]
+        cached = m.prompt_tokens["cached"] - counted["cached"]
+        assert cached > 60  # the system message and the passage came from the prompt cache
+        assert new <= 20  # only the question and the template's end were processed
+
+    async def test_without_a_prompt_cache_warm_does_nothing(self, model: LlamaCppModel) -> None:
+        before = prompt_tokens(model)
+        assert await model.warm([first_turn(room_passage(4))]) == 0
+        assert prompt_tokens(model) == before
+
+    async def test_warming_waits_while_told_to(self, cached_model: LlamaCppModel) -> None:
+        m = cached_model
+        hold = True
+        task = asyncio.create_task(m.warm([first_turn(room_passage(5))], yield_while=lambda: hold))
+        before = prompt_tokens(m)
+        await asyncio.sleep(0.4)
+        assert not task.done() and prompt_tokens(m) == before
+        hold = False
+        assert await task == 1
+        assert prompt_tokens(m) - before > 60
+
+    async def test_a_real_request_goes_first_and_warming_resumes_after(self, cached_model: LlamaCppModel) -> None:
+        m = cached_model
+        warming = asyncio.create_task(m.warm([first_turn(room_passage(i)) for i in (6, 7, 8, 9)]))
+        await asyncio.sleep(0.3)  # the first prefix is being processed
+        reply = "".join(await collect(m.stream([Message("user", "Say hello.")], max_tokens=3)))
+        assert reply.strip()
+        assert not warming.done()  # it gave way instead of finishing its four prompts first
+        assert await warming == 4
+        assert m.warmed >= 4

@@ -174,3 +174,30 @@ def test_no_passages_is_said_not_left_blank(language: str, marker: str) -> None:
 def test_a_follow_up_that_restates_the_topic_is_searched_alone(question: str, anchor: str) -> None:
     history = [Message("user", anchor), Message("assistant", "...")]
     assert prompts.rewrite_query(question, history) == question
+
+
+@pytest.mark.parametrize(
+    ("question", "language", "passages"),
+    [
+        ("出差住酒店每晚能报多少？", "zh", [FAQ_ZH, DOC_ZH]),
+        ("实习生有带薪假吗？", "zh", [DOC_ZH]),
+        ("What is the Wi-Fi password?", "en", [FAQ_EN]),
+        ("Where is the hotel policy?", "en", [FAQ_ZH, FAQ_EN]),
+    ],
+)
+def test_a_first_turn_prompt_begins_with_its_best_passages_prefix(
+    question: str, language: str, passages: list[Passage]
+) -> None:
+    # what the engine's prompt cache is warmed with must be exactly how the real prompt begins
+    messages = prompts.build_messages(question, passages, [], language=language)
+    best = max(passages, key=lambda p: p.score)
+    prefix = prompts.passage_prefix(dataclasses.replace(best, score=1.0), language=language)
+    assert prefix[0] == messages[0]
+    assert messages[1].content.startswith(prefix[1].content)
+    assert messages[1].content[len(prefix[1].content) :].startswith("\n\n")
+
+
+def test_a_passage_prefix_defaults_to_the_passages_own_language() -> None:
+    assert prompts.passage_prefix(DOC_ZH)[0] == prompts.system_message("zh")
+    assert prompts.passage_prefix(FAQ_EN)[0] == prompts.system_message("en")
+    assert prompts.passage_prefix(dataclasses.replace(FAQ_ZH, language="zh"))[1].content.startswith("资料：\n[1] 问：")

@@ -66,6 +66,12 @@ async def serve(
         task = asyncio.create_task(_prerender(daemon, prerender_faq(settings, engines.synthesizer, wait_idle=daemon.wait_idle)))  # type: ignore[arg-type]
         background.add(task)
         task.add_done_callback(background.discard)
+    if settings.llm.warm_passages and getattr(engines.llm, "prompt_cache_mib", 0) > 0:
+        after = list(background)  # the FAQ audio first: both at once would slow each other down
+        daemon.background["prompt_cache"] = "waiting"
+        task = asyncio.create_task(_warm_prompts(daemon, after))
+        background.add(task)
+        task.add_done_callback(background.discard)
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,6 +111,72 @@ async def _prerender(daemon: Daemon, coro: object) -> None:
     else:
         daemon.background["faq_cache"] = "ready"
         log.info("FAQ answers ready for instant replies (%s rendered now, %.1f s)", made, time.monotonic() - t0)
+
+
+async def _warm_prompts(daemon: Daemon, after: list[asyncio.Task[None]]) -> None:
+    """Fill the LLM's prompt cache with the start of every first-turn prompt, one per passage
+    (assistant.prompts.passage_prefix), in idle time: a later question whose best passage is
+    one of them has only its question left to process. /healthz shows ``prompt_cache``."""
+    from assistant import prompts
+
+    if after:
+        await asyncio.wait(after)
+    passages = daemon.engines.retriever.all_passages()  # type: ignore[attr-defined]
+    # A document is also asked about in the other language (an English question over the Chinese
+    # staff handbook), whose system message differs, so it gets both beginnings.
+    prefixes = [prompts.passage_prefix(p) for p in passages]
+    prefixes += [
+        prompts.passage_prefix(p, language=other)
+        for p in passages
+        if p.kind == "document"
+        for other in ("zh", "en")
+        if prompts.passage_prefix(p, language=other)[0] != prompts.passage_prefix(p)[0]
+    ]
+    # Sorted, so that each beginning shares the most with the one just before it. llama.cpp loads a
+    # cached state only when it shares more with the new prompt than the slot's own does, and a
+    # loaded state leaves the cache (its tail is overwritten): in this order no warmed state is
+    # taken out by the next one. Measured: unsorted, "How do I print?" took "How do I book a
+    # meeting room?"'s state, and the latter's first token was no faster than without a cache.
+    prefixes.sort(key=lambda messages: [m.content for m in messages])
+    total = len(prefixes)
+    daemon.background["prompt_cache"] = f"warming 0/{total}"
+    llm = daemon.engines.llm
+    t0 = time.monotonic()
+    done = 0
+    try:
+        for i in range(0, total, WARM_STEP):
+            done += await llm.warm(prefixes[i : i + WARM_STEP], yield_while=daemon.busy)  # type: ignore[attr-defined]
+            daemon.background["prompt_cache"] = f"warming {done}/{total}"
+    except asyncio.CancelledError:
+        raise
+    except Exception as err:
+        daemon.background["prompt_cache"] = "failed"
+        log.warning("warming the LLM's prompt cache failed (prompts are processed in full): %s", err)
+        return
+    daemon.background["prompt_cache"] = "ready"
+    log.info("prompt cache: %d passage prompts ready (%.1f s)", done, time.monotonic() - t0)
+    # A request that shares only part of a cached state (a question whose passage is in another
+    # language, a follow-up) may load that state and overwrite its tail. So after replies, once
+    # the kiosk is quiet again, the beginnings are processed once more: one still cached costs a
+    # load and a save (~70 ms here), one lost is rebuilt.
+    while True:
+        seen = daemon.replies
+        quiet_since = time.monotonic()
+        while daemon.replies == seen or time.monotonic() - quiet_since < REWARM_QUIET_S:
+            await asyncio.sleep(min(1.0, REWARM_QUIET_S / 2))
+            if daemon.busy():
+                quiet_since = time.monotonic()
+        try:
+            await llm.warm(prefixes, yield_while=daemon.busy)  # type: ignore[attr-defined]
+        except Exception as err:
+            log.warning("re-warming the LLM's prompt cache failed: %s", err)
+            return
+
+
+WARM_STEP = 8
+"""Prompts per ``warm`` call: /healthz's progress moves in steps of this many."""
+REWARM_QUIET_S = 10.0
+"""After replies, the prompt cache is warmed again once the daemon has been quiet this long."""
 
 
 async def close_engines(engines: object) -> None:

@@ -25,6 +25,16 @@ Why: on two cores llama.cpp's threads (one per core, meeting at a barrier after 
 and Whisper's slow each other down several times over when they run at once, and the transcript at
 the end of the question is what decides when the turn may start at all.
 
+Prompt cache (``prompt_cache_mib`` > 0): llama.cpp's server keeps processed prompt states in RAM
+and, when a request arrives, loads the cached state sharing the longest prefix with it. ``warm``
+fills it in idle time with the start of every first-turn prompt a knowledge-base passage can begin
+(``assistant.prompts.passage_prefix``: system message + passage [1]), so a question's prompt then
+needs only its question (and any further passages) processed: on two cores at ~140 prompt tokens/s
+that is most of the time to the first token. llama.cpp swaps states through the cache only when it
+picks the slot by "least recently used", not when the slot's prompt is similar enough to keep
+(``slot_prompt_similarity``), so that threshold is set above any similarity (every request goes
+through the cache: one copy of the slot's state, a few MB, milliseconds).
+
 Loading starts llama.cpp's HTTP listener too (xllamacpp always does; port 0 picks a free one on
 127.0.0.1). It is locked with a random API key nobody knows, since only in-process calls are used.
 """
@@ -36,7 +46,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +95,7 @@ class LlamaCppModel:
         threads: int = 2,
         temperature: float = 0.2,
         metrics: bool = False,
+        prompt_cache_mib: int = 0,
     ) -> None:
         import xllamacpp as xl
 
@@ -102,6 +113,10 @@ class LlamaCppModel:
         params.hostnames = ["127.0.0.1"]
         params.api_keys = [secrets.token_hex(16)]
         params.endpoint_metrics = metrics
+        params.cache_ram_mib = max(0, prompt_cache_mib)
+        if prompt_cache_mib > 0:
+            params.slot_prompt_similarity = 1.01  # never "similar enough": every request uses the cache
+        self.prompt_cache_mib = max(0, prompt_cache_mib)
         self.model_file = model_file
         self.temperature = temperature
         try:
@@ -110,6 +125,10 @@ class LlamaCppModel:
             raise GenerateError("llm-load", f"llama.cpp could not load {model_file}: {err}") from err
         self._worker = ModelWorker("llamacpp", wrap=lambda err: GenerateError("llm-failed", f"llama.cpp failed: {err}"))
         self._prefill: _Prefill | None = None
+        self._demand = 0
+        """Real requests and prefills submitted and not finished: a warm-up gives way to them."""
+        self.warmed = 0
+        """Prompts ``warm`` has processed so far."""
         self.prefill_pauses = 0
         """How often a prefill paused for ``yield_while`` (speech recognition needed the CPU)."""
         self.prompt_tokens = {"new": 0, "cached": 0}
@@ -124,6 +143,7 @@ class LlamaCppModel:
             context_tokens=llm.context_tokens,
             threads=llm.threads,
             temperature=llm.temperature,
+            prompt_cache_mib=llm.prompt_cache_mib,
         )
 
     async def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncIterator[str]:
@@ -150,8 +170,12 @@ class LlamaCppModel:
 
             self._server.handle_chat_completions(request, on_chunk)
 
-        async for delta in self._worker.stream(job):
-            yield delta
+        self._demand += 1
+        try:
+            async for delta in self._worker.stream(job):
+                yield delta
+        finally:
+            self._demand -= 1
 
     async def prefill(self, messages: list[Message], *, yield_while: Callable[[], bool] | None = None) -> bool:
         """Process ``messages``' prompt into the KV cache without generating a reply, so that a
@@ -190,6 +214,7 @@ class LlamaCppModel:
             self._server.handle_chat_completions(request, lambda chunk: stop.is_set() or on_chunk(chunk))
             state.done = not (state.stop.is_set() or state.paused or stop.is_set())
 
+        self._demand += 1
         try:
             while True:
                 await self._worker.call(job)
@@ -200,6 +225,7 @@ class LlamaCppModel:
                 while yield_while is not None and yield_while() and not state.stop.is_set():  # noqa: ASYNC110
                     await asyncio.sleep(YIELD_POLL_S)
         finally:
+            self._demand -= 1
             if self._prefill is state:
                 self._prefill = None
             log.debug(
@@ -208,6 +234,52 @@ class LlamaCppModel:
                 "done" if state.done else "replaced or stopped" if state.stop.is_set() else "given up",
             )
         return state.done
+
+    async def warm(self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None) -> int:
+        """Process each prompt into llama.cpp's prompt cache (see the module note), one at a time,
+        only while no real request or prefill wants the model and ``yield_while`` is False. One
+        interrupted at a batch of prompt tokens keeps what it processed and resumes from there.
+        Does nothing without a prompt cache (``prompt_cache_mib`` 0). Returns how many were processed."""
+        if self.prompt_cache_mib <= 0:
+            return 0
+
+        def blocked() -> bool:
+            return self._demand > 0 or (yield_while is not None and yield_while())
+
+        done = 0
+        for messages in prompts:
+            request = self._request(messages, max_tokens=0)
+            request["return_progress"] = True
+            while True:
+                # a plain condition shared with llama.cpp's thread, not an event: polled
+                while blocked():  # noqa: ASYNC110
+                    await asyncio.sleep(WARM_POLL_S)
+                interrupted = threading.Event()
+
+                def job(
+                    put: Put,
+                    stop: threading.Event,
+                    request: dict[str, Any] = request,
+                    interrupted: threading.Event = interrupted,
+                ) -> None:
+                    def on_chunk(_chunk: Any) -> bool:
+                        if stop.is_set() or blocked():
+                            interrupted.set()
+                            return True
+                        return False
+
+                    if blocked():
+                        interrupted.set()
+                        return
+                    self._server.handle_chat_completions(request, on_chunk)
+
+                await self._worker.call(job)
+                if not interrupted.is_set():
+                    break
+            done += 1
+            self.warmed += 1
+        log.info("prompt cache: %d prompt beginnings processed", done)
+        return done
 
     def _count(self, timings: dict[str, Any]) -> None:
         """Prompt tokens a reply had to process vs. those reused from the KV cache (what a prefill
@@ -254,6 +326,8 @@ PROMPT_BATCH_TOKENS = 64
 """llama.cpp processes prompts in batches of this many tokens; a speculative prefill can stop or
 pause only between them (64 tokens: ~0.25 s here). Measured with the native build, Qwen2.5-0.5B,
 2 threads: 250 prompt tokens/s at 64 against 264 at 512 (the default), 235 at 32."""
+WARM_POLL_S = 0.05
+"""How often a warm-up waiting for the model to be free looks again."""
 YIELD_POLL_S = 0.01
 """How often a paused prefill asks ``yield_while`` whether it may resume."""
 

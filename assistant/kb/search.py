@@ -229,6 +229,29 @@ class IndexRetriever:
     def search_sync(self, query: str, *, k: int) -> list[Passage]:
         return self.kb.search_sync(query, k=k)
 
+    def all_passages(self) -> list[Passage]:
+        """Every passage a search can return, as the prompt would show it: a document chunk once,
+        an FAQ entry once per phrasing (the prompt shows the phrasing that matched). Score 1."""
+        out: list[Passage] = []
+        for r in self.kb.records:
+            texts = r.keys if r.kind == "faq" and len(r.keys) > 1 else [r.text]
+            for text in texts:
+                out.append(
+                    Passage(
+                        id=r.id,
+                        text=text,
+                        source=r.source,
+                        score=1.0,
+                        kind=r.kind,
+                        answer=r.answer,
+                        title=r.title,
+                        section=r.section,
+                        page=r.page,
+                        language=r.language,
+                    )
+                )
+        return out
+
     @property
     def manifest(self) -> dict[str, Any]:
         return self.kb.manifest

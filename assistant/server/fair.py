@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 
 from assistant.stages import (
@@ -86,6 +86,11 @@ class FairRetriever:
         async with self.gate:
             return await self.inner.search(query, k=k)  # type: ignore[attr-defined, no-any-return]
 
+    def all_passages(self) -> list[Passage]:
+        """Every passage the index holds (``IndexRetriever.all_passages``); none for a retriever without."""
+        passages = getattr(self.inner, "all_passages", None)
+        return list(passages()) if passages is not None else []
+
 
 class FairLanguageModel:
     def __init__(self, inner: LanguageModel, *, prefill_yields_to: Sequence[Gate] = ()) -> None:
@@ -118,6 +123,13 @@ class FairLanguageModel:
             return False
         gates = self.prefill_yields_to
         return bool(await prefill(messages, yield_while=(lambda: any(g.busy for g in gates)) if gates else None))
+
+
+    async def warm(self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None) -> int:
+        """Passed straight to the engine (assistant.stages.PromptCache), without the gate: the
+        engine gives way to any real request itself, and to ``yield_while``."""
+        warm = getattr(self.inner, "warm", None)
+        return int(await warm(prompts, yield_while=yield_while)) if warm is not None else 0
 
 
 class FairSynthesizer:
