@@ -229,9 +229,12 @@ class PromptCache(Protocol):
     starts like one of them is processed only from where it differs. Uses idle time only, like a
     prefill: it stops for any real request and for ``yield_while``."""
 
-    async def warm(self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None) -> int:
-        """Process each prompt once, in order, whenever the model and ``yield_while`` allow (an
-        interrupted one is resumed from what it processed); returns how many were processed."""
+    async def warm(
+        self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None, again: bool = False
+    ) -> int:
+        """Process each prompt, in order, whenever the model and ``yield_while`` allow (an
+        interrupted one is resumed from what it processed). One processed before and still cached
+        is skipped unless ``again``. Returns how many were processed."""
         ...
 
 

@@ -525,7 +525,7 @@ async def test_run_warms_the_prompt_cache_with_every_passage_when_idle(monkeypat
         warmed: list[list[object]] = dataclasses.field(default_factory=list)
         busy_seen: list[bool] = dataclasses.field(default_factory=list)
 
-        async def warm(self, prompts_: object, *, yield_while: object = None) -> int:
+        async def warm(self, prompts_: object, *, yield_while: object = None, again: bool = False) -> int:
             batch = list(prompts_)  # type: ignore[call-overload]
             self.busy_seen.append(yield_while())  # type: ignore[operator]
             self.warmed.extend(batch)

@@ -335,3 +335,33 @@ class TestPromptCache:
         assert not warming.done()  # it gave way instead of finishing its four prompts first
         assert await warming == 4
         assert m.warmed >= 4
+
+    async def test_a_beginning_still_cached_is_not_processed_again(self, cached_model: LlamaCppModel) -> None:
+        m = cached_model
+        beginnings = [first_turn(room_passage(i)) for i in (11, 12)]
+        assert await m.warm(beginnings) == 2
+        before = prompt_tokens(m)
+        assert await m.warm(beginnings) == 0
+        assert prompt_tokens(m) == before
+        assert await m.warm(beginnings, again=True) == 2
+        assert prompt_tokens(m) - before <= 4  # loaded from the cache: next to nothing processed
+
+    async def test_a_beginning_a_request_took_over_is_rebuilt(self, cached_model: LlamaCppModel) -> None:
+        m = cached_model
+        beginnings = [first_turn(room_passage(i)) for i in (13, 14)]
+        assert await m.warm(beginnings) == 2
+        await collect(m.stream([Message("user", "Say hi.")], max_tokens=2))  # the slot holds another prompt
+        # A passage that begins like room 13's and then differs: llama.cpp starts it from room 13's
+        # warmed state (it shares the most with it) and overwrites that state's tail.
+        first = room_passage(13).split(". ")[0]
+        other = first + ". It also has a whiteboard, a phone, two cameras and a coffee machine next door."
+        await collect(m.stream(first_turn(other, "Which floor?"), max_tokens=2))
+        await collect(m.stream([Message("user", "Say hi.")], max_tokens=2))
+        before = prompt_tokens(m)
+        assert await m.warm(beginnings) == 1  # the engine knew which one was lost
+        assert prompt_tokens(m) - before > 20  # and it really was: the rest of its passage was processed again
+        before = prompt_tokens(m)
+        # prompts that start with a warmed beginning (and go on differently) take nothing away
+        await collect(m.stream(first_turn(room_passage(13), "Which floor?"), max_tokens=2))
+        await collect(m.stream(first_turn(room_passage(14) + " Extra.", "Which floor?"), max_tokens=2))
+        assert await m.warm(beginnings) == 0

@@ -155,10 +155,12 @@ async def _warm_prompts(daemon: Daemon, after: list[asyncio.Task[None]]) -> None
         return
     daemon.background["prompt_cache"] = "ready"
     log.info("prompt cache: %d passage prompts ready (%.1f s)", done, time.monotonic() - t0)
-    # A request that shares only part of a cached state (a question whose passage is in another
-    # language, a follow-up) may load that state and overwrite its tail. So after replies, once
-    # the kiosk is quiet again, the beginnings are processed once more: one still cached costs a
-    # load and a save (~70 ms here), one lost is rebuilt.
+    # A request that shares only part of a warmed state (a question whose passage is in another
+    # language, a follow-up) may load that state and overwrite its tail; the engine notes which,
+    # and after replies, once the kiosk is quiet again, those are rebuilt. Every REWARM_ALL_S all
+    # are processed again (one still cached costs a load and a save, ~70 ms here), which also keeps
+    # them from being the oldest states when the cache fills up with turns.
+    last_all = time.monotonic()
     while True:
         seen = daemon.replies
         quiet_since = time.monotonic()
@@ -166,17 +168,22 @@ async def _warm_prompts(daemon: Daemon, after: list[asyncio.Task[None]]) -> None
             await asyncio.sleep(min(1.0, REWARM_QUIET_S / 2))
             if daemon.busy():
                 quiet_since = time.monotonic()
+        again = time.monotonic() - last_all >= REWARM_ALL_S
         try:
-            await llm.warm(prefixes, yield_while=daemon.busy)  # type: ignore[attr-defined]
+            await llm.warm(prefixes, yield_while=daemon.busy, again=again)  # type: ignore[attr-defined]
         except Exception as err:
             log.warning("re-warming the LLM's prompt cache failed: %s", err)
             return
+        if again:
+            last_all = time.monotonic()
 
 
 WARM_STEP = 8
 """Prompts per ``warm`` call: /healthz's progress moves in steps of this many."""
 REWARM_QUIET_S = 10.0
 """After replies, the prompt cache is warmed again once the daemon has been quiet this long."""
+REWARM_ALL_S = 3600.0
+"""At most this often, a re-warm processes every beginning again, not only those known lost."""
 
 
 async def close_engines(engines: object) -> None:

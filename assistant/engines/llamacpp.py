@@ -129,6 +129,10 @@ class LlamaCppModel:
         """Real requests and prefills submitted and not finished: a warm-up gives way to them."""
         self.warmed = 0
         """Prompts ``warm`` has processed so far."""
+        self._cached: dict[str, None] = {}
+        """Keys of the prompts ``warm`` processed that are believed to be in the prompt cache still."""
+        self._slot_key = ""
+        """The key of the prompt last sent to llama.cpp: what its one slot holds."""
         self.prefill_pauses = 0
         """How often a prefill paused for ``yield_while`` (speech recognition needed the CPU)."""
         self.prompt_tokens = {"new": 0, "cached": 0}
@@ -151,6 +155,7 @@ class LlamaCppModel:
         stops generation (see the module note)."""
         request = self._request(messages, max_tokens=max_tokens)
         self._yield_to(_prompt_key(messages))
+        self._consumes(_prompt_key(messages))
 
         def job(put: Put, stop: threading.Event) -> None:
             def on_chunk(chunk: Any) -> bool:
@@ -191,6 +196,7 @@ class LlamaCppModel:
         Returns True when the prompt was processed, False when the prefill was given up.
         """
         key = _prompt_key(messages)
+        self._consumes(key)
         state = _Prefill(key)
         if self._prefill is not None:
             self._prefill.stop.set()
@@ -235,11 +241,16 @@ class LlamaCppModel:
             )
         return state.done
 
-    async def warm(self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None) -> int:
+    async def warm(
+        self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None, again: bool = False
+    ) -> int:
         """Process each prompt into llama.cpp's prompt cache (see the module note), one at a time,
         only while no real request or prefill wants the model and ``yield_while`` is False. One
         interrupted at a batch of prompt tokens keeps what it processed and resumes from there.
-        Does nothing without a prompt cache (``prompt_cache_mib`` 0). Returns how many were processed."""
+        A prompt warmed before and believed still cached is skipped unless ``again`` (see
+        ``_consumes``; ``again`` also renews states the cache would otherwise drop first, being
+        the oldest). Does nothing without a prompt cache (``prompt_cache_mib`` 0). Returns how
+        many were processed."""
         if self.prompt_cache_mib <= 0:
             return 0
 
@@ -248,8 +259,12 @@ class LlamaCppModel:
 
         done = 0
         for messages in prompts:
+            key = _prompt_key(messages)
+            if key in self._cached and not again:
+                continue
             request = self._request(messages, max_tokens=0)
             request["return_progress"] = True
+            self._slot_key = key
             while True:
                 # a plain condition shared with llama.cpp's thread, not an event: polled
                 while blocked():  # noqa: ASYNC110
@@ -278,8 +293,28 @@ class LlamaCppModel:
                     break
             done += 1
             self.warmed += 1
-        log.info("prompt cache: %d prompt beginnings processed", done)
+            self._cached.pop(key, None)
+            self._cached[key] = None
+        if done:
+            log.info("prompt cache: %d prompt beginnings processed", done)
         return done
+
+    def _consumes(self, key: str) -> None:
+        """A request for ``key`` is about to start. llama.cpp saves its slot's state to the cache,
+        then loads the cached state that shares strictly more with the new prompt than the slot's
+        own (if any). When that is a warmed beginning the prompt does not fully start with (another
+        passage sharing its first words, the other language's system message), the request
+        overwrites its tail: the state is gone, and the next ``warm`` rebuilds it. A beginning the
+        prompt starts with is kept: the slot, saved at the next request, still starts with it."""
+        slot_shared = common_prefix_chars(self._slot_key, key)
+        self._slot_key = key
+        best, shared = None, slot_shared
+        for cached in self._cached:
+            n = common_prefix_chars(cached, key)
+            if n > shared:
+                best, shared = cached, n
+        if best is not None and shared < len(best):
+            del self._cached[best]
 
     def _count(self, timings: dict[str, Any]) -> None:
         """Prompt tokens a reply had to process vs. those reused from the KV cache (what a prefill
@@ -351,10 +386,16 @@ def _prompt_key(messages: list[Message]) -> str:
 
 
 def common_prefix_chars(a: str, b: str) -> int:
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return min(len(a), len(b))
+    """Length of the longest common prefix (a binary search over C-level slice compares: fast
+    enough to run over every warmed prompt at each request)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _reuses(prefill: str, request: str) -> bool:

@@ -125,11 +125,13 @@ class FairLanguageModel:
         return bool(await prefill(messages, yield_while=(lambda: any(g.busy for g in gates)) if gates else None))
 
 
-    async def warm(self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None) -> int:
+    async def warm(
+        self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None, again: bool = False
+    ) -> int:
         """Passed straight to the engine (assistant.stages.PromptCache), without the gate: the
         engine gives way to any real request itself, and to ``yield_while``."""
         warm = getattr(self.inner, "warm", None)
-        return int(await warm(prompts, yield_while=yield_while)) if warm is not None else 0
+        return int(await warm(prompts, yield_while=yield_while, again=again)) if warm is not None else 0
 
 
 class FairSynthesizer:
