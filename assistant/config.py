@@ -101,9 +101,11 @@ class LLM:
     the same visitor-guide section). 0 = off, the default: on bench/latency.py's short questions a
     right guess saved 150-460 ms and a wrong one cost up to 400 ms (docs/configuration.md)."""
     prompt_cache_mib: int = 2048
-    """llamacpp: RAM for processed prompt states (llama.cpp's prompt cache); 0 = none. With
-    ``warm_passages`` it holds the start of every first-turn prompt, one per knowledge-base passage
-    (~4 MB each for Qwen2.5 0.5B, ~10 MB for 1.5B); the oldest state goes when it is full."""
+    """llamacpp: RAM for processed prompt states (llama.cpp's prompt cache); each request starts
+    from the cached state sharing the longest beginning with it (a question in the other language
+    still finds its system message processed). With ``warm_passages`` it also holds the start of
+    every first-turn prompt, one per knowledge-base passage (~2.3 MB each for Qwen2.5 0.5B, ~2.3x
+    for 1.5B); the oldest state goes when it is full. 0 = none."""
     warm_passages: bool = True
     """llamacpp with a prompt cache: in idle time after start (never while a visitor speaks or a
     turn runs), process each passage's prompt beginning once, so a question's prompt starts at its

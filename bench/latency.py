@@ -13,8 +13,8 @@ What it does, all on loopback, every loop bounded:
    text takes with the current index and calibration (``label_check``); turns are grouped by the
    route the daemon actually took.
 2. Daemons: ``assistant run`` in subprocesses, one per variant (``VARIANTS``: ``before`` = answers
-   not prepared ahead, ``[llm] prefill``, ``[vad] early_faq`` and ``[llm] prompt_cache_mib`` off;
-   ``nocache`` = the defaults without the prompt cache of passage prompts; ``guess`` = the defaults
+   not prepared ahead, ``[llm] prefill``, ``[vad] early_faq`` and ``[llm] warm_passages`` off;
+   ``nowarm`` = the defaults without the passages' prompts warmed ahead; ``guess`` = the defaults
    plus ``[llm] prefill_guess = 0.25``; ``after`` = the defaults;
    ``portable`` = the defaults on PyPI's portable llama.cpp wheel instead of the build for this CPU), each
    after its engines are warm, its FAQ reply cache is rendered and its LLM prompt cache warmed
@@ -100,9 +100,9 @@ FALLBACK_QUESTIONS = [
 ]
 VARIANTS: dict[str, dict[str, str]] = {
     # the daemon as it was before answers were prepared ahead (same code, the new steps switched off)
-    "before": {"ASSISTANT__LLM__PREFILL": "off", "ASSISTANT__VAD__EARLY_FAQ": "false", "ASSISTANT__LLM__PROMPT_CACHE_MIB": "0"},
-    # the defaults without the prompt cache of passage prompts
-    "nocache": {"ASSISTANT__LLM__PROMPT_CACHE_MIB": "0"},
+    "before": {"ASSISTANT__LLM__PREFILL": "off", "ASSISTANT__VAD__EARLY_FAQ": "false", "ASSISTANT__LLM__WARM_PASSAGES": "false"},
+    # the defaults without warming the prompt cache with the passages' prompts
+    "nowarm": {"ASSISTANT__LLM__WARM_PASSAGES": "false"},
     # prefill only on the transcript at a pause, early end on a known FAQ answer
     "pause": {"ASSISTANT__LLM__PREFILL": "pause"},
     # the defaults plus a guess: a partial transcript nothing is relevant to yet prefills its best passage
