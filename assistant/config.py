@@ -66,6 +66,11 @@ class Answer:
     """How many earlier question/answer pairs the LLM sees (and query rewriting uses)."""
     check_numbers: bool = True
     """Withhold a generated piece that states a number its passages do not hold (assistant.grounding)."""
+    verify_faq_below: float = 0.0
+    """An FAQ match scoring under this is first put to the LLM ("does this entry answer the
+    question?", assistant.prompts.verify_messages) and declined (route ``fallback``) when it says no;
+    0 = off. Only for a model that can judge: Qwen2.5 1.5B could (0.98 with it, bench/faithfulness.py),
+    0.5B answers no to everything. Costs one short LLM call on those FAQ turns."""
 
 
 @dataclass
@@ -363,6 +368,7 @@ def _validate(s: Settings, source: str) -> None:
     checks: list[tuple[bool, str]] = [
         (0.0 <= s.answer.relevance_threshold <= 1.0, "[answer] relevance_threshold must be within 0..1"),
         (0.0 <= s.answer.faq_threshold <= 1.0, "[answer] faq_threshold must be within 0..1"),
+        (0.0 <= s.answer.verify_faq_below <= 1.0, "[answer] verify_faq_below must be within 0..1"),
         (0.0 <= s.llm.prefill_guess <= 1.0, "[llm] prefill_guess must be within 0..1"),
         (s.llm.prompt_cache_mib >= 0, "[llm] prompt_cache_mib must not be negative"),
         (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from assistant.language import detect_language
 from assistant.sentences import SentenceSplitter
 from assistant.stages import (
     AssistantError,
+    GenerateError,
     LanguageModel,
     Message,
     Passage,
@@ -163,6 +165,29 @@ async def plan_answer(
     if decision.route == "generated":
         messages = _grounded_messages(transcript.text, decision.passages, history, language, settings)
     return Plan(transcript.text, language, tuple(history), decision, messages, tuple(passages))
+
+
+async def verify_faq(plan: Plan, *, engines: Engines, settings: Settings) -> Plan:
+    """``plan`` unchanged unless it answers an FAQ entry verbatim with a score under ``[answer]
+    verify_faq_below``: then the LLM is asked whether the entry answers the question, and on a
+    clear no the plan becomes the honest ``fallback`` (an entry read out for the wrong question, "产假"
+    answered with annual leave, is the unfaithful answer this exists to stop). A failing LLM keeps
+    the entry: the check is a safeguard, not a dependency."""
+    from assistant import prompts
+
+    decision = plan.decision
+    if decision.route != "faq" or not decision.passages or decision.passages[0].score >= settings.answer.verify_faq_below:
+        return plan
+    messages = prompts.verify_messages(plan.transcript, decision.passages[0], language=plan.language)
+    try:
+        verdict = "".join([delta async for delta in engines.llm.stream(messages, max_tokens=3)])
+    except GenerateError as err:
+        log.warning("checking the FAQ match failed; answering it as it is: %s", err.message)
+        return plan
+    if not prompts.verdict_is_no(verdict):
+        return plan
+    log.info("the LLM says FAQ entry %s does not answer %r: declining", decision.passages[0].id, plan.transcript)
+    return dataclasses.replace(plan, decision=RouteDecision("fallback", []), messages=None)
 
 
 def guess_messages(plan: Plan, settings: Settings) -> list[Message] | None:
@@ -366,6 +391,7 @@ class Turn:
         self.emit(ev.StateEvent(state="thinking"))
         if plan is None or not plan.fits(transcript.text, transcript.language, self.history):
             plan = await plan_answer(transcript, self.history, engines=self.engines, settings=self.settings)
+        plan = await verify_faq(plan, engines=self.engines, settings=self.settings)
         self._mark("retrieve")
         decision = plan.decision
         self.result.route = decision.route

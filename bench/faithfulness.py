@@ -434,6 +434,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if args.relevance_threshold is not None:
         # Explore how the LLM behaves when it sees weaker passages (more questions reach it).
         settings.answer.relevance_threshold = args.relevance_threshold
+    if args.verify_faq_below is not None:
+        # The LLM checks FAQ matches under this score before they are read out (turn.verify_faq).
+        settings.answer.verify_faq_below = args.verify_faq_below
     if args.faq_threshold is not None:
         # Explore answering fewer FAQ matches verbatim (the rest go to the LLM with the entry).
         settings.answer.faq_threshold = args.faq_threshold
@@ -456,6 +459,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     answers: dict[str, list[dict[str, Any]]] = {}
     suffix = f"@relevance={args.relevance_threshold:g}" if args.relevance_threshold is not None else ""
     suffix += f"@faq={args.faq_threshold:g}" if args.faq_threshold is not None else ""
+    suffix += f"@verify={args.verify_faq_below:g}" if args.verify_faq_below else ""
     for system in args.systems:
         t0 = time.monotonic()
         if system == "faq":
@@ -477,6 +481,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "git_commit": _git_commit(),
             "relevance_threshold": settings.answer.relevance_threshold,
             "faq_threshold": settings.answer.faq_threshold,
+            "verify_faq_below": settings.answer.verify_faq_below,
             "seconds": round(time.monotonic() - t0, 1),
         }
         answers[key] = rows
@@ -521,7 +526,7 @@ def rescore(path: Path, questions: Path) -> int:
                 # The passages' text is not stored, so a miss keeps the class the run gave it.
                 row["miss"] = None if ok else row.get("miss") or "unclassified"
         kept = {
-            k: v for k, v in result["systems"][key].items() if k in ("relevance_threshold", "faq_threshold", "seconds", "git_commit")
+            k: v for k, v in result["systems"][key].items() if k in ("relevance_threshold", "faq_threshold", "verify_faq_below", "seconds", "git_commit")
         }
         result["systems"][key] = {**summarise(rows), **kept}
     path.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -561,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="assistant.toml to take thresholds from (default: the repository's)")
     parser.add_argument("--relevance-threshold", type=float, help="override [answer] relevance_threshold")
     parser.add_argument("--faq-threshold", type=float, help="override [answer] faq_threshold")
+    parser.add_argument(
+        "--verify-faq-below", type=float, help="override [answer] verify_faq_below (the LLM checks FAQ matches under it)"
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--ids", nargs="*", help="only these question ids")
     parser.add_argument(

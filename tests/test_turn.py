@@ -17,6 +17,7 @@ from fakes import (
 )
 
 from assistant import events as ev
+from assistant import prompts
 from assistant.sentences import speech_units
 from assistant.stages import Passage, RetrieveError
 from assistant.turn import Turn, TurnResult, decide_route
@@ -282,3 +283,39 @@ def test_a_two_part_question_reaches_the_llm_with_both_entries() -> None:
     assert result.route == "generated"
     assert {s.id for s in result.sources} >= {"travel-policy", "didi-app"}
     assert len(engines.retriever.queries) == 3  # type: ignore[attr-defined]
+
+
+def _verifying_turn(question: str, verdict: str | None, *, below: float) -> tuple[TurnResult, FakeLanguageModel]:
+    llm = FakeLanguageModel(reply=verdict or "", fail_after=0 if verdict is None else None)
+    settings = settings_for_tests()
+    settings.answer.verify_faq_below = below
+    turn = Turn(1, engines=fake_engines(llm=llm), settings=settings, emit=lambda _e: None)
+    return asyncio.run(turn.run(question)), llm
+
+
+@pytest.mark.parametrize(("verdict", "route"), [("否", "fallback"), ("No.", "fallback"), ("是", "faq"), ("Yes", "faq")])
+def test_an_faq_match_under_verify_faq_below_is_put_to_the_llm_first(verdict: str, route: str) -> None:
+    result, llm = _verifying_turn("请问商旅的出差制度", verdict, below=0.99)  # the fake scores it 0.95
+    assert result.route == route
+    assert len(llm.calls) == 1
+    asked = llm.calls[0][-1].content
+    assert "请问商旅的出差制度" in asked and "出差需提前三个工作日" in asked  # the question and the entry
+    if route == "fallback":
+        assert result.answer == prompts.fallback_line("zh") and result.sources == []
+
+
+def test_a_sure_faq_match_or_no_verification_costs_no_llm_call() -> None:
+    for below in (0.0, 0.9):  # off, and a match above the bar
+        result, llm = _verifying_turn("请问商旅的出差制度", "否", below=below)
+        assert result.route == "faq" and llm.calls == []
+
+
+def test_a_failing_llm_keeps_the_faq_answer() -> None:
+    result, _llm = _verifying_turn("请问商旅的出差制度", None, below=0.99)
+    assert result.route == "faq" and result.answer.startswith("出差需提前三个工作日")
+
+
+@pytest.mark.parametrize(("reply", "no"), [("否", True), ("不是。", True), ("No", True), ("no, it does not", True),
+                                          ("是", False), ("Yes.", False), ("", False), ("资料回答了", False)])
+def test_only_a_clear_no_declines(reply: str, no: bool) -> None:
+    assert prompts.verdict_is_no(reply) is no
