@@ -264,11 +264,12 @@ class LlamaCppModel:
                 continue
             request = self._request(messages, max_tokens=0)
             request["return_progress"] = True
-            self._slot_key = key
             while True:
                 # a plain condition shared with llama.cpp's thread, not an event: polled
                 while blocked():  # noqa: ASYNC110
                     await asyncio.sleep(WARM_POLL_S)
+                # in sorted order nothing is taken over; after a real request the slot holds its prompt
+                self._consumes(key)
                 interrupted = threading.Event()
 
                 def job(
