@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,6 +131,29 @@ def test_faq_passage_shows_the_matched_phrasing(tmp_path: Path) -> None:
     build_index(s, [kb], progress=False, embedder=emb)
     (p,) = open_retriever(s, embedder=emb).search_sync("wifi code for visitors", k=1)
     assert (p.kind, p.text, p.answer) == ("faq", "wifi code for visitors", "Ask the desk.")
+
+
+def test_all_passages_lists_each_faq_phrasing_and_each_chunk_as_a_search_shows_them(tmp_path: Path) -> None:
+    # what the LLM's prompt cache is warmed with (assistant.prompts.passage_prefix per passage)
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    row = {"id": "wifi", "question": "What is the guest Wi-Fi password?", "answer": "Ask the desk.", "alternates": ["wifi code for visitors"]}
+    (kb / "faq.jsonl").write_text(json.dumps(row), encoding="utf-8")
+    (kb / "guide.md").write_text("# Guide\n\n## Parking\n\nVisitors park in zone B for two hours free.\n", encoding="utf-8")
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    retriever = open_retriever(s, embedder=emb)
+    listed = retriever.all_passages()
+    assert sorted((p.kind, p.text) for p in listed if p.kind == "faq") == [
+        ("faq", "What is the guest Wi-Fi password?"),
+        ("faq", "wifi code for visitors"),
+    ]
+    docs = [p for p in listed if p.kind == "document"]
+    assert docs and all(p.score == 1.0 for p in listed)
+    for query in ("wifi code for visitors", "where do visitors park"):
+        for found in retriever.search_sync(query, k=2):
+            assert dataclasses.replace(found, score=1.0) in listed
 
 
 def test_eval_metrics_and_file_errors(tmp_path: Path) -> None:

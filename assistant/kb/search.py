@@ -200,21 +200,24 @@ class KnowledgeBase:
                 start = self._key_start[rec[j]]
                 best = int(np.argmax(self._vectors[start : start + len(r.keys)] @ q_vec))
                 text = r.keys[best]
-            out.append(
-                Passage(
-                    id=r.id,
-                    text=text,
-                    source=r.source,
-                    score=round(float(scores[j]), 4),
-                    kind=r.kind,
-                    answer=r.answer,
-                    title=r.title,
-                    section=r.section,
-                    page=r.page,
-                    language=r.language,
-                )
-            )
+            out.append(passage_of(r, text, round(float(scores[j]), 4)))
         return out
+
+
+def passage_of(r: Record, text: str, score: float) -> Passage:
+    """The passage a record gives, showing ``text`` (for an FAQ entry, one of its phrasings)."""
+    return Passage(
+        id=r.id,
+        text=text,
+        source=r.source,
+        score=score,
+        kind=r.kind,
+        answer=r.answer,
+        title=r.title,
+        section=r.section,
+        page=r.page,
+        language=r.language,
+    )
 
 
 class IndexRetriever:
@@ -235,21 +238,7 @@ class IndexRetriever:
         out: list[Passage] = []
         for r in self.kb.records:
             texts = r.keys if r.kind == "faq" and len(r.keys) > 1 else [r.text]
-            for text in texts:
-                out.append(
-                    Passage(
-                        id=r.id,
-                        text=text,
-                        source=r.source,
-                        score=1.0,
-                        kind=r.kind,
-                        answer=r.answer,
-                        title=r.title,
-                        section=r.section,
-                        page=r.page,
-                        language=r.language,
-                    )
-                )
+            out.extend(passage_of(r, text, 1.0) for text in texts)
         return out
 
     @property
