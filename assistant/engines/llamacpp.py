@@ -297,7 +297,7 @@ class LlamaCppModel:
             self._cached.pop(key, None)
             self._cached[key] = None
         if done:
-            log.info("prompt cache: %d prompt beginnings processed", done)
+            log.debug("prompt cache: %d prompt beginnings processed", done)
         return done
 
     def _consumes(self, key: str) -> None:
