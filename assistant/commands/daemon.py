@@ -123,14 +123,12 @@ async def _warm_prompts(daemon: Daemon, after: list[asyncio.Task[None]]) -> None
         await asyncio.wait(after)
     passages = daemon.engines.retriever.all_passages()  # type: ignore[attr-defined]
     # A document is also asked about in the other language (an English question over the Chinese
-    # staff handbook), whose system message differs, so it gets both beginnings.
-    prefixes = [prompts.passage_prefix(p) for p in passages]
-    prefixes += [
-        prompts.passage_prefix(p, language=other)
+    # staff handbook), whose system message differs, so it gets both beginnings; an FAQ phrasing
+    # gets its own language's ("" = the passage's).
+    prefixes = [
+        prompts.passage_prefix(p, language=language)
         for p in passages
-        if p.kind == "document"
-        for other in ("zh", "en")
-        if prompts.passage_prefix(p, language=other)[0] != prompts.passage_prefix(p)[0]
+        for language in (("zh", "en") if p.kind == "document" else ("",))
     ]
     # Sorted, so that each beginning shares the most with the one just before it. llama.cpp loads a
     # cached state only when it shares more with the new prompt than the slot's own does, and a

@@ -124,7 +124,6 @@ class FairLanguageModel:
         gates = self.prefill_yields_to
         return bool(await prefill(messages, yield_while=(lambda: any(g.busy for g in gates)) if gates else None))
 
-
     async def warm(
         self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None, again: bool = False
     ) -> int:
