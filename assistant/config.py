@@ -133,6 +133,9 @@ class ASR:
     partial_interval_ms: int = 700
     prompt_from_kb: bool = True
     """Offer the knowledge base's own vocabulary to Whisper as a prompt."""
+    prompt_languages: list[str] = field(default_factory=lambda: ["zh"])
+    """Speech in these languages gets that prompt. Not English by default: with it, Whisper base
+    repeats a short English question until its token cap (1.5x the time, no fewer errors)."""
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 30.0

@@ -283,7 +283,12 @@ class Listener:
 
     def _job(self, take: _Take, from_sample: int, to_sample: int, last_voiced: int, what: str) -> _Job:
         pcm = self.endpointer.audio(from_sample, to_sample)
-        utterance = Utterance(pcm=pcm.copy(), start_ms=from_sample * 1000 / SAMPLE_RATE_HZ, language=take.language)
+        utterance = Utterance(
+            pcm=pcm.copy(),
+            start_ms=from_sample * 1000 / SAMPLE_RATE_HZ,
+            language=take.language,
+            draft=what == "partial",
+        )
         task = self._spawn(self._transcribe(utterance, take, what), lambda _t: self._tick())
         return _Job(task, from_sample, to_sample, last_voiced)
 

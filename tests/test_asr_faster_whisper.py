@@ -33,6 +33,24 @@ async def test_tiny_model_through_both_decoding_paths(tiny_ct2: Path, window: st
     assert await t.transcribe(Utterance(np.zeros(0, dtype=np.int16))) == Transcript("", "")
 
 
+async def test_a_degenerate_draft_is_left_empty_instead_of_redone_on_the_full_window(
+    tiny_ct2: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import assistant.engines.faster_whisper as fw
+
+    t = FasterWhisperTranscriber(tiny_ct2)
+    full: list[str] = []
+    monkeypatch.setattr(t, "_fit", lambda audio, language, previous: fw._Decoded("no no no no", "en", True))
+    monkeypatch.setattr(
+        t, "_full", lambda audio, language, previous: full.append("full") or fw._Decoded("no", "en", False)
+    )
+    assert await t.transcribe(Utterance(_noise(), draft=True)) == Transcript("", "en")
+    assert full == []  # the partial did not hold the model for a 30 s window
+    assert (await t.transcribe(Utterance(_noise()))).text == "no"
+    assert full == ["full"]
+
+
 async def test_one_model_serves_concurrent_sessions(tiny_ct2: Path) -> None:  # noqa: F811
     a = FasterWhisperTranscriber(tiny_ct2, max_new_tokens=4)
     b = FasterWhisperTranscriber(tiny_ct2, max_new_tokens=4, language="en")
@@ -116,6 +134,11 @@ def test_knowledge_base_vocabulary_becomes_the_prompt(
     cfg.write_text(f'[asr]\nmodel_path = "{tiny_ct2}"\n')
     t = FasterWhisperTranscriber.from_settings(load(cfg))
     assert t.prompt_terms == ("商旅", "报销", "HB-Guest") and asked == [50]
+    # [asr] prompt_languages (default ["zh"]): English speech is not prompted, Chinese is
+    assert t.terms_for("zh") == t.prompt_terms and t.terms_for("en") == ()
+    cfg.write_text(f'[asr]\nmodel_path = "{tiny_ct2}"\nprompt_languages = ["zh", "en"]\n')
+    assert FasterWhisperTranscriber.from_settings(load(cfg)).terms_for("en") == t.prompt_terms
+    cfg.write_text(f'[asr]\nmodel_path = "{tiny_ct2}"\n')
 
     def no_index(settings: object, limit: int = 50) -> list[str]:
         raise RuntimeError("no index built yet")

@@ -7,6 +7,7 @@ what it was given (duration, context), so the tests pin which audio was transcri
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -30,10 +31,12 @@ class FakeTranscriber:
     delay_s: float = 0.01
     fail: bool = False
     calls: list[tuple[float, str]] = field(default_factory=list)
+    drafts: list[bool] = field(default_factory=list)
     accepts_previous_text: ClassVar[bool] = True
 
     async def transcribe(self, utterance: Utterance, *, previous_text: str = "") -> Transcript:
         self.calls.append((utterance.duration_s, previous_text))
+        self.drafts.append(utterance.draft)
         await asyncio.sleep(self.delay_s)
         if self.fail:
             raise TranscribeError("asr-failed", "the model fell over")
@@ -85,6 +88,20 @@ async def test_a_complete_sentence_ends_the_turn_early_with_its_transcript_ready
     assert isinstance(final, TranscriptEvent) and final.final and final.text == heard.transcript.text
     partials = [i for i in items if isinstance(i, TranscriptEvent) and not i.final]
     assert all(p.t_ms <= final.t_ms for p in partials)
+
+
+async def test_partials_are_drafts_and_the_transcript_that_ends_the_turn_is_not() -> None:
+    fake = FakeTranscriber(suffix="")
+    items = await listen(fake, settings(), with_silence(recording("cards/005.wav"), 500, 1500))
+    partial_texts = [i.text for i in items if isinstance(i, TranscriptEvent) and not i.final]
+    heard = items[-1]
+    assert isinstance(heard, Heard) and partial_texts
+
+    def last_call(text: str) -> int:  # "chunk2 1.2s chunk5 0.8s": committed text, then the newest call's
+        return int(re.findall(r"chunk(\d+)", text)[-1]) - 1
+
+    assert fake.drafts[last_call(heard.transcript.text)] is False  # the pause's (or the tail's): a real one
+    assert all(fake.drafts[last_call(text)] for text in partial_texts)  # each partial shown: a draft
 
 
 async def test_an_unfinished_sentence_waits_for_the_full_silence() -> None:

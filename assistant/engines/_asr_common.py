@@ -253,14 +253,25 @@ class PromptTerms:
     """Domain vocabulary (product names, 商旅, 报销...) offered to Whisper as its initial prompt."""
 
     prompt_terms: tuple[str, ...] = ()
+    prompt_languages: tuple[str, ...] | None = None
+    """The languages whose speech is prompted with the terms (None: every language)."""
 
     def set_prompt_terms(self, terms: Sequence[str]) -> None:
         self.prompt_terms = tuple(terms)
 
+    def terms_for(self, language: str) -> tuple[str, ...]:
+        """The terms to prompt speech in ``language`` with (``build_prompt`` keeps those written in it);
+        speech in a language not known yet (a server detects it) gets them as before."""
+        if self.prompt_languages is not None and language and language not in self.prompt_languages:
+            return ()
+        return self.prompt_terms
+
     def with_kb_terms(self, settings: Settings) -> Self:
-        """The engine, prompted with the knowledge base's terms when ``[asr] prompt_from_kb`` is on."""
+        """The engine, prompted with the knowledge base's terms when ``[asr] prompt_from_kb`` is on,
+        for speech in ``[asr] prompt_languages``."""
         if settings.asr.prompt_from_kb:
             self.set_prompt_terms(kb_terms(settings))
+            self.prompt_languages = tuple(settings.asr.prompt_languages)
         return self
 
 
@@ -277,7 +288,12 @@ class LocalWhisper(PromptTerms):
             )
         audio = utterance.float32()
         language = utterance.language or self.language
-        return await asyncio.to_thread(self.transcribe_sync, audio, language=language, previous_text=previous_text)
+        return await asyncio.to_thread(
+            self.transcribe_sync, audio, language=language, previous_text=previous_text, draft=utterance.draft
+        )
 
-    def transcribe_sync(self, audio: np.ndarray, *, language: str = "", previous_text: str = "") -> Transcript:
+    def transcribe_sync(
+        self, audio: np.ndarray, *, language: str = "", previous_text: str = "", draft: bool = False
+    ) -> Transcript:
+        """``draft``: ``Utterance.draft``."""
         raise NotImplementedError

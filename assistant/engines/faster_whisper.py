@@ -61,6 +61,8 @@ def token_cap(duration_s: float, language: str) -> int:
     """The fit path's decoding cap for ``duration_s`` of audio in ``language``."""
     key = language if language in _TOKENS_PER_S else ""
     return _TOKEN_CAP_BASE[key] + math.ceil(duration_s * _TOKENS_PER_S[key])
+
+
 _MAX_COMPRESSION = 2.4
 _NO_SPEECH = 0.6
 _LOW_LOGPROB = -1.0
@@ -155,8 +157,13 @@ class FasterWhisperTranscriber(LocalWhisper):
 
     # -- Transcriber ---------------------------------------------------------------------------
 
-    def transcribe_sync(self, audio: np.ndarray, *, language: str = "", previous_text: str = "") -> Transcript:
-        """Blocking: float32 16 kHz mono -> Transcript. Errors come out as TranscribeError."""
+    def transcribe_sync(
+        self, audio: np.ndarray, *, language: str = "", previous_text: str = "", draft: bool = False
+    ) -> Transcript:
+        """Blocking: float32 16 kHz mono -> Transcript. Errors come out as TranscribeError.
+
+        ``draft`` (``Utterance.draft``): a degenerate fit-window decode gives an empty transcript
+        instead of the full-window redo, which would keep the model from the pause's transcription."""
         if audio.size == 0:
             return Transcript("", language)
         try:
@@ -164,7 +171,10 @@ class FasterWhisperTranscriber(LocalWhisper):
                 decoded: _Decoded | None = None
                 if self.encoder_window == "fit" and audio.size <= FIT_MAX_S * SAMPLE_RATE_HZ:
                     decoded = self._fit(audio, language, previous_text)
-                    if decoded.degenerate:
+                    if decoded.degenerate and draft:
+                        log.debug("draft: fit-window output looked degenerate (%r); left empty", decoded.text[:80])
+                        decoded = _Decoded("", decoded.language, False)
+                    elif decoded.degenerate:
                         log.debug(
                             "fit-window output looked degenerate (%r); redoing on the full window", decoded.text[:80]
                         )
@@ -202,7 +212,7 @@ class FasterWhisperTranscriber(LocalWhisper):
             else:
                 language = "en"
         tokenizer = self._tokenizer(language)
-        prompt_text = build_prompt(self.prompt_terms, previous_text, language=language)
+        prompt_text = build_prompt(self.terms_for(language), previous_text, language=language)
         prompt: list[int] = []
         if prompt_text:
             prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt_text)[-(model.max_length // 2 - 1) :]]
@@ -240,7 +250,7 @@ class FasterWhisperTranscriber(LocalWhisper):
             # the prompt depends on the language (build_prompt): detect it first
             _, _, probabilities = model.detect_language(audio)
             language = pick_language(probabilities, self.languages)
-        prompt_text = build_prompt(self.prompt_terms, previous_text, language=language)
+        prompt_text = build_prompt(self.terms_for(language), previous_text, language=language)
         options: dict[str, Any] = {}
         if self.max_new_tokens is not None:
             options["max_new_tokens"] = self.max_new_tokens

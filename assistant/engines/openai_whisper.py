@@ -103,7 +103,10 @@ class OpenAIWhisperTranscriber(LocalWhisper):
         )
         return transcriber.with_kb_terms(settings)
 
-    def transcribe_sync(self, audio: np.ndarray, *, language: str = "", previous_text: str = "") -> Transcript:
+    def transcribe_sync(
+        self, audio: np.ndarray, *, language: str = "", previous_text: str = "", draft: bool = False
+    ) -> Transcript:
+        # ``draft`` changes nothing here: one greedy pass is all this engine does anyway.
         if audio.size == 0:
             return Transcript("", language)
         whisper = self._whisper
@@ -120,7 +123,7 @@ class OpenAIWhisperTranscriber(LocalWhisper):
                         language = pick_language(list(probs.items()), self.languages)
                     else:
                         language = "en"
-                prompt = build_prompt(self.prompt_terms, previous_text, language=language)
+                prompt = build_prompt(self.terms_for(language), previous_text, language=language)
                 options: dict[str, Any] = {}
                 if self.sample_len is not None:
                     options["sample_len"] = self.sample_len

@@ -78,7 +78,7 @@ class RemoteTranscriber(PromptTerms):
         data: dict[str, str] = {"model": self.model, "response_format": "json"}
         if language:
             data["language"] = language
-        prompt = build_prompt(self.prompt_terms, previous_text, language=language)
+        prompt = build_prompt(self.terms_for(language), previous_text, language=language)
         if prompt:
             data["prompt"] = prompt
         files = {"file": ("utterance.wav", encode_wav(utterance.pcm, utterance.sample_rate_hz), "audio/wav")}
