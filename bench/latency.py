@@ -15,7 +15,8 @@ What it does, all on loopback, every loop bounded:
 2. Daemons: ``assistant run`` in subprocesses, one per variant (``VARIANTS``: ``before`` = answers
    not prepared ahead, ``[llm] prefill``, ``[vad] early_faq`` and ``[llm] warm_passages`` off;
    ``nowarm`` = the defaults without the passages' prompts warmed ahead; ``guess`` = the defaults
-   plus ``[llm] prefill_guess = 0.25``; ``after`` = the defaults;
+   plus ``[llm] prefill_guess = 0.25``; ``enprompt`` = the defaults with English speech prompted
+   with the knowledge base's terms too (``[asr] prompt_languages``); ``after`` = the defaults;
    ``portable`` = the defaults on PyPI's portable llama.cpp wheel instead of the build for this CPU), each
    after its engines are warm, its FAQ reply cache is rendered and its LLM prompt cache warmed
    (/healthz ``faq_cache``, ``prompt_cache``). Or
@@ -107,6 +108,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "pause": {"ASSISTANT__LLM__PREFILL": "pause"},
     # the defaults plus a guess: a partial transcript nothing is relevant to yet prefills its best passage
     "guess": {"ASSISTANT__LLM__PREFILL_GUESS": "0.25"},
+    # the defaults, but English speech also prompted with the knowledge base's terms (as before
+    # [asr] prompt_languages = ["zh"] became the default)
+    "enprompt": {"ASSISTANT__ASR__PROMPT_LANGUAGES": '["zh", "en"]'},
     # the defaults: prefill also on partial transcripts while the visitor talks
     "after": {},
     # the defaults, but llama.cpp from PyPI's portable wheel (AVX2) instead of the build for this CPU
