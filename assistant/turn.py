@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from assistant import events as ev
 from assistant.config import Settings
-from assistant.grounding import NumberCheck
+from assistant.grounding import EchoCheck, NumberCheck
 from assistant.kb.query import sub_questions
 from assistant.language import detect_language
 from assistant.sentences import SentenceSplitter
@@ -400,7 +400,10 @@ class Turn:
         self.emit(ev.ReplyStart(route=decision.route, language=transcript.language))
 
         check: NumberCheck | None = None
+        echo: EchoCheck | None = None
         if plan.messages is not None:
+            # what the model was asked, which a reply must not merely say back (grounding.EchoCheck)
+            echo = EchoCheck([transcript.text, prompts.prompt_set(plan.language).reminder])
             deltas = self.engines.llm.stream(plan.messages, max_tokens=self.settings.answer.max_tokens)
             if self.settings.answer.check_numbers:
                 # The evidence is what the model was given: the earlier turns, the numbered passages and
@@ -416,7 +419,7 @@ class Turn:
         # Stored answers go through the same splitter, so their units are the ones the instant-reply
         # cache rendered (assistant.sentences.speech_units) and a cache miss still starts early.
         await self._write_and_speak(
-            deltas, language=transcript.language, check=check, decline=prompts.decline_line(plan.language)
+            deltas, language=transcript.language, check=check, echo=echo, decline=prompts.decline_line(plan.language)
         )
 
     async def _write_and_speak(
@@ -425,6 +428,7 @@ class Turn:
         *,
         language: str,
         check: NumberCheck | None = None,
+        echo: EchoCheck | None = None,
         decline: str = "",
     ) -> None:
         """Split the reply into pieces as it is written; speak each while the next is written.
@@ -432,14 +436,17 @@ class Turn:
         With ``check`` (the generated route, ``[answer] check_numbers``), each piece is checked before
         it is shown or said (assistant.grounding): ``reply-delta`` then carries whole pieces, and the
         first piece stating a number the evidence does not hold stops generation. The reply ends with
-        the pieces before it, or, when it was the first, is ``decline``."""
+        the pieces before it, or, when it was the first, is ``decline``. With ``echo`` (the generated
+        route), pieces at the start of the reply that only say the question back are neither shown
+        nor said, and a reply with nothing else is ``decline`` too."""
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speak = self.engines.synthesizer is not None
 
         async def write() -> None:
             splitter = SentenceSplitter()
             text = ""  # everything the model wrote
-            released = 0  # how much of it went out as reply-delta
+            hidden = 0  # text[:hidden]: pieces that only said the question back, never shown nor said
+            released = 0  # how much of it went out as reply-delta (or was hidden)
             withheld: list[str] = []
 
             def release(upto: int) -> None:
@@ -447,10 +454,25 @@ class Turn:
                 if upto > released:
                     self.emit(ev.ReplyDelta(text=text[released:upto]))
                     released = upto
-                    self.result.answer = text[:released]
+                    self.result.answer = text[hidden:released]
 
             def unsupported(pieces: list[str]) -> list[str]:
                 return [n for p in pieces for n in check.ungrounded(p)] if check is not None else []
+
+            def said_back(pieces: list[str]) -> list[str]:
+                """Drop the pieces at the start of the reply that only say the question back."""
+                nonlocal hidden, released
+                while echo is not None and pieces and released == hidden and echo.said_back(pieces[0]):
+                    start = text.find(pieces[0], hidden)
+                    hidden = released = (start if start >= 0 else hidden) + len(pieces[0])
+                    log.info("turn %d: dropped %r, the question said back", self.number, pieces[0])
+                    pieces = pieces[1:]
+                return pieces
+
+            def judged() -> bool:
+                """Whether text up to the splitter's pending part may go out as it streams: not while
+                the reply's first piece may still turn out to be the question said back."""
+                return check is None and (echo is None or released > hidden)
 
             try:
                 async with _closing(deltas) as stream:  # closing stops generation
@@ -459,26 +481,28 @@ class Turn:
                             continue
                         self._mark("first_token")
                         text += delta
-                        pieces = splitter.feed(delta)
+                        pieces = said_back(splitter.feed(delta))
                         if withheld := unsupported(pieces):
                             break
-                        release(len(text) if check is None else len(text) - len(splitter.pending))
+                        if pieces or judged():
+                            release(len(text) if judged() else len(text) - len(splitter.pending))
                         for s in pieces:
                             self._queue_sentence(sentences, s)
                 if not withheld:
-                    pieces = [s for s in splitter.flush() if s]
+                    pieces = said_back([s for s in splitter.flush() if s])
                     if not (withheld := unsupported(pieces)):
-                        release(len(text))
+                        if pieces:
+                            release(len(text))
                         for s in pieces:
                             self._queue_sentence(sentences, s)
                 if withheld:
                     log.info("turn %d: withheld a piece stating %s, which its passages do not", self.number, withheld)
                     self.result.withheld = withheld
-                    if not text[:released].strip():
-                        text, released = decline, 0
-                        release(len(text))
-                        self._queue_sentence(sentences, text)
-                self.result.answer = text[:released].strip()
+                if (withheld or hidden) and not text[hidden:released].strip():
+                    text, hidden, released = decline, 0, 0
+                    release(len(text))
+                    self._queue_sentence(sentences, text)
+                self.result.answer = text[hidden:released].strip()
                 self.emit(ev.ReplyEnd(text=self.result.answer, route=self.result.route or "generated"))
             finally:
                 sentences.put_nowait(None)

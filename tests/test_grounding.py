@@ -106,7 +106,43 @@ def test_a_grounded_reply_passes_whole_and_deltas_add_up() -> None:
 
 
 def test_the_check_can_be_turned_off() -> None:
-    result, seen, _ = run("Where do visitors get a badge?", "A visitor badge costs 50 yuan at reception.", check=False)
-    assert result.withheld == [] and result.answer == "A visitor badge costs 50 yuan at reception."
-    # without the check the reply streams as the model writes it
-    assert len([e for e in seen if isinstance(e, ev.ReplyDelta)]) > 3
+    reply = "A visitor badge costs 50 yuan at reception. Enjoy the guest Wi-Fi while you wait for your host."
+    result, seen, _ = run("Where do visitors get a badge?", reply, check=False)
+    assert result.withheld == [] and result.answer == reply
+    # without the check the reply streams as the model writes it, once its first piece is known not to
+    # be the question said back
+    pieces = [e.text for e in seen if isinstance(e, ev.ReplyDelta)]
+    assert pieces[0] == "A visitor badge costs 50 yuan at reception." and len(pieces) > 3
+    assert "".join(pieces) == reply
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_a_reply_that_only_says_the_question_back_becomes_the_decline(check: bool) -> None:
+    # the 0.5B model's reply to "年终奖一般发几个月？" (bench/faithfulness.py), and the question with the
+    # prompt's language reminder
+    for question, reply in [
+        ("Where do visitors get a badge?", "Where do visitors get a badge?"),
+        ("Where do visitors get a badge?", "Where do visitors get a badge? Answer in English."),
+    ]:
+        result, seen, _ = run(question, reply, check=check)
+        assert result.answer == prompts.decline_line("en")
+        assert deltas(seen) == result.answer
+        assert [e.text for e in seen if isinstance(e, ev.Sentence)] == [result.answer]
+
+
+def test_the_question_said_back_before_an_answer_is_dropped_and_the_answer_kept() -> None:
+    result, seen, _ = run("Where do visitors get a badge?", "Where do visitors get a badge? At reception, on arrival.")
+    assert result.answer == "At reception, on arrival."
+    assert deltas(seen).strip() == result.answer
+    assert "Where do" not in " ".join(e.text for e in seen if isinstance(e, ev.Sentence))
+
+
+def test_a_short_answer_in_the_question_own_words_is_kept() -> None:
+    # "可以。" answers "可以带宠物吗？": too short to be taken for the question said back
+    result, _, _ = run("Can visitors get a badge at reception?", "Yes, they can. Reception gives one.")
+    assert result.answer == "Yes, they can. Reception gives one."
+    from assistant.grounding import EchoCheck
+
+    assert not EchoCheck(["可以带宠物来公司吗？"]).said_back("可以。")
+    assert EchoCheck(["年终奖一般发几个月？"]).said_back("年终奖一般发几个月？")
+    assert not EchoCheck(["年终奖一般发几个月？"]).said_back("年终奖一般发两个月。")
