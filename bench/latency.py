@@ -17,6 +17,7 @@ What it does, all on loopback, every loop bounded:
    ``nowarm`` = the defaults without the passages' prompts warmed ahead; ``guess`` = the defaults
    plus ``[llm] prefill_guess = 0.25``; ``enprompt`` = the defaults with English speech prompted
    with the knowledge base's terms too (``[asr] prompt_languages``); ``after`` = the defaults;
+   ``quality`` = README's 1.5B configuration (relevance 0.15, FAQ matches checked under 0.98);
    ``portable`` = the defaults on PyPI's portable llama.cpp wheel instead of the build for this CPU), each
    after its engines are warm, its FAQ reply cache is rendered and its LLM prompt cache warmed
    (/healthz ``faq_cache``, ``prompt_cache``). Or
@@ -113,6 +114,12 @@ VARIANTS: dict[str, dict[str, str]] = {
     "enprompt": {"ASSISTANT__ASR__PROMPT_LANGUAGES": '["zh", "en"]'},
     # the defaults: prefill also on partial transcripts while the visitor talks
     "after": {},
+    # README's quality configuration: the 1.5B model, weaker passages shown to it, FAQ matches checked
+    "quality": {
+        "ASSISTANT__LLM__MODEL": "qwen2.5-1.5b",
+        "ASSISTANT__ANSWER__RELEVANCE_THRESHOLD": "0.15",
+        "ASSISTANT__ANSWER__VERIFY_FAQ_BELOW": "0.98",
+    },
     # the defaults, but llama.cpp from PyPI's portable wheel (AVX2) instead of the build for this CPU
     # (scripts/build-llamacpp keeps that wheel in build/xllamacpp-portable)
     "portable": {"PYTHONPATH": str(ROOT / "build" / "xllamacpp-portable")},
