@@ -215,11 +215,11 @@ class EchoCheck:
     """
 
     def __init__(self, asked: Iterable[str]) -> None:
-        self._asked = [(set(units), len(set(units))) for units in (_units(a) for a in asked) if units]
+        self._asked = [units for units in (set(_units(a)) for a in asked) if units]
 
     def said_back(self, piece: str) -> bool:
         units = set(_units(piece))
         return bool(units) and any(
-            units <= asked and (units == asked or (len(units) >= ECHO_MIN_UNITS and len(units) >= ECHO_SHARE * size))
-            for asked, size in self._asked
+            units <= asked and (units == asked or len(units) >= max(ECHO_MIN_UNITS, ECHO_SHARE * len(asked)))
+            for asked in self._asked
         )

@@ -484,8 +484,9 @@ class Turn:
                         pieces = said_back(splitter.feed(delta))
                         if withheld := unsupported(pieces):
                             break
-                        if pieces or judged():
-                            release(len(text) if judged() else len(text) - len(splitter.pending))
+                        streaming = judged()
+                        if streaming or pieces:
+                            release(len(text) if streaming else len(text) - len(splitter.pending))
                         for s in pieces:
                             self._queue_sentence(sentences, s)
                 if not withheld:

@@ -52,7 +52,8 @@ benchmark's 26 questions a transcription took ~240 ms on average instead of 319 
 errors. Chinese keeps the wider cap: its loops on short partials alternate ("闪客、WiPhone、远客、
 WiPhone") and a tighter cap cut more of them before they could be recognised, doubling the redos
 on the full window (12 instead of 6 on 30 prefixes of the Chinese questions; ~1.1 s each).
-A real transcript cut by the cap is redone on the full window."""
+A real transcript cut by the cap is redone on the full window. (English speech is no longer prompted
+by default, ``[asr] prompt_languages``, so it rarely reaches the cap now.)"""
 _TOKEN_CAP_BASE = {"en": 6, "": 10}
 """Tokens the cap allows on top of ``_TOKENS_PER_S`` (timestamps, a short word), by language."""
 
