@@ -58,7 +58,9 @@ class Answer:
     faq_threshold: float = 0.80
     """An FAQ match scoring at least this is answered with its stored answer, verbatim (route ``faq``)."""
     relevance_threshold: float = 0.45
-    """Passages scoring below this are not relevant; none left means route ``fallback``."""
+    """Passages scoring below this are not relevant; none left means route ``fallback``. ``"auto"``
+    in the file (or the key left out): the value measured for the embedded model pack ``[llm]
+    model`` names (assistant.models.tune), else this default."""
     max_passages: int = 3
     """How many relevant passages the LLM sees."""
     max_tokens: int = 160
@@ -70,7 +72,12 @@ class Answer:
     """An FAQ match scoring under this is first put to the LLM ("does this entry answer the
     question?", assistant.prompts.verify_messages) and declined (route ``fallback``) when it says no;
     0 = off. Only for a model that can judge: Qwen2.5 1.5B could (0.98 with it, bench/faithfulness.py),
-    0.5B answers no to everything. Costs one short LLM call on those FAQ turns."""
+    0.5B answers no to everything. Costs one short LLM call on those FAQ turns. ``"auto"`` (or
+    left out): the model pack's measured value, like ``relevance_threshold``."""
+
+
+TUNED_KEYS = ("relevance_threshold", "verify_faq_below")
+"""``[answer]`` keys whose best value depends on the LLM: ``"auto"`` takes the model pack's."""
 
 
 @dataclass
@@ -228,6 +235,9 @@ class Settings:
     server: Server = field(default_factory=Server)
     root: Path = field(default_factory=Path.cwd)
     """The folder relative paths are resolved against (the config file's folder)."""
+    auto: frozenset[str] = frozenset()
+    """The ``TUNED_KEYS`` the config left ``"auto"`` (or out): assistant.models.tune sets them for
+    the LLM, again after a program swaps the model."""
 
     def path(self, value: str) -> Path:
         """Resolve a path setting: ``~`` expanded, relative to ``root``."""
@@ -351,8 +361,9 @@ def load(path: str | Path | None = None, *, environ: typing.Mapping[str, str] | 
         data.setdefault(section, {})
         if isinstance(data[section], dict):
             data[section].update(values)
+    auto = _take_auto(data, str(cfg_path), frozenset(overrides.get("answer", {})))
     hints = typing.get_type_hints(Settings)
-    sections = {f.name for f in dataclasses.fields(Settings)} - {"root"}
+    sections = {f.name for f in dataclasses.fields(Settings)} - {"root", "auto"}
     kwargs: dict[str, Any] = {}
     for name, table in data.items():
         if name not in sections:
@@ -361,9 +372,30 @@ def load(path: str | Path | None = None, *, environ: typing.Mapping[str, str] | 
             )
         from_env = frozenset(overrides.get(name, {}))
         kwargs[name] = _build_section(name, hints[name], table, str(cfg_path), from_env)
-    settings = Settings(**kwargs, root=root)
+    from assistant.models import tune
+
+    settings = tune(Settings(**kwargs, root=root, auto=auto))
     _validate(settings, str(cfg_path))
     return settings
+
+
+def _take_auto(data: dict[str, Any], source: str, from_env: frozenset[str]) -> frozenset[str]:
+    """Remove the ``"auto"`` values of ``TUNED_KEYS`` from ``data["answer"]``; those keys and the
+    ones left out are returned, to be set per model. Any other string is an error that says so."""
+    table = data.get("answer", {})
+    if not isinstance(table, dict):
+        return frozenset()  # reported by _build_section
+    auto = {key for key in TUNED_KEYS if key not in table}
+    for key in TUNED_KEYS:
+        value = table.get(key)
+        if value == "auto":
+            auto.add(key)
+            del table[key]
+        elif isinstance(value, str):
+            where = (f"environment variable {ENV_PREFIX}ANSWER__{key.upper()} ([answer] {key})"
+                     if key in from_env else f"{source}: [answer] {key}")
+            raise ConfigError(f'{where}: expected a number or "auto", found {_describe(value)}')
+    return frozenset(auto)
 
 
 def _validate(s: Settings, source: str) -> None:

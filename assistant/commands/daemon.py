@@ -40,10 +40,12 @@ async def serve(
 ) -> int:
     """Run the daemon until ``stop`` is set or SIGINT/SIGTERM arrives. Returns the exit code."""
     from assistant.daemon import Daemon
+    from assistant.models import describe_tuned
     from assistant.server.app import AssistantServer
     from assistant.turn import Engines
 
     started = time.monotonic()
+    log.info("answer thresholds: %s", describe_tuned(settings))
     engines = await asyncio.to_thread(Engines.from_settings, settings)
     await warm(engines, settings)
     daemon = Daemon(settings, engines)

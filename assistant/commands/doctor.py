@@ -35,12 +35,18 @@ def doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_checks(settings: Settings) -> list[Check]:
     out = [Check("config", "ok", f"settings loaded (relative paths from {settings.root})")]
-    for probe in (_models, _index, _voices, _audio, _tools):
+    for probe in (_answer, _models, _index, _voices, _audio, _tools):
         try:
             out.extend(probe(settings))
         except Exception as err:  # a broken probe is itself a finding, never a crash
             out.append(Check(probe.__name__.strip("_"), "problem", f"{type(err).__name__}: {err}"))
     return out
+
+
+def _answer(settings: Settings) -> list[Check]:
+    from assistant import models
+
+    return [Check("answer", "ok", models.describe_tuned(settings))]
 
 
 def _models(settings: Settings) -> list[Check]:

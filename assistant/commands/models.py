@@ -42,6 +42,7 @@ def list_models(args: argparse.Namespace, settings: Settings) -> int:
                     "default": s.name in models.EMBEDDED_DEFAULTS,
                     "online_only": s.online_only,
                     "description": s.description,
+                    "answer": dict(models.PACKS[s.name].answer),
                     "path": str(s.path),
                     "size_bytes": s.size_bytes,
                     "expected_size_bytes": s.expected_size_bytes,
@@ -66,6 +67,9 @@ def list_models(args: argparse.Namespace, settings: Settings) -> int:
         flags = " [default]" if s.name in models.EMBEDDED_DEFAULTS else ""
         flags += " [online only]" if s.online_only else ""
         print(f"{s.name:<{width}}  {_STATE_TEXT[s.state]:<26} {size:>9}  {s.description}{flags}")
+        if models.PACKS[s.name].answer:
+            tuned = ", ".join(f"{k} {v:g}" for k, v in models.PACKS[s.name].answer)
+            print(f"{'':<{width}}    [answer] \"auto\" with it: {tuned}")
         for f in s.files:
             if f.state != s.state or s.state == "failed":
                 print(f"{'':<{width}}    {f.name}: {_STATE_TEXT[f.state]} ({models.human_size(f.size_bytes)})")
