@@ -208,8 +208,12 @@ class Retriever(Protocol):
 
 @runtime_checkable
 class LanguageModel(Protocol):
-    def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncIterator[str]:
-        """Text deltas. Closing the iterator early (or cancelling its task) stops generation."""
+    def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float | None = None
+    ) -> AsyncIterator[str]:
+        """Text deltas. Closing the iterator early (or cancelling its task) stops generation.
+        ``temperature``: None samples at the configured ``[llm] temperature``; 0 decodes greedily
+        (a yes/no judgement, which sampling would only make noisy)."""
         ...
 
 

@@ -180,7 +180,7 @@ async def verify_faq(plan: Plan, *, engines: Engines, settings: Settings) -> Pla
         return plan
     messages = prompts.verify_messages(plan.transcript, decision.passages[0], language=plan.language)
     try:
-        verdict = "".join([delta async for delta in engines.llm.stream(messages, max_tokens=3)])
+        verdict = "".join([delta async for delta in engines.llm.stream(messages, max_tokens=3, temperature=0.0)])
     except GenerateError as err:
         log.warning("checking the FAQ match failed; answering it as it is: %s", err.message)
         return plan

@@ -107,11 +107,15 @@ class FakeLanguageModel:
     delay_s: float = 0.0
     fail_after: int | None = None
     calls: list[list[Message]] = field(default_factory=list)
+    temperatures: list[float | None] = field(default_factory=list)
     stopped_early: bool = False
     pieces_sent: int = 0
 
-    async def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float | None = None
+    ) -> AsyncIterator[str]:
         self.calls.append(messages)
+        self.temperatures.append(temperature)
         self.pieces_sent = 0
         finished = False
         try:

@@ -74,6 +74,16 @@ class TestEmbedded:
         assert all(isinstance(d, str) and d for d in deltas)
         assert "blue" in "".join(deltas).lower()
 
+    async def test_a_temperature_given_to_stream_overrides_the_configured_one(self, model: LlamaCppModel) -> None:
+        messages = [Message("user", "Name three fruits.")]
+        greedy = "".join(await collect(model.stream(messages, max_tokens=12)))  # the fixture's 0.0
+        model.temperature = 5.0  # sampling this hot would scramble the reply
+        try:
+            again = ["".join(await collect(model.stream(messages, max_tokens=12, temperature=0.0))) for _ in range(2)]
+        finally:
+            model.temperature = 0.0
+        assert again == [greedy, greedy]
+
     async def test_closing_the_stream_stops_generation(self, model: LlamaCppModel) -> None:
         await idle(model)
         before = predicted_tokens(model)

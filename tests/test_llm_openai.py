@@ -91,6 +91,16 @@ class TestRealServer:
         assert re.search(r"1,\s*2,\s*3,\s*4,\s*5", "".join(deltas))
         await model.aclose()
 
+    async def test_a_temperature_given_to_stream_overrides_the_configured_one(self, server_url: str) -> None:
+        messages = [Message("user", "Name three fruits.")]
+        greedy = OpenAICompatModel(f"{server_url}/v1", temperature=0.0)
+        hot = OpenAICompatModel(f"{server_url}/v1", temperature=5.0)
+        expected = "".join(await collect(greedy.stream(messages, max_tokens=12)))
+        got = ["".join(await collect(hot.stream(messages, max_tokens=12, temperature=0.0))) for _ in range(2)]
+        assert got == [expected, expected]
+        await greedy.aclose()
+        await hot.aclose()
+
     async def test_closing_the_stream_stops_the_server(self, server_url: str) -> None:
         model = OpenAICompatModel(f"{server_url}/v1", temperature=0.0)
         await wait_idle(server_url)

@@ -123,6 +123,16 @@ async def test_each_family_loads_natively_and_streams(tiny_root: Path, family: s
     model.close()
 
 
+async def test_a_temperature_given_to_stream_overrides_the_configured_one(tiny_root: Path) -> None:
+    greedy = TransformersModel.from_settings(settings_for(tiny_root, "qwen2", temperature=0.0))
+    hot = TransformersModel.from_settings(settings_for(tiny_root, "qwen2", temperature=5.0))
+    expected = "".join(await collect(greedy.stream(MESSAGES, max_tokens=12)))
+    got = ["".join(await collect(hot.stream(MESSAGES, max_tokens=12, temperature=0.0))) for _ in range(2)]
+    assert got == [expected, expected]
+    greedy.close()
+    hot.close()
+
+
 def test_chat_template_is_applied(qwen: TransformersModel, tiny_root: Path) -> None:
     prompt = qwen.render(MESSAGES)
     assert prompt == (

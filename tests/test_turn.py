@@ -297,7 +297,7 @@ def _verifying_turn(question: str, verdict: str | None, *, below: float) -> tupl
 def test_an_faq_match_under_verify_faq_below_is_put_to_the_llm_first(verdict: str, route: str) -> None:
     result, llm = _verifying_turn("请问商旅的出差制度", verdict, below=0.99)  # the fake scores it 0.95
     assert result.route == route
-    assert len(llm.calls) == 1
+    assert len(llm.calls) == 1 and llm.temperatures == [0.0]  # a judgement is decoded greedily, not sampled
     asked = llm.calls[0][-1].content
     assert "请问商旅的出差制度" in asked and "出差需提前三个工作日" in asked  # the question and the entry
     if route == "fallback":

@@ -74,12 +74,12 @@ class LazyLanguageModel:
         self._settings = settings
         self._model: Any = None
 
-    def stream(self, messages: Any, *, max_tokens: int) -> Any:
+    def stream(self, messages: Any, *, max_tokens: int, temperature: float | None = None) -> Any:
         if self._model is None:
             from assistant import registry
 
             self._model = registry.language_model(self._settings)
-        return self._model.stream(messages, max_tokens=max_tokens)
+        return self._model.stream(messages, max_tokens=max_tokens, temperature=temperature)
 
 
 def ask_object(result: TurnResult, *, voice: bool) -> dict[str, Any]:

@@ -150,10 +150,12 @@ class LlamaCppModel:
             prompt_cache_mib=llm.prompt_cache_mib,
         )
 
-    async def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float | None = None
+    ) -> AsyncIterator[str]:
         """Text deltas of the reply. Closing the iterator, or cancelling the task consuming it,
         stops generation (see the module note)."""
-        request = self._request(messages, max_tokens=max_tokens)
+        request = self._request(messages, max_tokens=max_tokens, temperature=temperature)
         self._yield_to(_prompt_key(messages))
         self._consumes(_prompt_key(messages))
 
@@ -335,12 +337,12 @@ class LlamaCppModel:
         if state is not None and (state.paused or not _reuses(state.key, key)):
             state.stop.set()
 
-    def _request(self, messages: list[Message], *, max_tokens: int) -> dict[str, Any]:
+    def _request(self, messages: list[Message], *, max_tokens: int, temperature: float | None = None) -> dict[str, Any]:
         return {
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "stream": True,
             "max_tokens": max_tokens,
-            "temperature": self.temperature,
+            "temperature": self.temperature if temperature is None else temperature,
             "cache_prompt": True,  # reuse the slot's KV cache for the common prefix (the default; relied on)
         }
 

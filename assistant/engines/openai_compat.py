@@ -88,7 +88,9 @@ class OpenAICompatModel:
         if client is not None:
             await client.aclose()
 
-    async def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float | None = None
+    ) -> AsyncIterator[str]:
         """Text deltas of the reply, as the server streams them. Closing the iterator closes the
         connection, which makes the server abort the request."""
         url = f"{self.base_url}/chat/completions"
@@ -96,7 +98,7 @@ class OpenAICompatModel:
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "stream": True,
             "max_tokens": max_tokens,
-            "temperature": self.temperature,
+            "temperature": self.temperature if temperature is None else temperature,
         }
         if self.model:
             body["model"] = self.model

@@ -148,13 +148,16 @@ class TransformersModel:
         chat = [{"role": m.role, "content": m.content} for m in messages]
         return str(self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
 
-    async def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float | None = None
+    ) -> AsyncIterator[str]:
         """Text deltas of the reply. Closing the iterator, or cancelling the task consuming it,
         stops generation after the token being computed."""
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         torch = self._torch
         owner = self
+        sample_at = self.temperature if temperature is None else temperature
 
         def job(put: Put, stop: threading.Event) -> None:
             class LoopStreamer(TextIteratorStreamer):
@@ -176,13 +179,13 @@ class TransformersModel:
             streamer = LoopStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
             options: dict[str, Any] = {
                 "max_new_tokens": max_tokens,
-                "do_sample": self.temperature > 0,
+                "do_sample": sample_at > 0,
                 "streamer": streamer,
                 "stopping_criteria": StoppingCriteriaList([StopOnEvent()]),
                 "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             }
-            if self.temperature > 0:
-                options["temperature"] = self.temperature
+            if sample_at > 0:
+                options["temperature"] = sample_at
             options.update(self._generate_options)
             with torch.inference_mode():
                 self.model.generate(**inputs, **options)

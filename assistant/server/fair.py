@@ -100,11 +100,13 @@ class FairLanguageModel:
         self.gate = Gate("llm", _capacity(inner))
         self.prefill_yields_to = tuple(prefill_yields_to)
 
-    async def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float | None = None
+    ) -> AsyncIterator[str]:
         # Closing this generator (the turn does, also on cancel) closes the inner stream, which stops
         # generation, and only then releases the gate: the next session never shares a busy model.
         async with self.gate:
-            inner = self.inner.stream(messages, max_tokens=max_tokens)
+            inner = self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature)
             try:
                 async for delta in inner:
                     yield delta
