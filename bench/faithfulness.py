@@ -38,7 +38,8 @@ reports each round beside the pooled figures; ``--temperature 0`` repeats them.
     .venv/bin/python bench/faithfulness.py --model qwen2.5-1.5b --ids en-badge-fee zh-overtime-leave
 
 Writes ``bench/results/faithfulness.json`` (dev) or ``bench/results/faithfulness-holdout.json``
-(metrics per system and every answer, for inspection); ``--merge`` adds systems to an existing file.
+(metrics per system and every answer, for inspection); ``--merge`` adds systems to an existing file;
+``--combine`` pools both sets' answers per system into ``bench/results/faithfulness-combined.json``.
 """
 
 from __future__ import annotations
@@ -566,6 +567,32 @@ def rescore(path: Path, questions: Path) -> int:
     return 0
 
 
+def combine(paths: list[Path], out: Path) -> int:
+    """The figures of every system measured in all of ``paths`` (the dev and held-out results),
+    over their answers pooled: what a target over both question sets is judged on."""
+    results = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    keys = [k for k in results[0]["answers"] if all(k in r["answers"] for r in results)]
+    systems = {}
+    for key in keys:
+        rows = [row for r in results for row in r["answers"][key]]
+        systems[key] = {
+            m: v for m, v in summarise(rows).items() if m in ("questions", "fact_accuracy", "decline_rate", "language_match",
+                                                               "false_decline_rate", "answerable", "unanswerable")
+        }  # fmt: skip
+        systems[key]["settings"] = {
+            m: results[0]["systems"][key].get(m) for m in ("relevance_threshold", "verify_faq_below", "faq_threshold")
+        }
+    combined = {
+        "benchmark": "faithfulness-combined",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "from": [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in paths],
+        "systems": systems,
+    }
+    out.write_text(json.dumps(combined, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(json.dumps(systems, ensure_ascii=False, indent=1))
+    return 0
+
+
 def _split(value: str) -> tuple[int, int]:
     k, _, n = value.partition("/")
     if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
@@ -608,12 +635,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rescore", action="store_true", help="recompute every metric from the answers in --out; run nothing"
     )
+    parser.add_argument(
+        "--combine", action="store_true",
+        help="pool the dev and held-out answers of each system measured in both into "
+        "bench/results/faithfulness-combined.json; run nothing",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.systems = [*(args.systems or ([] if args.model else ["faq", *MODELS])), *(args.model or [])]
     args.questions = args.questions or SETS[args.set][0]
     args.out = args.out or SETS[args.set][1]
     if args.rescore:
         return rescore(args.out, args.questions)
+    if args.combine:
+        return combine([SETS["dev"][1], SETS["holdout"][1]], ROOT / "bench" / "results" / "faithfulness-combined.json")
     result = asyncio.run(main_async(args))
     if args.merge and args.out.exists():
         # Keep the systems an earlier run measured (each model takes long on a small CPU).

@@ -114,12 +114,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "enprompt": {"ASSISTANT__ASR__PROMPT_LANGUAGES": '["zh", "en"]'},
     # the defaults: prefill also on partial transcripts while the visitor talks
     "after": {},
-    # README's quality configuration: the 1.5B model, weaker passages shown to it, FAQ matches checked
-    "quality": {
-        "ASSISTANT__LLM__MODEL": "qwen2.5-1.5b",
-        "ASSISTANT__ANSWER__RELEVANCE_THRESHOLD": "0.15",
-        "ASSISTANT__ANSWER__VERIFY_FAQ_BELOW": "0.98",
-    },
+    # README's quality configuration: the 1.5B model, whose "auto" [answer] values show it weaker
+    # passages (relevance 0.15) and check FAQ matches under 0.98
+    "quality": {"ASSISTANT__LLM__MODEL": "qwen2.5-1.5b"},
     # the defaults, but llama.cpp from PyPI's portable wheel (AVX2) instead of the build for this CPU
     # (scripts/build-llamacpp keeps that wheel in build/xllamacpp-portable)
     "portable": {"PYTHONPATH": str(ROOT / "build" / "xllamacpp-portable")},

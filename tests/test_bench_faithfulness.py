@@ -127,3 +127,24 @@ def test_split_takes_every_nth_question(bench: ModuleType) -> None:
     assert bench._split("2/3") == (2, 3)
     with pytest.raises(Exception, match="K/N"):
         bench._split("4/3")
+
+
+def test_combine_pools_the_answers_of_systems_measured_in_both_sets(bench: ModuleType, tmp_path: Path) -> None:
+    unanswerable = {"id": "en-none", "question": "Who is the CEO?", "answerable": False, "facts": []}
+
+    def answer(item: dict[str, Any], text: str) -> dict[str, Any]:
+        return {**row(bench, item, text, "generated"), "language": "en", "spoken_s": 1.0, "spoken_units": 5}
+
+    right, wrong = answer(BADGE_Q, "It costs 50 yuan."), answer(BADGE_Q, "It is free.")
+    declined = answer(unanswerable, "Sorry, my documents don't cover that. Please ask the front desk staff.")
+    settings = {"relevance_threshold": 0.15, "verify_faq_below": 0.98, "faq_threshold": 0.8}
+    dev = {"systems": {"m": settings, "only-dev": settings}, "answers": {"m": [right, right, declined], "only-dev": [right]}}
+    holdout = {"systems": {"m": settings}, "answers": {"m": [wrong, declined]}}
+    paths = [tmp_path / "dev.json", tmp_path / "holdout.json"]
+    for p, data in zip(paths, (dev, holdout), strict=True):
+        p.write_text(json.dumps(data), encoding="utf-8")
+    assert bench.combine(paths, tmp_path / "combined.json") == 0
+    systems = json.loads((tmp_path / "combined.json").read_text(encoding="utf-8"))["systems"]
+    assert set(systems) == {"m"}  # measured in one set only: not pooled
+    assert systems["m"]["answerable"] == 3 and systems["m"]["fact_accuracy"] == round(2 / 3, 4)
+    assert systems["m"]["decline_rate"] == 1.0 and systems["m"]["settings"]["relevance_threshold"] == 0.15

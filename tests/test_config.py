@@ -133,3 +133,14 @@ def test_every_setting_is_documented_in_assistant_toml(repo_root: Path) -> None:
             continue
         keys = {f.name for f in dataclasses.fields(section.type if isinstance(section.type, type) else getattr(Settings(), section.name))}
         assert set(shipped.get(section.name, {})) == keys, f"[{section.name}] in assistant.toml differs from config.py"
+
+
+def test_doctor_says_which_answer_thresholds_apply_and_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    p = write(tmp_path, '[answer]\nverify_faq_below = 0.5\n[llm]\nmodel = "qwen2.5-1.5b"\n')
+    main(["doctor", "--json", "--config", str(p)])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["answer"]["detail"] == (
+        "relevance_threshold 0.15 (measured for qwen2.5-1.5b), verify_faq_below 0.5 (set explicitly)"
+    )
