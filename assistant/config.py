@@ -408,7 +408,9 @@ def _validate(s: Settings, source: str) -> None:
         (s.llm.prompt_cache_mib >= 0, "[llm] prompt_cache_mib must not be negative"),
         (
             s.answer.relevance_threshold <= s.answer.faq_threshold,
-            "[answer] relevance_threshold must not be above faq_threshold",
+            f"[answer] relevance_threshold must not be above faq_threshold "
+            f"({s.answer.relevance_threshold:g} > {s.answer.faq_threshold:g}"
+            + (f'; relevance_threshold is "auto": the value for {s.llm.model})' if "relevance_threshold" in s.auto else ")"),
         ),
         (s.kb.top_k >= 1, "[kb] top_k must be at least 1"),
         (s.answer.max_tokens >= 8, "[answer] max_tokens must be at least 8"),
