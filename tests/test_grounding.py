@@ -146,3 +146,7 @@ def test_a_short_answer_in_the_question_own_words_is_kept() -> None:
     assert not EchoCheck(["可以带宠物来公司吗？"]).said_back("可以。")
     assert EchoCheck(["年终奖一般发几个月？"]).said_back("年终奖一般发几个月？")
     assert not EchoCheck(["年终奖一般发几个月？"]).said_back("年终奖一般发两个月。")
+    # reworded with an article it is still the question; with the answer in it, it is an answer
+    assert EchoCheck(["Which floor is Human Resources on?"]).said_back("The floor Human Resources is on.")
+    assert not EchoCheck(["Which floor is the gym on?"]).said_back("The gym is on the fourth floor.")
+    assert not EchoCheck(["Which floor is the gym on?"]).said_back("The gym is on floor 4.")
