@@ -314,9 +314,15 @@ def _build_section(name: str, cls: type, table: Any, source: str, from_env: froz
         if key not in known:
             close = ", ".join(sorted(known))
             raise ConfigError(f"{source}: unknown key '{key}' in [{name}]; the keys of [{name}] are: {close}")
-        where = f"environment variable {ENV_PREFIX}{name.upper()}__{key.upper()} ([{name}] {key})"
-        kwargs[key] = _check(where if key in from_env else f"{source}: [{name}] {key}", hints[key], value)
+        kwargs[key] = _check(_where(name, key, source, from_env), hints[key], value)
     return cls(**kwargs)
+
+
+def _where(section: str, key: str, source: str, from_env: frozenset[str]) -> str:
+    """Where a value came from, for an error message: its environment variable or the file."""
+    if key in from_env:
+        return f"environment variable {ENV_PREFIX}{section.upper()}__{key.upper()} ([{section}] {key})"
+    return f"{source}: [{section}] {key}"
 
 
 def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -392,8 +398,7 @@ def _take_auto(data: dict[str, Any], source: str, from_env: frozenset[str]) -> f
             auto.add(key)
             del table[key]
         elif isinstance(value, str):
-            where = (f"environment variable {ENV_PREFIX}ANSWER__{key.upper()} ([answer] {key})"
-                     if key in from_env else f"{source}: [answer] {key}")
+            where = _where("answer", key, source, from_env)
             raise ConfigError(f'{where}: expected a number or "auto", found {_describe(value)}')
     return frozenset(auto)
 

@@ -281,18 +281,24 @@ def tune(settings: Settings) -> Settings:
         return settings
     defaults = Answer()
     values = {key: getattr(defaults, key) for key in settings.auto}
-    p = PACKS.get(settings.llm.model)
-    if settings.llm.engine == "llamacpp" and not settings.llm.model_path and p is not None:
+    p = _measured_pack(settings)
+    if p is not None:
         values.update((k, v) for k, v in p.answer if k in settings.auto)
     return dataclasses.replace(settings, answer=dataclasses.replace(settings.answer, **values))
+
+
+def _measured_pack(settings: Settings) -> ModelPack | None:
+    """The embedded LLM pack ``[llm]`` runs, when it carries measured ``[answer]`` values."""
+    p = PACKS.get(settings.llm.model)
+    embedded = settings.llm.engine == "llamacpp" and not settings.llm.model_path
+    return p if embedded and p is not None and p.answer else None
 
 
 def describe_tuned(settings: Settings) -> str:
     """The ``[answer]`` values that depend on the LLM and where each came from, in words (doctor,
     the daemon's start log)."""
-    p = PACKS.get(settings.llm.model)
-    measured = settings.llm.engine == "llamacpp" and not settings.llm.model_path and p is not None and bool(p.answer)
-    source = f"measured for {settings.llm.model}" if measured else "auto: the defaults for a model not measured"
+    p = _measured_pack(settings)
+    source = f"measured for {p.name}" if p is not None else "auto: the defaults for a model not measured"
     return ", ".join(
         f"{key} {getattr(settings.answer, key):g} ({source if key in settings.auto else 'set explicitly'})"
         for key in TUNED_KEYS

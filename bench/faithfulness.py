@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from assistant import prompts  # noqa: E402
-from assistant.config import Settings, load  # noqa: E402
+from assistant.config import TUNED_KEYS, Settings, load  # noqa: E402
 from assistant.language import detect_language  # noqa: E402
 from assistant.stages import Message, Passage  # noqa: E402
 
@@ -442,7 +442,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         # The LLM checks FAQ matches under this score before they are read out (turn.verify_faq).
         settings.answer.verify_faq_below = args.verify_faq_below
     # What the command line sets is no longer "auto"; the rest is set per model (models.tune).
-    overridden = {k for k in ("relevance_threshold", "verify_faq_below") if getattr(args, k) is not None}
+    overridden = {k for k in TUNED_KEYS if getattr(args, k) is not None}
     settings = dataclasses.replace(settings, auto=settings.auto - overridden)
     if args.faq_threshold is not None:
         # Explore answering fewer FAQ matches verbatim (the rest go to the LLM with the entry).
@@ -499,11 +499,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "verify_faq_below": s.answer.verify_faq_below,
             "seconds": round(time.monotonic() - t0, 1),
         }
-        if len(rounds) > 1:
-            # Sampling moves a figure by a question or two: each round's, beside the pooled ones.
-            systems[key]["rounds"] = [
-                {m: summarise(r)[m] for m in ("fact_accuracy", "decline_rate", "language_match")} for r in rounds
-            ]
+        if args.rounds > 1:
+            systems[key]["rounds"] = per_round(rows)
         answers[key] = rows
         print(f"{key}: {json.dumps(systems[key], ensure_ascii=False)}", file=sys.stderr)
     return {
@@ -532,6 +529,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def per_round(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each round's headline figures (rows tagged ``round`` by ``--rounds``): sampling moves a figure
+    by a question or two, so they are reported beside the pooled ones."""
+    rounds = sorted({row["round"] for row in rows if "round" in row})
+    return [
+        {m: summarise([row for row in rows if row.get("round") == n])[m] for m in ("fact_accuracy", "decline_rate", "language_match")}
+        for n in rounds
+    ]
+
+
 def rescore(path: Path, questions: Path) -> int:
     """Score the stored answers again (after a change to the scoring rules or the question file)."""
     result = json.loads(path.read_text(encoding="utf-8"))
@@ -549,13 +556,8 @@ def rescore(path: Path, questions: Path) -> int:
             k: v for k, v in result["systems"][key].items() if k in ("relevance_threshold", "faq_threshold", "verify_faq_below", "seconds", "git_commit")
         }
         result["systems"][key] = {**summarise(rows), **kept}
-        by_round = sorted({row["round"] for row in rows if "round" in row})
-        if len(by_round) > 1:
-            result["systems"][key]["rounds"] = [
-                {m: summarise([row for row in rows if row.get("round") == n])[m]
-                 for m in ("fact_accuracy", "decline_rate", "language_match")}
-                for n in by_round
-            ]  # fmt: skip
+        if len({row.get("round") for row in rows}) > 1:
+            result["systems"][key]["rounds"] = per_round(rows)
     path.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     print(
         json.dumps(
