@@ -499,7 +499,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "verify_faq_below": s.answer.verify_faq_below,
             "seconds": round(time.monotonic() - t0, 1),
         }
-        if args.rounds > 1:
+        if len(rounds) > 1:  # not the faq system: it is deterministic and runs once
             systems[key]["rounds"] = per_round(rows)
         answers[key] = rows
         print(f"{key}: {json.dumps(systems[key], ensure_ascii=False)}", file=sys.stderr)
