@@ -19,7 +19,7 @@ help:
 	@echo "make run        set up (Debian packages, venv, model packs, sample index) and start the daemon"
 	@echo "make test       set up everything the tests need, then run the whole test suite"
 	@echo "make test-fast  the tests without real models, browsers or tiny torch models"
-	@echo "make lint       ruff and mypy"
+	@echo "make lint       ruff, mypy and the import contracts (lint-imports)"
 	@echo "make bench      run the benchmarks under bench/ (JSON in bench/results/)"
 
 # --- set-up -------------------------------------------------------------------------------
@@ -87,6 +87,7 @@ test-fast: setup-dev
 lint: setup-dev
 	$(BIN)/ruff check assistant tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup-dev models-all
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

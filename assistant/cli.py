@@ -148,15 +148,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    from assistant.config import ConfigError, load
-    from assistant.stages import AssistantError
+    from assistant.errors import AssistantError, ConfigError
+    from assistant.registry import load_settings
 
     try:
-        settings = load(args.config)
+        settings = load_settings(args.config)
     except ConfigError as err:
         print(f"assistant: configuration error: {err}", file=sys.stderr)
         return 2
     _configure_logging(args.verbose, settings.general.log_level)
+    for note in settings.moved:
+        logging.getLogger("assistant.config").warning("%s: please move it in your assistant.toml (it still applies)", note)
     try:
         return int(_resolve(args.handler)(args, settings) or 0)
     except AssistantError as err:

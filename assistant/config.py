@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from assistant.errors import ConfigError
+
 DEFAULT_CONFIG = "assistant.toml"
 ENV_PREFIX = "ASSISTANT__"
 
-
-class ConfigError(Exception):
-    """A bad configuration; the message is meant for the person who wrote the file."""
 
 
 @dataclass
@@ -60,7 +59,7 @@ class Answer:
     relevance_threshold: float = 0.45
     """Passages scoring below this are not relevant; none left means route ``fallback``. ``"auto"``
     in the file (or the key left out): the value measured for the embedded model pack ``[llm]
-    model`` names (assistant.models.tune), else this default."""
+    model`` names (assistant.tuning), else this default."""
     max_passages: int = 3
     """How many relevant passages the LLM sees."""
     max_tokens: int = 160
@@ -102,26 +101,12 @@ class LLM:
     """openai: the environment variable holding the API key (may be unset for local servers)."""
     timeout_s: float = 30.0
     retries: int = 2
-    prefill: Literal["off", "pause", "speech"] = "speech"
-    """Process the grounded prompt ahead, so the reply's first token comes sooner (engines that can:
-    llamacpp): ``speech`` on each partial transcript while the visitor talks and at each pause;
-    ``pause`` only on the transcript at a pause; ``off`` only after the end of the question."""
-    prefill_guess: float = 0.0
-    """With ``prefill = "speech"``: a partial transcript that no passage is relevant to yet (the
-    question half said) still has its best passage prefilled when that scores at least this (0.25
-    is a fair value; "How early should I arrive?" scores 0.26, then "...for my appointment?" 0.59,
-    the same visitor-guide section). 0 = off, the default: on bench/latency.py's short questions a
-    right guess saved 150-460 ms and a wrong one cost up to 400 ms (docs/configuration.md)."""
     prompt_cache_mib: int = 2048
     """llamacpp: RAM for processed prompt states (llama.cpp's prompt cache); each request starts
     from the cached state sharing the longest beginning with it (a question in the other language
-    still finds its system message processed). With ``warm_passages`` it also holds the start of
+    still finds its system message processed). With ``[ahead] warm_prompts`` it also holds the start of
     every first-turn prompt, one per knowledge-base passage (~2.3 MB each for Qwen2.5 0.5B, ~2.3x
     for 1.5B); the oldest state goes when it is full. 0 = none."""
-    warm_passages: bool = True
-    """llamacpp with a prompt cache: in idle time after start (never while a visitor speaks or a
-    turn runs), process each passage's prompt beginning once, so a question's prompt starts at its
-    question. Progress in /healthz (``prompt_cache``)."""
 
 
 @dataclass
@@ -172,9 +157,30 @@ class VAD:
     early_silence_ms: int = 250
     """With partials: end the turn after only this much silence when the transcript so far ends a
     sentence (. ? ! 。？！); otherwise ``silence_ms`` applies. 0 turns early ends off."""
+
+
+@dataclass
+class Ahead:
+    """Work done ahead of time so that a reply starts sooner (assistant.ahead). All of it is
+    speculative or idle-time work: it never delays a turn, and a wrong guess only costs idle CPU."""
+
+    prefill: Literal["off", "pause", "speech"] = "speech"
+    """Process the grounded prompt before the question ends, so the reply's first token comes sooner
+    (engines that can: llamacpp): ``speech`` on each partial transcript while the visitor talks and
+    at each pause; ``pause`` only on the transcript at a pause; ``off`` only after the question."""
+    prefill_guess: float = 0.0
+    """With ``prefill = "speech"``: a partial transcript that no passage is relevant to yet (the
+    question half said) still has its best passage prefilled when that scores at least this. 0 = off,
+    the default: a right guess saved 150-460 ms, a wrong one cost up to 400 ms (docs/configuration.md)."""
     early_faq: bool = True
-    """With partials: end early also when the transcript so far is answered by an FAQ entry (route
-    ``faq``), punctuated or not."""
+    """With ``[asr] partials``: end the turn after ``[vad] early_silence_ms`` also when the transcript
+    so far is answered by an FAQ entry (route ``faq``), punctuated or not."""
+    warm_prompts: bool = True
+    """With an LLM prompt cache (``[llm] prompt_cache_mib``): in idle time after start (never while a
+    visitor speaks or a turn runs), process each passage's prompt beginning once, so a question's
+    prompt starts at its question. Progress in /healthz (``prompt_cache``)."""
+    faq_audio: bool = True
+    """Render the FAQ answers' audio once per voice, in idle time after start, and play it instantly."""
 
 
 @dataclass
@@ -196,8 +202,6 @@ class TTS:
     """The voice for English (and any language without its own voice)."""
     voice_zh: str = "zh-default"
     """The voice for Chinese sentences."""
-    faq_cache: bool = True
-    """Render FAQ answers once per voice and play them instantly."""
     base_url: str = "http://127.0.0.1:8000/v1"
     """Voices with ``engine = "openai"``: the speech server's ``/v1`` URL (a voice's ``[options] base_url`` wins)."""
     api_key_env: str = "OPENAI_API_KEY"
@@ -232,12 +236,16 @@ class Settings:
     vad: VAD = field(default_factory=VAD)
     audio: Audio = field(default_factory=Audio)
     tts: TTS = field(default_factory=TTS)
+    ahead: Ahead = field(default_factory=Ahead)
     server: Server = field(default_factory=Server)
     root: Path = field(default_factory=Path.cwd)
     """The folder relative paths are resolved against (the config file's folder)."""
     auto: frozenset[str] = frozenset()
-    """The ``TUNED_KEYS`` the config left ``"auto"`` (or out): assistant.models.tune sets them for
+    """The ``TUNED_KEYS`` the config left ``"auto"`` (or out): assistant.tuning.tune sets them for
     the LLM, again after a program swaps the model."""
+    moved: tuple[str, ...] = ()
+    """Keys found where an older version kept them, each as "[old] key is now [new] key" (they
+    still apply; ``assistant run`` and ``doctor`` say so)."""
 
     def path(self, value: str) -> Path:
         """Resolve a path setting: ``~`` expanded, relative to ``root``."""
@@ -367,9 +375,10 @@ def load(path: str | Path | None = None, *, environ: typing.Mapping[str, str] | 
         data.setdefault(section, {})
         if isinstance(data[section], dict):
             data[section].update(values)
+    moved = _move_keys(data)
     auto = _take_auto(data, str(cfg_path), frozenset(overrides.get("answer", {})))
     hints = typing.get_type_hints(Settings)
-    sections = {f.name for f in dataclasses.fields(Settings)} - {"root", "auto"}
+    sections = {f.name for f in dataclasses.fields(Settings)} - {"root", "auto", "moved"}
     kwargs: dict[str, Any] = {}
     for name, table in data.items():
         if name not in sections:
@@ -378,11 +387,36 @@ def load(path: str | Path | None = None, *, environ: typing.Mapping[str, str] | 
             )
         from_env = frozenset(overrides.get(name, {}))
         kwargs[name] = _build_section(name, hints[name], table, str(cfg_path), from_env)
-    from assistant.models import tune
-
-    settings = tune(Settings(**kwargs, root=root, auto=auto))
+    settings = Settings(**kwargs, root=root, auto=auto, moved=moved)
     _validate(settings, str(cfg_path))
     return settings
+
+
+MOVED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("llm", "prefill"): ("ahead", "prefill"),
+    ("llm", "prefill_guess"): ("ahead", "prefill_guess"),
+    ("llm", "warm_passages"): ("ahead", "warm_prompts"),
+    ("vad", "early_faq"): ("ahead", "early_faq"),
+    ("tts", "faq_cache"): ("ahead", "faq_audio"),
+}
+"""Keys an older version kept elsewhere: (section, key) -> where they are now. Everything done ahead
+of time came together in ``[ahead]``; an old file keeps working."""
+
+
+def _move_keys(data: dict[str, Any]) -> tuple[str, ...]:
+    """Move ``MOVED_KEYS`` found in ``data`` to their new place (a value already there wins);
+    returns a note for each."""
+    notes = []
+    for (section, key), (new_section, new_key) in MOVED_KEYS.items():
+        table = data.get(section)
+        if not isinstance(table, dict) or key not in table:
+            continue
+        value = table.pop(key)
+        target = data.setdefault(new_section, {})
+        if isinstance(target, dict):
+            target.setdefault(new_key, value)
+        notes.append(f"[{section}] {key} is now [{new_section}] {new_key}")
+    return tuple(notes)
 
 
 def _take_auto(data: dict[str, Any], source: str, from_env: frozenset[str]) -> frozenset[str]:
@@ -409,13 +443,13 @@ def _validate(s: Settings, source: str) -> None:
         (0.0 <= s.answer.relevance_threshold <= 1.0, "[answer] relevance_threshold must be within 0..1"),
         (0.0 <= s.answer.faq_threshold <= 1.0, "[answer] faq_threshold must be within 0..1"),
         (0.0 <= s.answer.verify_faq_below <= 1.0, "[answer] verify_faq_below must be within 0..1"),
-        (0.0 <= s.llm.prefill_guess <= 1.0, "[llm] prefill_guess must be within 0..1"),
+        (0.0 <= s.ahead.prefill_guess <= 1.0, "[ahead] prefill_guess must be within 0..1"),
         (s.llm.prompt_cache_mib >= 0, "[llm] prompt_cache_mib must not be negative"),
         (
-            s.answer.relevance_threshold <= s.answer.faq_threshold,
+            # an "auto" value is known only for a model (assistant.tuning checks it then)
+            "relevance_threshold" in s.auto or s.answer.relevance_threshold <= s.answer.faq_threshold,
             f"[answer] relevance_threshold must not be above faq_threshold "
-            f"({s.answer.relevance_threshold:g} > {s.answer.faq_threshold:g}"
-            + (f'; relevance_threshold is "auto": the value for {s.llm.model})' if "relevance_threshold" in s.auto else ")"),
+            f"({s.answer.relevance_threshold:g} > {s.answer.faq_threshold:g})",
         ),
         (s.kb.top_k >= 1, "[kb] top_k must be at least 1"),
         (s.answer.max_tokens >= 8, "[answer] max_tokens must be at least 8"),

@@ -1,24 +1,31 @@
-"""Every event the daemon emits: the WebSocket vocabulary (``docs/protocol.md`` is its contract).
+"""The WebSocket vocabulary, both ways (``docs/protocol.md`` is its contract).
 
-The wire form is derived from the dataclasses, never written by hand per class: the ``type`` is the
-class name in kebab-case (``ReplyDelta`` -> ``reply-delta``), the fields are flat JSON members.
-``Audio`` is the one event that travels as a binary frame (see ``encode_audio_frame``).
+Server -> client: every event the daemon emits. Client -> server: every message a client may send.
+Both wire forms are derived from the dataclasses, never written by hand per class: the ``type`` is
+the class name in kebab-case (``ReplyDelta`` -> ``reply-delta``, ``TalkStartMessage`` ->
+``talk-start``), the fields are flat JSON members (``to_dict`` out, ``message_from_dict`` in).
+``Audio`` (out) and microphone audio (in) travel as binary frames (``encode_audio_frame``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-from assistant.stages import ENVELOPE_FRAME_MS, AudioChunk, Passage
+from assistant.errors import FrameError, ProtocolError
+from assistant.stages import ENVELOPE_FRAME_MS, AudioChunk, Passage, Route
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""Version 2 (from 1): ``audio-stop`` is ``audio-end``; ``reply-end`` lost ``interrupted`` (always
+false: an interrupted turn ends with ``interrupted``); ``/healthz`` says ``faq_audio``."""
 
 State = Literal["idle", "listening", "transcribing", "thinking", "speaking"]
-Route = Literal["faq", "generated", "fallback"]
 
 
 def _kebab(name: str) -> str:
@@ -132,7 +139,6 @@ class ReplyEnd(Event):
     text: str = ""
     """The whole reply as written (or, when interrupted, as far as it was heard)."""
     route: Route = "generated"
-    interrupted: bool = False
 
 
 @dataclass(kw_only=True)
@@ -151,7 +157,7 @@ class AudioStart(Event):
 
 
 @dataclass(kw_only=True)
-class AudioStop(Event):
+class AudioEnd(Event):
     sentence: int = 0
     duration_ms: float = 0.0
 
@@ -240,10 +246,6 @@ class AudioFrame:
     chunk: AudioChunk
 
 
-class FrameError(ValueError):
-    """A binary frame that does not follow the layout above."""
-
-
 def encode_audio_frame(chunk: AudioChunk, *, turn: int = 0, sequence: int = 0, sentence: int = 0) -> bytes:
     env = bytes(min(255, max(0, round(v * 255))) for v in chunk.envelope)
     header = _HEADER.pack(AUDIO_MAGIC, turn, sequence, chunk.sample_rate_hz, 1, len(env), ENVELOPE_FRAME_MS, sentence)
@@ -259,7 +261,7 @@ def decode_audio_frame(data: bytes) -> AudioFrame:
     if channels != 1:
         raise FrameError(f"audio frame has {channels} channels; only mono is accepted")
     if n_env and frame_ms != ENVELOPE_FRAME_MS:
-        raise FrameError(f"audio frame envelope step is {frame_ms} ms; protocol 1 uses {ENVELOPE_FRAME_MS} ms")
+        raise FrameError(f"audio frame envelope step is {frame_ms} ms; the protocol uses {ENVELOPE_FRAME_MS} ms")
     if not 8_000 <= rate <= 48_000:
         raise FrameError(f"audio frame sample rate {rate} Hz is outside 8000..48000")
     pcm = data[AUDIO_HEADER_BYTES + n_env :]
@@ -273,6 +275,166 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         Hello, StateEvent, SpeechStart, SpeechEnd, TranscriptEvent, Sources, ReplyStart, ReplyDelta,
-        ReplyEnd, Sentence, AudioStart, AudioStop, Audio, Interrupted, ErrorEvent, Trace,
+        ReplyEnd, Sentence, AudioStart, AudioEnd, Audio, Interrupted, ErrorEvent, Trace,
     )
 }
+
+
+# --------------------------------------------------------------------------------------------
+# Client -> server
+# --------------------------------------------------------------------------------------------
+
+Role = Literal["visitor", "watcher"]
+Mode = Literal["hands-free", "push-to-talk"]
+
+MAX_TEXT_CHARS = 1_000
+"""The longest typed question accepted (a spoken one is bounded by ``[vad] max_utterance_s``)."""
+MAX_INT = 2**31 - 1
+"""The largest integer any client field takes (turn numbers, positions in milliseconds)."""
+
+
+class Inbound:
+    """A client message. Its wire ``type`` is the class name without ``Message``, in kebab-case;
+    its fields are the dataclass fields (checked against their annotations by ``message_from_dict``,
+    then by the class's own ``checked``)."""
+
+    type: ClassVar[str] = "message"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.type = _kebab(cls.__name__.removesuffix("Message"))
+
+    def checked(self) -> Inbound:
+        """The message with its values normalised; raises ``ProtocolError`` for values its types allow
+        but the protocol does not."""
+        return self
+
+
+@dataclass(frozen=True)
+class HelloMessage(Inbound):
+    """Optional first message: who the client is and what it wants to be."""
+
+    role: Role = "watcher"
+    client: str = ""
+    """Free text naming the client (``avatar/1.0``), for logs; cut to 100 characters."""
+
+    def checked(self) -> HelloMessage:
+        return HelloMessage(self.role, self.client[:100])
+
+
+@dataclass(frozen=True)
+class TextMessage(Inbound):
+    """A typed question; makes the client a visitor."""
+
+    text: str
+
+    def checked(self) -> TextMessage:
+        text = self.text.strip()
+        if not text:
+            raise ProtocolError("empty-question", "'text' is empty")
+        if len(text) > MAX_TEXT_CHARS:
+            raise ProtocolError("too-long", f"a typed question is limited to {MAX_TEXT_CHARS} characters")
+        return TextMessage(text)
+
+
+@dataclass(frozen=True)
+class InterruptMessage(Inbound):
+    """Stop the reply now (a button, or the client's own voice detection)."""
+
+    turn: int | None = None
+    played_ms: float | None = None
+    """How much of that turn's reply audio the listener heard, when the client knows."""
+
+    def checked(self) -> InterruptMessage:
+        return InterruptMessage(self.turn, None if self.played_ms is None else max(0.0, self.played_ms))
+
+
+@dataclass(frozen=True)
+class PlaybackMessage(Inbound):
+    """How far the client has played a turn's reply audio (all sentences together)."""
+
+    turn: int
+    played_ms: float
+
+    def checked(self) -> PlaybackMessage:
+        return PlaybackMessage(self.turn, max(0.0, self.played_ms))
+
+
+@dataclass(frozen=True)
+class ModeMessage(Inbound):
+    mode: Mode
+
+
+@dataclass(frozen=True)
+class TalkStartMessage(Inbound):
+    """Push-to-talk: the button went down."""
+
+
+@dataclass(frozen=True)
+class TalkEndMessage(Inbound):
+    """Push-to-talk: the button came up."""
+
+
+ClientMessage = (
+    HelloMessage | TextMessage | InterruptMessage | PlaybackMessage | ModeMessage | TalkStartMessage | TalkEndMessage
+)
+
+MESSAGE_TYPES: dict[str, type[Inbound]] = {
+    cls.type: cls
+    for cls in (HelloMessage, TextMessage, InterruptMessage, PlaybackMessage, ModeMessage, TalkStartMessage, TalkEndMessage)
+}
+
+
+@dataclass(frozen=True)
+class MicFrame:
+    """A frame of microphone audio from the client: mono int16 at 16 kHz (a binary frame)."""
+
+    sequence: int
+    pcm: Any
+    """numpy int16 samples."""
+
+
+def message_from_dict(body: dict[str, Any]) -> ClientMessage:
+    """A client message from its JSON object; raises ``ProtocolError`` (``unknown-type``,
+    ``bad-message``, or the message's own). Unknown fields are ignored (a newer client's)."""
+    kind = body.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad-message", "a message needs a string 'type'")
+    cls = MESSAGE_TYPES.get(kind)
+    if cls is None:
+        shown = kind[:40].encode("utf-8", "backslashreplace").decode("utf-8")
+        raise ProtocolError("unknown-type", f"unknown message type '{shown}'; known: {', '.join(MESSAGE_TYPES)}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        value = body.get(f.name)
+        if value is None:
+            if f.default is MISSING:
+                raise ProtocolError("bad-message", f"'{kind}' needs the field '{f.name}'")
+            continue
+        if not _fits(hints[f.name], value):
+            raise ProtocolError("bad-message", f"'{kind}' field '{f.name}' has the wrong type or is out of range")
+        values[f.name] = float(value) if _is_float(hints[f.name]) else value
+    return cls(**values).checked()  # type: ignore[return-value]
+
+
+def _is_float(tp: Any) -> bool:
+    return tp is float or float in typing.get_args(tp)
+
+
+def _fits(tp: Any, value: Any) -> bool:
+    """Whether a JSON value fits a field annotation (``bool`` is never a number here)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        return any(_fits(arg, value) for arg in typing.get_args(tp) if arg is not type(None))
+    if isinstance(value, bool):
+        return tp is bool
+    if tp is int:
+        return isinstance(value, int) and 0 <= value <= MAX_INT
+    if tp is float:
+        return isinstance(value, int | float) and math.isfinite(value) and abs(value) <= MAX_INT
+    if tp is str:
+        return isinstance(value, str)
+    return False

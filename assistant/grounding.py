@@ -1,6 +1,6 @@
 """Checks on a generated reply before it is said. The number check: a piece of a reply that states a
-number its passages do not hold is not said. The echo check (``EchoCheck``, at the end): a reply that
-only says the question back is not said either.
+number its passages do not hold is not said. The said-back check (``SaidBackCheck``, at the end): a
+reply that only says the question back is not said either.
 
 A wrong figure is the costliest thing a front-desk assistant can say (a visitor acts on "12 months",
 "room 301", "9:00"), and it is the one kind of invented content that can be checked without a
@@ -190,11 +190,11 @@ def ungrounded_numbers(text: str, evidence: Iterable[str]) -> list[str]:
 # The question said back: a piece of a reply that only repeats what the model was asked
 # --------------------------------------------------------------------------------------------
 
-_ECHO_UNIT = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+")
-ECHO_MIN_UNITS = 4
+_SAID_BACK_UNIT = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+")
+SAID_BACK_MIN_UNITS = 4
 """A piece shorter than this (in CJK characters and words) is taken for the question said back only
 when it says all of it ("Answer in English."): "可以。" answers "可以带宠物吗？", "有。" "有班车吗？"."""
-ECHO_SHARE = 0.6
+SAID_BACK_SHARE = 0.6
 """... and it must say back at least this share of the question's own units."""
 
 
@@ -204,10 +204,10 @@ Resources on?" -> "The floor Human Resources is on.", the 0.5B model on the dev 
 
 
 def _units(text: str) -> list[str]:
-    return [u for u in _ECHO_UNIT.findall(text.lower()) if u not in _ARTICLES]
+    return [u for u in _SAID_BACK_UNIT.findall(text.lower()) if u not in _ARTICLES]
 
 
-class EchoCheck:
+class SaidBackCheck:
     """Whether a piece of a generated reply only says back what the model was asked.
 
     The small model sometimes answers with the question itself ("年终奖一般发几个月？" -> "年终奖一
@@ -215,7 +215,7 @@ class EchoCheck:
     答。"): 3 of the 0.5B model's 28 generated dev answers in ``bench/faithfulness.py``. Spoken, it
     sounds like an answer and holds none. ``said_back(piece)``: every CJK character and word of the
     piece is in one of ``asked`` (the question, the reminder), and the piece says back most of that
-    text (``ECHO_SHARE``) without being short (``ECHO_MIN_UNITS``), or all of it. The turn drops
+    text (``SAID_BACK_SHARE``) without being short (``SAID_BACK_MIN_UNITS``), or all of it. The turn drops
     such pieces at the start of a reply and declines when nothing else follows.
     """
 
@@ -225,6 +225,6 @@ class EchoCheck:
     def said_back(self, piece: str) -> bool:
         units = set(_units(piece))
         return bool(units) and any(
-            units <= asked and (units == asked or len(units) >= max(ECHO_MIN_UNITS, ECHO_SHARE * len(asked)))
+            units <= asked and (units == asked or len(units) >= max(SAID_BACK_MIN_UNITS, SAID_BACK_SHARE * len(asked)))
             for asked in self._asked
         )

@@ -6,26 +6,14 @@ when the passages do not hold the answer (one fixed sentence per language, which
 benchmark and the tests can recognise), to answer in the question's language, and to stay short and
 plain enough to be spoken: two or three sentences, no markdown, no lists, no links to read out.
 
-The shape was measured with ``bench/faithfulness.py`` on Qwen2.5 0.5B, the default model (tuned on the dev
-questions; ``--set holdout`` holds questions written before the tuning). The system message is short and
-the same on every turn (llama.cpp reuses a cached prefix; everything that varies comes last). Passages
-are numbered most relevant first, an FAQ entry as its question with its answer on the next line. The
-answer language is repeated after the question: an English question over a Chinese passage was otherwise
-answered in Chinese.
-
-Both prompts carry one worked example about a library the knowledge base does not have: a question its
-passage answers although the passage's FAQ question differs from it (without that the 0.5B
-model declined English questions whose FAQ answer it had in front of it: "How much does it cost to
-replace a lost badge?" over "I lost my employee badge. What should I do?"), and one it does not answer,
-declined. The system message also says that the passages come from a search and may be about something
-else. This replaced a hint in the decline rule that named one dev question (maternity vs annual leave).
-Measured with the 1.5B model at relevance 0.25 (more questions reach it), on the dev questions plus
-the 20 in-domain unanswered questions of bench/retrieval.py: English declines 15 -> 17 of 18 (the 18th is
-an FAQ entry read verbatim), dev fact accuracy 97%. Chinese declines stayed at 10-12 of 18 with every
-wording tried: the decline rule repeated after the question (15 of 18, but three dev answers lost: the
-model declined, or repeated the question, with the answer in front of it), the passage number first (14
-of 18, facts 30 of 33 instead of 32), a Chinese system message written in English, an instruction to
-check first that the passages mention what is asked, the examples as chat turns.
+The system message is short and the same on every turn (llama.cpp reuses a cached prefix; everything
+that varies comes last). Passages are numbered most relevant first, an FAQ entry as its question with
+its answer on the next line. The answer language is repeated after the question (an English question
+over a Chinese passage was otherwise answered in Chinese). Both prompts carry one worked example about
+a library the knowledge base does not have: a question its passage answers although the passage's FAQ
+question differs from it, and one it does not answer, declined. The system message also says that the
+passages come from a search and may be about something else. How each of these was chosen, and the
+wordings tried and left out, is in docs/measurements.md ("The prompts").
 
 Query rewriting for follow-ups ("and for interns?", "那实习生呢？") is deterministic: an elliptical
 question is joined to the previous question before retrieval. An LLM rewrite was considered and not
@@ -175,10 +163,8 @@ VERIFY = {
         "Question: {question}\nPassage: Q: {entry}\nA: {answer}\nDoes this passage answer the question?",
     ),
 }
-"""Probed with Qwen2.5 1.5B on the 13 FAQ matches of bench/faithfulness.py's questions scoring
-0.83-0.99 (2026-12-03): both entries that do not answer ("产假有多少天？" over annual leave,
-"健身房有私人教练课吗？" over the gym) got no, 10 of the 11 that do got yes ("健身房晚上几点关门？"
-at 0.994 got no). Qwen2.5 0.5B said no to all 13."""
+"""The FAQ check's wording per language (``verify_messages``); how it was probed is in
+docs/measurements.md ("The FAQ check")."""
 
 
 def verify_messages(question: str, entry: Passage, *, language: str) -> list[Message]:

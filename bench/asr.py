@@ -15,7 +15,7 @@ time the final transcript is out minus the wall-clock time the last voiced sampl
 (``ArraySource.started_at + end_of_speech_ms``). All paths run in the same process on the same
 recordings, interleaved, so machine load affects them alike:
   partials              [asr] partials = true (the default): transcribe ahead at pauses, commit at
-                        real pauses, early end of turn (see assistant/listen.py)
+                        real pauses, early end of turn (see assistant/listening/)
   partials-dip-cuts     the same with [asr] dip_cut_after_s = 2.5 (also cut at dips between words)
   whole                 partials = false: the whole utterance is transcribed after [vad] silence_ms
   whole-full  as whole, with Whisper's fixed 30 s encoder window (faster-whisper's default path)
@@ -42,9 +42,10 @@ sys.path.insert(0, str(ROOT))
 
 from assistant.audio.codecs import decode_file  # noqa: E402
 from assistant.audio.sources import ArraySource  # noqa: E402
-from assistant.config import Settings, load  # noqa: E402
+from assistant.config import Settings  # noqa: E402
 from assistant.engines.faster_whisper import FasterWhisperTranscriber  # noqa: E402
-from assistant.listen import Heard, Listener  # noqa: E402
+from assistant.listening import Heard, Listener, Partial  # noqa: E402
+from assistant.registry import load_settings as load  # noqa: E402
 from assistant.stages import SAMPLE_RATE_HZ  # noqa: E402
 
 DATA = Path("/usr/share/pocketsphinx/test/data")
@@ -126,8 +127,8 @@ async def one_pass(transcriber: FasterWhisperTranscriber, settings: Settings, pc
     partials = 0
     async for item in listener.listen(source):
         if isinstance(item, Heard):
-            heard.append((item, time.perf_counter()))
-        elif getattr(item, "type", "") == "transcript" and not getattr(item, "final", True):
+            heard.append((item, asyncio.get_running_loop().time()))
+        elif isinstance(item, Partial):
             partials += 1
     if not heard:
         return {"heard": 0}
@@ -139,7 +140,7 @@ async def one_pass(transcriber: FasterWhisperTranscriber, settings: Settings, pc
         "latency_ms": round((t_final - eos_wall) * 1000, 1),
         "endpoint_ms": round(first.decided_ms - first.utterance.end_of_speech_ms, 1),
         "endpoint": first.endpoint,
-        "chunks": first.chunks,
+        "pieces": first.pieces,
         "partials": partials,
         "text": " / ".join(h.transcript.text for h, _ in heard),
     }

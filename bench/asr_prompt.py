@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from latency import make_questions  # noqa: E402
 
-from assistant.config import load  # noqa: E402
 from assistant.engines.faster_whisper import FasterWhisperTranscriber  # noqa: E402
+from assistant.registry import load_settings as load  # noqa: E402
 
 
 def _norm(text: str) -> str:

@@ -70,8 +70,8 @@ def start_pulse() -> tuple[subprocess.Popen[bytes], str]:
 
 
 async def condition(settings: Any, engines: Any, *, gating: bool, echo_filter: bool, listen_s: float) -> dict[str, Any]:
+    from assistant.audio.soundcard import SoundCard
     from assistant.daemon import Daemon
-    from assistant.server.soundcard import SoundCard
 
     daemon = Daemon(settings, engines)
     card = await SoundCard.open(settings)
@@ -80,8 +80,8 @@ async def condition(settings: Any, engines: Any, *, gating: bool, echo_filter: b
     daemon.attach_local_audio(card)
     kiosk = daemon.kiosk
     kiosk.half_duplex = gating
-    if not echo_filter:
-        kiosk.echo = None
+    if not echo_filter and kiosk.echo is not None:
+        kiosk.echo.threshold = float("inf")  # the filter never matches; the gating stays
     heard: list[str] = []
     original = kiosk._question
 
@@ -133,21 +133,11 @@ async def main() -> int:
     pulse, _home = start_pulse()
     try:
         from assistant import registry
-        from assistant.commands.ask import LazyLanguageModel
-        from assistant.config import load
-        from assistant.turn import Engines
 
-        settings = load(args.config)
+        settings = registry.load_settings(args.config)
         settings.audio.input = "on"
         settings.audio.output = "on"
-        synthesizer = registry.synthesizer(settings)
-        engines = Engines(
-            retriever=registry.retriever(settings),
-            llm=LazyLanguageModel(settings),
-            transcriber=registry.transcriber(settings),
-            synthesizer=synthesizer,
-            voice_for=getattr(synthesizer, "voice_for", None),
-        )
+        engines = registry.engines(settings, lazy_llm=True)
         results = []
         for gating, echo_filter in ((False, False), (True, False), (False, True), (True, True)):
             r = await condition(settings, engines, gating=gating, echo_filter=echo_filter, listen_s=args.listen_s)

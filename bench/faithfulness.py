@@ -13,7 +13,7 @@ base ``kb/``, once per embedded model, and scores the answers:
 
 Systems: one per model (``qwen2.5-0.5b``, ``qwen2.5-1.5b``: the deployed routing, so FAQ hits are
 answered verbatim and the rest by the model; a per-route breakdown shows each route's share; the
-``[answer]`` values the config leaves ``"auto"`` are each model's own, assistant.models.tune), plus
+``[answer]`` values the config leaves ``"auto"`` are each model's own, assistant.tuning.tune), plus
 ``faq``: no LLM at all, the stored answer of the best FAQ match when it clears the relevance
 threshold, else the fallback line (what retrieval alone achieves).
 
@@ -61,8 +61,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from assistant import prompts  # noqa: E402
-from assistant.config import TUNED_KEYS, Settings, load  # noqa: E402
+from assistant.config import TUNED_KEYS, Settings  # noqa: E402
 from assistant.language import detect_language  # noqa: E402
+from assistant.registry import load_settings as load  # noqa: E402
 from assistant.stages import Message, Passage  # noqa: E402
 
 QUESTIONS = ROOT / "bench" / "faithfulness.jsonl"
@@ -378,7 +379,8 @@ def _print(label: str, n: int, total: int, row: dict[str, Any]) -> None:
 async def run_turns(
     settings: Settings, retriever: Any, llm: Any, items: list[dict[str, Any]], label: str
 ) -> list[dict[str, Any]]:
-    from assistant.turn import Engines, Turn
+    from assistant.stages import Engines
+    from assistant.turn import Turn
 
     engines = Engines(retriever=retriever, llm=llm)
     records = retriever.kb.records
@@ -386,7 +388,7 @@ async def run_turns(
     for n, item in enumerate(items, start=1):
         turn = Turn(n, engines=engines, settings=settings, history=history_of(item))
         result = await turn.run(item["question"])
-        answer = result.answer if result.error is None else f"[error {result.error.code}] {result.error.message}"
+        answer = result.reply if result.error is None else f"[error {result.error.code}] {result.error.message}"
         row = await _row(
             item, retriever, settings, route=result.route, answer=answer, shown=result.sources, records=records
         )
@@ -421,9 +423,8 @@ async def run_faq_only(settings: Settings, retriever: Any, items: list[dict[str,
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    from assistant.kb import build_index, open_retriever
-    from assistant.models import tune
-    from assistant.registry import language_model
+    from assistant.registry import build_index, language_model, open_retriever
+    from assistant.tuning import tune
 
     settings = (
         load(args.config)

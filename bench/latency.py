@@ -13,14 +13,14 @@ What it does, all on loopback, every loop bounded:
    text takes with the current index and calibration (``label_check``); turns are grouped by the
    route the daemon actually took.
 2. Daemons: ``assistant run`` in subprocesses, one per variant (``VARIANTS``: ``before`` = answers
-   not prepared ahead, ``[llm] prefill``, ``[vad] early_faq`` and ``[llm] warm_passages`` off;
+   not prepared ahead, ``[ahead] prefill``, ``early_faq`` and ``warm_prompts`` off;
    ``nowarm`` = the defaults without the passages' prompts warmed ahead; ``guess`` = the defaults
-   plus ``[llm] prefill_guess = 0.25``; ``enprompt`` = the defaults with English speech prompted
+   plus ``[ahead] prefill_guess = 0.25``; ``enprompt`` = the defaults with English speech prompted
    with the knowledge base's terms too (``[asr] prompt_languages``); ``after`` = the defaults;
    ``quality`` = README's 1.5B configuration (relevance 0.15, FAQ matches checked under 0.98);
    ``portable`` = the defaults on PyPI's portable llama.cpp wheel instead of the build for this CPU), each
    after its engines are warm, its FAQ reply cache is rendered and its LLM prompt cache warmed
-   (/healthz ``faq_cache``, ``prompt_cache``). Or
+   (/healthz ``faq_audio``, ``prompt_cache``). Or
    ``--url`` for one already running.
 3. Voice turns: one fresh visitor session per question, microphone frames streamed in real time
    (20 ms frames, then silence, as a microphone would), the variants alternating question by
@@ -59,9 +59,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assistant.config import Settings, load  # noqa: E402
+from assistant.config import Settings  # noqa: E402
 from assistant.events import decode_audio_frame, encode_audio_frame  # noqa: E402
 from assistant.language import detect_language  # noqa: E402
+from assistant.registry import load_settings as load  # noqa: E402
 from assistant.stages import SAMPLE_RATE_HZ, AudioChunk, Utterance  # noqa: E402
 
 # Labelled by the route their text takes with the sample knowledge base and the current calibration
@@ -102,13 +103,13 @@ FALLBACK_QUESTIONS = [
 ]
 VARIANTS: dict[str, dict[str, str]] = {
     # the daemon as it was before answers were prepared ahead (same code, the new steps switched off)
-    "before": {"ASSISTANT__LLM__PREFILL": "off", "ASSISTANT__VAD__EARLY_FAQ": "false", "ASSISTANT__LLM__WARM_PASSAGES": "false"},
+    "before": {"ASSISTANT__AHEAD__PREFILL": "off", "ASSISTANT__AHEAD__EARLY_FAQ": "false", "ASSISTANT__AHEAD__WARM_PROMPTS": "false"},
     # the defaults without warming the prompt cache with the passages' prompts
-    "nowarm": {"ASSISTANT__LLM__WARM_PASSAGES": "false"},
+    "nowarm": {"ASSISTANT__AHEAD__WARM_PROMPTS": "false"},
     # prefill only on the transcript at a pause, early end on a known FAQ answer
-    "pause": {"ASSISTANT__LLM__PREFILL": "pause"},
+    "pause": {"ASSISTANT__AHEAD__PREFILL": "pause"},
     # the defaults plus a guess: a partial transcript nothing is relevant to yet prefills its best passage
-    "guess": {"ASSISTANT__LLM__PREFILL_GUESS": "0.25"},
+    "guess": {"ASSISTANT__AHEAD__PREFILL_GUESS": "0.25"},
     # the defaults, but English speech also prompted with the knowledge base's terms (as before
     # [asr] prompt_languages = ["zh"] became the default)
     "enprompt": {"ASSISTANT__ASR__PROMPT_LANGUAGES": '["zh", "en"]'},
@@ -142,7 +143,7 @@ def last_voiced_sample(pcm: np.ndarray, threshold: int = 300) -> int:
 
 async def make_questions(settings: Settings, folder: Path) -> list[dict[str, Any]]:
     from assistant import registry
-    from assistant.tts.pcm import resample_int16
+    from assistant.audio.pcm import resample_int16
 
     folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a benchmark script, before any timing
     synthesizer = None
@@ -188,8 +189,8 @@ async def make_questions(settings: Settings, folder: Path) -> list[dict[str, Any
 async def label_check(settings: Settings, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The route each question's text takes now (no ASR): labels that drifted from the calibration."""
     from assistant import registry
-    from assistant.stages import Transcript
-    from assistant.turn import Engines, plan_answer
+    from assistant.routing import plan_answer
+    from assistant.stages import Engines, Transcript
 
     engines = Engines(retriever=registry.retriever(settings), llm=None)  # type: ignore[arg-type]
     drifted = []
@@ -257,7 +258,7 @@ async def wait_ready(http: str, timeout_s: float = 900) -> dict[str, Any]:
             try:
                 health = (await client.get(f"{http}/healthz")).json()
                 warming = str(health.get("prompt_cache", "")).startswith(("waiting", "warming"))
-                if health.get("faq_cache") not in ("rendering",) and not warming:
+                if health.get("faq_audio") not in ("rendering",) and not warming:
                     return health  # type: ignore[no-any-return]
             except httpx.HTTPError:
                 pass
@@ -354,11 +355,11 @@ async def voice_turn(url: str, question: dict[str, Any]) -> dict[str, Any]:
 
 
 async def sequential(settings: Settings, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from assistant import prompts
-    from assistant.turn import Engines, plan_answer
+    from assistant import prompts, registry
+    from assistant.routing import plan_answer
 
-    engines = await asyncio.to_thread(Engines.from_settings, settings)
-    assert engines.transcriber is not None and engines.synthesizer is not None and engines.voice_for is not None
+    engines = await asyncio.to_thread(registry.engines, settings)
+    assert engines.transcriber is not None and engines.synthesizer is not None and engines.voices is not None
     # warm once, like the daemon
     await engines.transcriber.transcribe(Utterance(pcm=np.zeros(8000, dtype=np.int16)))
     out = []
@@ -380,7 +381,7 @@ async def sequential(settings: Settings, questions: list[dict[str, Any]]) -> lis
         else:
             reply = prompts.fallback_line(language)
         t_llm = time.monotonic()
-        voice = engines.voice_for(language)
+        voice = engines.voices.voice_for(language)
         audio_ms = 0.0
         async for chunk in engines.synthesizer.synthesize(reply.strip(), voice=voice):
             audio_ms += chunk.duration_ms

@@ -47,9 +47,9 @@ OUT = ROOT / "bench" / "results" / "llm.json"
 async def grounded_prompts(n: int) -> list[list[dict[str, str]]]:
     """The chats the turn would send for the first ``n`` dev questions that take the generated route."""
     from assistant import prompts, registry
-    from assistant.config import load
+    from assistant.registry import load_settings as load
+    from assistant.routing import answer_language, decide_route
     from assistant.stages import Transcript
-    from assistant.turn import answer_language, decide_route
 
     settings = load(None)
     retriever = registry.retriever(settings)
@@ -74,8 +74,8 @@ def worker(model: str, prompts_file: Path, max_tokens: int) -> dict[str, Any]:
     """One build, one model: load, warm the system prompt, then each prompt once."""
     import xllamacpp
 
-    from assistant.config import load
     from assistant.engines.llamacpp import LlamaCppModel
+    from assistant.registry import load_settings as load
     from assistant.stages import Message
 
     settings = load(None, environ={**os.environ, "ASSISTANT__LLM__MODEL": model})
@@ -145,8 +145,8 @@ def main() -> int:
         print(json.dumps(worker(args.worker, args.prompts_file, args.max_tokens)))
         return 0
 
-    from assistant.config import load
     from assistant.models import model_dir
+    from assistant.registry import load_settings as load
 
     settings = load(None)
     models = [m for m in args.models.split(",") if (model_dir(settings, m) / "model.gguf").is_file()]

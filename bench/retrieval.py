@@ -58,8 +58,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from assistant.config import Settings  # noqa: E402
-from assistant.kb import build_index, open_retriever  # noqa: E402
 from assistant.kb.evaluate import EvalCase, evaluate  # noqa: E402
+from assistant.registry import build_index, open_retriever  # noqa: E402
 
 BANKING = ROOT.parent / "shared" / "data" / "banking77"
 if not BANKING.exists():
@@ -1049,10 +1049,10 @@ def run_sample() -> dict[str, Any]:
     thresholds may be chosen on); ``holdout`` is ``bench/faithfulness_holdout.jsonl`` (never tuned on).
     """
     from assistant import prompts
-    from assistant.config import load
     from assistant.kb.query import sub_questions
+    from assistant.registry import load_settings as load
+    from assistant.routing import decide_route
     from assistant.stages import Message
-    from assistant.turn import decide_route
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp_name:

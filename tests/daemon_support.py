@@ -18,8 +18,7 @@ from assistant.config import Settings
 from assistant.daemon import Daemon
 from assistant.events import AudioFrame, decode_audio_frame, encode_audio_frame
 from assistant.server.app import AssistantServer
-from assistant.stages import SAMPLE_RATE_HZ, AudioChunk
-from assistant.turn import Engines
+from assistant.stages import SAMPLE_RATE_HZ, AudioChunk, Engines
 
 
 class EnergyDetector:

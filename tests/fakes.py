@@ -16,6 +16,7 @@ from assistant.config import Settings
 from assistant.language import detect_language
 from assistant.stages import (
     AudioChunk,
+    Engines,
     GenerateError,
     Message,
     Passage,
@@ -23,7 +24,6 @@ from assistant.stages import (
     Utterance,
     Voice,
 )
-from assistant.turn import Engines
 
 
 @dataclass
@@ -171,12 +171,11 @@ def fake_engines(
     speak: bool = True,
 ) -> Engines:
     synth = synthesizer or FakeSynthesizer()
-    return Engines(
+    return Engines.of(
         retriever=retriever or FakeRetriever(),
         llm=llm or FakeLanguageModel(),
         transcriber=transcriber or FakeTranscriber(),
         synthesizer=synth if speak else None,
-        voice_for=synth.voice_for if speak else None,
     )
 
 

@@ -28,7 +28,7 @@ async def test_tiny_model_through_both_decoding_paths(tiny_ct2: Path, window: st
     detected = await t.transcribe(Utterance(_noise()))
     assert isinstance(detected, Transcript) and isinstance(detected.text, str)
     assert detected.language in ("zh", "en")  # detection is restricted to [asr] languages
-    fixed = await t.transcribe(Utterance(_noise(), language="zh"), previous_text="我想报销")
+    fixed = await t.transcribe(Utterance(_noise(), language="zh", previous_text="我想报销"))
     assert fixed.language == "zh" and fixed.final
     assert await t.transcribe(Utterance(np.zeros(0, dtype=np.int16))) == Transcript("", "")
 
@@ -121,7 +121,8 @@ def test_knowledge_base_vocabulary_becomes_the_prompt(
     tiny_ct2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
     import assistant.kb
-    from assistant.config import load
+    from assistant.registry import load_settings as load
+    from assistant.registry import transcriber
 
     asked: list[int] = []
 
@@ -132,12 +133,13 @@ def test_knowledge_base_vocabulary_becomes_the_prompt(
     monkeypatch.setattr(assistant.kb, "domain_terms", terms)
     cfg = tmp_path / "assistant.toml"
     cfg.write_text(f'[asr]\nmodel_path = "{tiny_ct2}"\n')
-    t = FasterWhisperTranscriber.from_settings(load(cfg))
+    t = transcriber(load(cfg))  # the composition root hands the engine the knowledge base's terms
+    assert isinstance(t, FasterWhisperTranscriber)
     assert t.prompt_terms == ("商旅", "报销", "HB-Guest") and asked == [50]
     # [asr] prompt_languages (default ["zh"]): English speech is not prompted, Chinese is
     assert t.terms_for("zh") == t.prompt_terms and t.terms_for("en") == ()
     cfg.write_text(f'[asr]\nmodel_path = "{tiny_ct2}"\nprompt_languages = ["zh", "en"]\n')
-    assert FasterWhisperTranscriber.from_settings(load(cfg)).terms_for("en") == t.prompt_terms
+    assert transcriber(load(cfg)).terms_for("en") == t.prompt_terms  # type: ignore[attr-defined]
     cfg.write_text(f'[asr]\nmodel_path = "{tiny_ct2}"\n')
 
     def no_index(settings: object, limit: int = 50) -> list[str]:

@@ -27,7 +27,7 @@ async def test_tiny_checkpoint_transcribes(tiny_openai_whisper: Path) -> None:  
     detected = await t.transcribe(Utterance(_noise()))
     assert isinstance(detected, Transcript) and detected.language in ("zh", "en")
     fixed, other = await asyncio.gather(
-        t.transcribe(Utterance(_noise(), language="en"), previous_text="hello"),
+        t.transcribe(Utterance(_noise(), language="en", previous_text="hello")),
         t.transcribe(Utterance(_noise(0.5), language="zh")),
     )
     assert (fixed.language, other.language) == ("en", "zh")

@@ -71,7 +71,7 @@ def _speech() -> np.ndarray:
 async def test_upload_and_simplified_chinese(server: _Server) -> None:
     server.reply = (200, json.dumps({"text": " 請問報銷流程是什麼？"}).encode())
     t = RemoteTranscriber(server.url, model="whisper-large-v3", api_key="k", prompt_terms=["商旅", "报销"])
-    result = await t.transcribe(Utterance(_speech()), previous_text="你好")
+    result = await t.transcribe(Utterance(_speech(), previous_text="你好"))
     await t.aclose()
     assert result.text == "请问报销流程是什么？" and result.language == "zh"
     request = server.requests[0]

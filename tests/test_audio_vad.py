@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from audio_data import recording, silence, with_silence
 
-from assistant.audio.vad import WINDOW_SAMPLES, Endpointer, SileroVAD
+from assistant.audio.vad import WINDOW_SAMPLES, Endpointer, SileroVAD, VoiceEnd, VoiceStart
 from assistant.config import VAD
-from assistant.events import SpeechEnd, SpeechStart
 from assistant.stages import Utterance
 
 
@@ -52,18 +51,18 @@ def test_one_sentence_gives_start_end_and_utterance() -> None:
     speech = recording("librivox/sense_and_sensibility_01_austen_64kb-0930.wav")
     pcm = with_silence(speech, 500, 1000)
     events = run(pcm, frame=700)  # frames that do not line up with VAD windows
-    assert kinds(events) == ["SpeechStart", "SpeechEnd", "Utterance"]
+    assert kinds(events) == ["VoiceStart", "VoiceEnd", "Utterance"]
     start, end, utt = events
-    assert isinstance(start, SpeechStart) and isinstance(end, SpeechEnd) and isinstance(utt, Utterance)
+    assert isinstance(start, VoiceStart) and isinstance(end, VoiceEnd) and isinstance(utt, Utterance)
     first_ms, last_ms = speech_bounds_ms(pcm)
-    assert abs(start.t_ms - first_ms) < 200
+    assert abs(start.stream_ms - first_ms) < 200
     assert abs(utt.end_of_speech_ms - last_ms) < 250
     # Pre-roll before the first voiced window, 200 ms kept after the last one.
-    assert start.t_ms - utt.start_ms == pytest.approx(VAD().pre_roll_ms, abs=40)
+    assert start.stream_ms - utt.start_ms == pytest.approx(VAD().pre_roll_ms, abs=40)
     assert utt.start_ms + utt.duration_s * 1000 == pytest.approx(utt.end_of_speech_ms + 200, abs=1)
     # The endpoint is decided silence_ms after the last voiced sample.
-    assert end.t_ms - utt.end_of_speech_ms == pytest.approx(VAD().silence_ms, abs=40)
-    assert end.duration_ms == pytest.approx(utt.end_of_speech_ms - start.t_ms)
+    assert end.stream_ms - utt.end_of_speech_ms == pytest.approx(VAD().silence_ms, abs=40)
+    assert end.duration_ms == pytest.approx(utt.end_of_speech_ms - start.stream_ms)
     assert utt.pcm.dtype == np.int16 and utt.sample_rate_hz == 16_000
 
 
@@ -71,7 +70,7 @@ def test_two_commands_with_a_long_gap_are_two_utterances() -> None:
     a = recording("cards/001.wav")
     b = recording("cards/003.wav")
     events = run(np.concatenate([silence(300), a, silence(1200), b, silence(800)]))
-    assert kinds(events) == ["SpeechStart", "SpeechEnd", "Utterance"] * 2
+    assert kinds(events) == ["VoiceStart", "VoiceEnd", "Utterance"] * 2
     first, second = events[2], events[5]
     assert isinstance(first, Utterance) and isinstance(second, Utterance)
     assert second.start_ms > first.end_of_speech_ms + 500
@@ -108,7 +107,7 @@ def test_a_voiced_grunt_shorter_than_min_speech_starts_nothing() -> None:
     windows = pcm[: len(pcm) // 512 * 512].reshape(-1, 512).astype(np.float32) / 32768
     assert SileroVAD().probabilities(windows).max() > 0.5
     assert run(pcm) == []
-    assert kinds(run(pcm, VAD(min_speech_ms=64))) == ["SpeechStart", "SpeechEnd", "Utterance"]
+    assert kinds(run(pcm, VAD(min_speech_ms=64))) == ["VoiceStart", "VoiceEnd", "Utterance"]
 
 
 def test_max_utterance_cuts_long_speech() -> None:
@@ -127,7 +126,7 @@ def test_pause_drops_the_utterance_in_progress_and_resume_listens_again() -> Non
     half = 300 * 16 + len(a) // 2
     for i in range(0, half, 512):
         out.extend(ep.feed(pcm[i : i + 512]))
-    assert kinds(out) == ["SpeechStart"]
+    assert kinds(out) == ["VoiceStart"]
     clock = ep.stream_ms
     assert ep.pause() is True
     for i in range(half, len(pcm), 512):
@@ -137,7 +136,7 @@ def test_pause_drops_the_utterance_in_progress_and_resume_listens_again() -> Non
     later: list[object] = []
     for i in range(0, len(pcm), 512):
         later.extend(ep.feed(pcm[i : i + 512]))
-    assert kinds(later) == ["SpeechStart", "SpeechEnd", "Utterance"]
+    assert kinds(later) == ["VoiceStart", "VoiceEnd", "Utterance"]
 
 
 class _Scripted:
@@ -165,10 +164,10 @@ def test_endpointer_rules_with_a_scripted_detector() -> None:
         for e in ep.feed(chunk):
             events.append((i, e))
     names = [(i, type(e).__name__) for i, e in events]
-    # SpeechStart once 256 ms (8 windows) of voice were heard: window 17; stamped at window 10.
-    assert names[0] == (17, "SpeechStart") and events[0][1].t_ms == 10 * 32
+    # VoiceStart once 256 ms (8 windows) of voice were heard: window 17; stamped at window 10.
+    assert names[0] == (17, "VoiceStart") and events[0][1].stream_ms == 10 * 32
     # Last voiced window is 28; 320 ms = 10 quiet windows later the turn ends (window 38).
-    assert names[1:] == [(38, "SpeechEnd"), (38, "Utterance")]
+    assert names[1:] == [(38, "VoiceEnd"), (38, "Utterance")]
     utt = events[2][1]
     assert isinstance(utt, Utterance)
     assert utt.end_of_speech_ms == 29 * 32
@@ -182,8 +181,8 @@ def test_reset_forgets_the_utterance_in_progress() -> None:
     out: list[object] = []
     for i in range(0, len(speech) // 2 + 4800, 512):
         out.extend(ep.feed(np.concatenate([silence(300), speech])[i : i + 512]))
-    assert kinds(out) == ["SpeechStart"] and ep.in_speech
+    assert kinds(out) == ["VoiceStart"] and ep.in_speech
     clock = ep.stream_ms
     ep.reset()
     assert not ep.in_speech and ep.state() is None and ep.stream_ms == clock
-    assert kinds(run(with_silence(speech, 300, 800))) == ["SpeechStart", "SpeechEnd", "Utterance"]
+    assert kinds(run(with_silence(speech, 300, 800))) == ["VoiceStart", "VoiceEnd", "Utterance"]

@@ -5,6 +5,7 @@ vanishing clients, the echo filter and shutdown."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 
@@ -22,8 +23,7 @@ from daemon_support import (
 from fakes import FakeLanguageModel, FakeRetriever, FakeSynthesizer, FakeTranscriber, fake_engines, settings_for_tests
 from websockets.exceptions import ConnectionClosed
 
-from assistant.daemon import EchoFilter, echo_similarity
-from assistant.stages import RetrieveError
+from assistant.stages import RetrieveError, Transcript, Utterance
 
 FAQ_TURN = [
     "state:thinking",
@@ -35,21 +35,23 @@ FAQ_TURN = [
     "state:speaking",
     "audio-start",
     "audio",
-    "audio-stop",
+    "audio-end",
     # the stored answer is spoken in units (two sentences here), like a generated one
     "sentence",
     "audio-start",
     "audio",
-    "audio-stop",
+    "audio-end",
     "trace",
     "state:idle",
 ]
+
+pytestmark = pytest.mark.virtual_time
 
 
 async def test_faq_turn_over_websocket_is_pinned() -> None:
     async with running_daemon() as d, await open_client(d.ws_url + "?role=visitor") as ws:
         greeting = await hello(ws)
-        assert greeting["role"] == "visitor" and greeting["protocol"] == 1 and greeting["session"].startswith("s-")
+        assert greeting["role"] == "visitor" and greeting["protocol"] == 2 and greeting["session"].startswith("s-")
         await ws.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
         got = await collect(ws)
         assert got.types() == FAQ_TURN
@@ -77,7 +79,7 @@ async def test_generated_turn_streams_sentences_and_audio_in_order() -> None:
         assert [s["index"] for s in sentences] == list(range(len(sentences))) and len(sentences) >= 2
         # every sentence's audio is framed by audio-start/-stop of the same index, in order
         starts = [e["sentence"] for e in got.of("audio-start")]
-        stops = [e["sentence"] for e in got.of("audio-stop")]
+        stops = [e["sentence"] for e in got.of("audio-end")]
         assert starts == stops == [s["index"] for s in sentences]
         assert sorted({f.sentence for f in got.audio}) == starts
         trace = got.of("trace")[0]
@@ -183,9 +185,9 @@ async def test_barge_in_by_interrupt_keeps_only_what_was_heard() -> None:
     ):
         await hello(ws)
         await ws.send(json.dumps({"type": "text", "text": "Tell me about the visitor badge"}))
-        got = await collect(ws, "audio-stop")
+        got = await collect(ws, "audio-end")
         first = got.of("sentence")[0]["text"]
-        played = got.of("audio-stop")[0]["duration_ms"]  # the listener heard exactly the first sentence
+        played = got.of("audio-end")[0]["duration_ms"]  # the listener heard exactly the first sentence
         await ws.send(json.dumps({"type": "playback", "turn": 1, "played_ms": played}))
         t0 = time.monotonic()
         await ws.send(json.dumps({"type": "interrupt", "turn": 1}))
@@ -209,7 +211,7 @@ async def test_interrupt_after_all_audio_was_sent_trims_the_history_to_what_was_
         await ws.send(json.dumps({"type": "text", "text": "Where do visitors get a badge?"}))
         got = await collect(ws)  # the whole turn was sent; the page is still playing it
         first = got.of("sentence")[0]["text"]
-        played = got.of("audio-stop")[0]["duration_ms"]
+        played = got.of("audio-end")[0]["duration_ms"]
         await ws.send(json.dumps({"type": "interrupt", "turn": 1, "played_ms": played}))
         session = d.daemon.sessions[next(iter(d.daemon.sessions.keys() - {"kiosk"}))]
         for _ in range(50):
@@ -357,16 +359,6 @@ async def test_shutdown_cancels_turns_and_closes_clients_with_1001() -> None:
         assert llm.stopped_early
 
 
-def test_echo_filter_matches_fragments_of_what_was_said() -> None:
-    echo = EchoFilter()
-    echo.said("Visitors get a badge at reception, and the guest Wi-Fi is Acme-Guest.", now_s=100.0)
-    assert echo.is_echo("the guest wifi is acme guest", now_s=101.0)
-    assert not echo.is_echo("where is the toilet please", now_s=101.0)
-    assert not echo.is_echo("the guest wifi is acme guest", now_s=200.0)  # forgotten after 30 s
-    assert echo_similarity("出差需提前三个工作日", "出差需提前三个工作日在OA提交申请。") == 1.0
-    assert echo_similarity("", "anything") == 0.0
-
-
 class _Local:
     """A fake kiosk sound card: a microphone fed by the test and a speaker that 'plays' instantly."""
 
@@ -445,11 +437,11 @@ async def test_run_serves_until_sigterm_then_stops_cleanly(
     import os
     import signal
 
+    from assistant import registry
     from assistant.commands import daemon as command
-    from assistant.turn import Engines
 
     engines = fake_engines()
-    monkeypatch.setattr(Engines, "from_settings", classmethod(lambda cls, settings: engines))
+    monkeypatch.setattr(registry, "engines", lambda settings: engines)
     settings = settings_for_tests()
     settings.server.port = 0
     urls: list[str] = []
@@ -480,10 +472,10 @@ async def test_a_watcher_interrupts_the_browser_only_kiosk_with_its_playback_pos
     async with running_daemon(fake_engines(llm=llm, synthesizer=synth)) as d, await open_client(d.ws_url) as watcher:
         await hello(watcher)
         await d.daemon.kiosk.ask("Tell me about the visitor badge")
-        got = await collect(watcher, "audio-stop")
+        got = await collect(watcher, "audio-end")
         first = got.of("sentence")[0]["text"]
         await watcher.send(
-            json.dumps({"type": "playback", "turn": 1, "played_ms": got.of("audio-stop")[0]["duration_ms"]})
+            json.dumps({"type": "playback", "turn": 1, "played_ms": got.of("audio-end")[0]["duration_ms"]})
         )
         await watcher.send(json.dumps({"type": "interrupt"}))
         rest = await collect(watcher)
@@ -515,13 +507,12 @@ async def test_run_warms_the_prompt_cache_with_every_passage_when_idle(monkeypat
 
     import httpx
 
-    from assistant import prompts
+    from assistant import ahead, prompts, registry
     from assistant.commands import daemon as command
-    from assistant.turn import Engines
 
     @dataclasses.dataclass
     class CachingModel(FakeLanguageModel):
-        prompt_cache_mib: int = 64
+        caches_prompts: bool = True
         warmed: list[list[object]] = dataclasses.field(default_factory=list)
         busy_seen: list[bool] = dataclasses.field(default_factory=list)
 
@@ -535,11 +526,11 @@ async def test_run_warms_the_prompt_cache_with_every_passage_when_idle(monkeypat
         def all_passages(self) -> list[object]:
             return list(self.passages)
 
-    monkeypatch.setattr(command, "REWARM_QUIET_S", 0.1)
+    monkeypatch.setattr(ahead, "REWARM_QUIET_S", 0.1)
     llm = CachingModel()
     retriever = ListingRetriever()
     engines = fake_engines(llm=llm, retriever=retriever, speak=False)
-    monkeypatch.setattr(Engines, "from_settings", classmethod(lambda cls, settings: engines))
+    monkeypatch.setattr(registry, "engines", lambda settings: engines)
     settings = settings_for_tests()
     settings.server.port = 0
     urls: list[str] = []
@@ -578,3 +569,33 @@ async def test_run_warms_the_prompt_cache_with_every_passage_when_idle(monkeypat
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 5) == 0
+
+
+async def test_the_daemons_own_wrapped_transcriber_gets_what_was_said_before() -> None:
+    """The daemon shares every engine behind a fair gate (assistant.sharing). What the listener
+    committed of a long question must still reach the engine as context for the rest: it travels
+    in the Utterance (``previous_text``), so no wrapper can drop it."""
+
+    @dataclasses.dataclass
+    class ContextTranscriber(FakeTranscriber):
+        contexts: list[str] = dataclasses.field(default_factory=list)
+
+        async def transcribe(self, utterance: Utterance) -> Transcript:
+            self.contexts.append(utterance.previous_text)
+            return await super().transcribe(utterance)
+
+    transcriber = ContextTranscriber(text="where do visitors", language="en")
+    async with running_daemon(fake_engines(transcriber=transcriber)) as d:
+        assert d.daemon.engines.transcriber is not transcriber  # the wrapped one
+        kiosk = d.daemon.kiosk
+        # a question with a real pause inside it: the first part is committed at the pause
+        for pcm in (speech_pcm(1200), silence_pcm(300), speech_pcm(1200), silence_pcm(800)):
+            for i in range(0, len(pcm), 320):
+                await kiosk.hear(pcm[i : i + 320])
+                await asyncio.sleep(0.02)
+        for _ in range(100):
+            if kiosk.results:
+                break
+            await asyncio.sleep(0.02)
+    assert "where do visitors" in transcriber.contexts  # the rest was transcribed with the first part
+    assert kiosk.results and kiosk.results[-1].question == "where do visitors where do visitors"

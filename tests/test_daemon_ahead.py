@@ -12,17 +12,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from daemon_support import collect, hello, mic_frames, open_client, running_daemon, silence_pcm, speech_pcm
 from fakes import DOC_PASSAGE, FakeLanguageModel, FakeRetriever, FakeTranscriber, fake_engines, settings_for_tests
 
+from assistant.ahead import guess_messages
 from assistant.config import Settings
 from assistant.daemon import Daemon
-from assistant.server.fair import fair_engines
+from assistant.routing import plan_answer
+from assistant.sharing import share
 from assistant.stages import Message, Passage, Prefiller, Transcript
-from assistant.turn import Turn, guess_messages, plan_answer
+from assistant.turn import Turn
 
 GENERATED = "Where do visitors get a badge"  # the fake retriever's document words: route generated
 FAQ = "How do I download the DiDi app"  # an FAQ entry's question, unpunctuated
+
+pytestmark = pytest.mark.virtual_time
 
 
 @dataclass
@@ -50,8 +55,8 @@ class PrefillingLanguageModel(FakeLanguageModel):
 def voice_settings(prefill: str = "speech", early_faq: bool = True) -> Settings:
     s = settings_for_tests()
     s.asr.partial_interval_ms = 300
-    s.llm.prefill = prefill  # type: ignore[assignment]
-    s.vad.early_faq = early_faq
+    s.ahead.prefill = prefill  # type: ignore[assignment]
+    s.ahead.early_faq = early_faq
     return s
 
 
@@ -94,9 +99,10 @@ async def test_the_daemon_prefills_only_while_speech_recognition_leaves_the_cpu_
 
 async def test_a_prefill_is_told_to_yield_while_the_transcriber_is_busy_or_awaited() -> None:
     llm = PrefillingLanguageModel()
-    engines, gates = fair_engines(fake_engines(llm=llm))
+    engines, gates = share(fake_engines(llm=llm))
     asr = next(g for g in gates if g.name == "asr")
-    await engines.llm.prefill([Message("user", "hi")])  # type: ignore[attr-defined]
+    assert engines.prefiller is not None
+    await engines.prefiller.prefill([Message("user", "hi")])
     condition = llm.yield_conditions[-1]
     assert condition is not None and condition() is False
     async with asr:
@@ -155,11 +161,11 @@ async def test_sessions_keep_their_own_plans() -> None:
     b.history = [Message("user", "Hi"), Message("assistant", "Hello.")]
     marked: list[str] = []
     answerable: Callable[[], None] = lambda: marked.append("a")  # noqa: E731
-    await a.prepare(Transcript(GENERATED, "en"), answerable)
-    assert a._plan is not None and b._plan is None and not marked
-    assert a._plan.history == ()  # planned on a's history, which b's turn would not match
-    assert not a._plan.fits(GENERATED, "en", b.history)
-    await a.prepare(Transcript(FAQ, "en"), answerable)
+    await a.preparer(Transcript(GENERATED, "en"), answerable)
+    assert a.preparer.plan is not None and b.preparer.plan is None and not marked
+    assert a.preparer.plan.history == ()  # planned on a's history, which b's turn would not match
+    assert not a.preparer.plan.fits(GENERATED, "en", b.history)
+    await a.preparer(Transcript(FAQ, "en"), answerable)
     assert marked == ["a"] and len(llm.prefills) == 1  # the faq route needs no LLM
     await daemon.close()
 
@@ -196,7 +202,7 @@ class HalfSaidRetriever(FakeRetriever):
 
 def guessing_settings(floor: float = 0.25) -> Settings:
     s = voice_settings()
-    s.llm.prefill_guess = floor
+    s.ahead.prefill_guess = floor
     return s
 
 
@@ -206,8 +212,8 @@ async def test_a_half_said_question_prefills_its_best_passage_which_the_finished
     engines = fake_engines(retriever=HalfSaidRetriever(), llm=llm)
     daemon = Daemon(settings, engines)
     session = daemon._new_session("visitor")
-    await session.prepare(Transcript("Where do", "en"), None)  # a partial: nothing relevant yet
-    assert session._plan is not None and session._plan.decision.route == "fallback"
+    await session.preparer(Transcript("Where do", "en"), None)  # a partial: nothing relevant yet
+    assert session.preparer.plan is not None and session.preparer.plan.decision.route == "fallback"
     assert len(llm.prefills) == 1
     guess = llm.prefills[0][-1].content
     assert DOC_PASSAGE.text in guess
@@ -226,13 +232,13 @@ async def test_no_guess_at_a_pause_under_the_floor_or_when_switched_off() -> Non
     daemon = Daemon(guessing_settings(), engines)
     session = daemon._new_session("visitor")
     # at a pause the question may be finished: a fallback there is the answer, nothing to prefill
-    await session.prepare(Transcript("Where do", "en"), lambda: None)
+    await session.preparer(Transcript("Where do", "en"), lambda: None)
     # a partial whose best candidate is under the floor
-    await session.prepare(Transcript("What is the dress code", "en"), None)
+    await session.preparer(Transcript("What is the dress code", "en"), None)
     assert llm.prefills == []
     await daemon.close()
     daemon = Daemon(voice_settings(), engines)  # the default: off
-    await daemon._new_session("visitor").prepare(Transcript("Where do", "en"), None)
+    await daemon._new_session("visitor").preparer(Transcript("Where do", "en"), None)
     assert llm.prefills == []
     await daemon.close()
 
@@ -247,5 +253,5 @@ async def test_guess_messages_follows_the_route() -> None:
     half = await plan_answer(Transcript("Where do", "en"), [], engines=engines, settings=settings)
     guessed = guess_messages(half, settings)
     assert half.messages is None and guessed is not None and DOC_PASSAGE.text in guessed[-1].content
-    settings.llm.prefill_guess = 0.5  # above the half-said question's 0.3
+    settings.ahead.prefill_guess = 0.5  # above the half-said question's 0.3
     assert guess_messages(half, settings) is None

@@ -69,10 +69,10 @@ def test_an_invented_number_in_the_first_sentence_becomes_the_decline() -> None:
     )
     assert result.route == "generated"
     assert result.withheld == ["50"]
-    assert result.answer == prompts.decline_line("en")
+    assert result.reply == prompts.decline_line("en")
     assert llm.stopped_early  # generation really stopped
-    assert deltas(seen) == result.answer == next(e for e in seen if isinstance(e, ev.ReplyEnd)).text
-    assert [e.text for e in seen if isinstance(e, ev.Sentence)] == [result.answer]
+    assert deltas(seen) == result.reply == next(e for e in seen if isinstance(e, ev.ReplyEnd)).text
+    assert [e.text for e in seen if isinstance(e, ev.Sentence)] == [result.reply]
     assert "50" not in "".join(e.text for e in seen if isinstance(e, ev.Sentence))
     assert event_types(seen)[-2:] == ["trace", "state:idle"]
 
@@ -83,8 +83,8 @@ def test_the_grounded_sentences_before_an_invented_number_are_kept() -> None:
         "Visitors get a badge at reception. The Wi-Fi is Acme-Guest. It is open 24 hours. Goodbye now.",
     )
     assert result.withheld == ["24"]
-    assert result.answer == "Visitors get a badge at reception. The Wi-Fi is Acme-Guest."
-    assert deltas(seen).strip() == result.answer
+    assert result.reply == "Visitors get a badge at reception. The Wi-Fi is Acme-Guest."
+    assert deltas(seen).strip() == result.reply
     assert [e.text for e in seen if isinstance(e, ev.Sentence)] == [
         "Visitors get a badge at reception.",
         "The Wi-Fi is Acme-Guest.",
@@ -94,21 +94,21 @@ def test_the_grounded_sentences_before_an_invented_number_are_kept() -> None:
 
 def test_a_reply_without_a_sentence_end_is_checked_too() -> None:
     result, _, _ = run("Where do visitors get a badge?", "Reception hands out 3 badges", speak=False)
-    assert result.withheld == ["3"] and result.answer == prompts.decline_line("en")
+    assert result.withheld == ["3"] and result.reply == prompts.decline_line("en")
 
 
 def test_a_grounded_reply_passes_whole_and_deltas_add_up() -> None:
     # "2" is in the question, so the model may repeat it
     result, seen, llm = run("Where do 2 visitors get a badge?", "Both get one at reception. The Wi-Fi is Acme-Guest.")
-    assert result.withheld == [] and result.answer == "Both get one at reception. The Wi-Fi is Acme-Guest."
-    assert deltas(seen) == result.answer
+    assert result.withheld == [] and result.reply == "Both get one at reception. The Wi-Fi is Acme-Guest."
+    assert deltas(seen) == result.reply
     assert not llm.stopped_early
 
 
 def test_the_check_can_be_turned_off() -> None:
     reply = "A visitor badge costs 50 yuan at reception. Enjoy the guest Wi-Fi while you wait for your host."
     result, seen, _ = run("Where do visitors get a badge?", reply, check=False)
-    assert result.withheld == [] and result.answer == reply
+    assert result.withheld == [] and result.reply == reply
     # without the check the reply streams as the model writes it, once its first piece is known not to
     # be the question said back
     pieces = [e.text for e in seen if isinstance(e, ev.ReplyDelta)]
@@ -125,28 +125,28 @@ def test_a_reply_that_only_says_the_question_back_becomes_the_decline(check: boo
         ("Where do visitors get a badge?", "Where do visitors get a badge? Answer in English."),
     ]:
         result, seen, _ = run(question, reply, check=check)
-        assert result.answer == prompts.decline_line("en")
-        assert deltas(seen) == result.answer
-        assert [e.text for e in seen if isinstance(e, ev.Sentence)] == [result.answer]
+        assert result.reply == prompts.decline_line("en")
+        assert deltas(seen) == result.reply
+        assert [e.text for e in seen if isinstance(e, ev.Sentence)] == [result.reply]
 
 
 def test_the_question_said_back_before_an_answer_is_dropped_and_the_answer_kept() -> None:
     result, seen, _ = run("Where do visitors get a badge?", "Where do visitors get a badge? At reception, on arrival.")
-    assert result.answer == "At reception, on arrival."
-    assert deltas(seen).strip() == result.answer
+    assert result.reply == "At reception, on arrival."
+    assert deltas(seen).strip() == result.reply
     assert "Where do" not in " ".join(e.text for e in seen if isinstance(e, ev.Sentence))
 
 
 def test_a_short_answer_in_the_question_own_words_is_kept() -> None:
     # "可以。" answers "可以带宠物吗？": too short to be taken for the question said back
     result, _, _ = run("Can visitors get a badge at reception?", "Yes, they can. Reception gives one.")
-    assert result.answer == "Yes, they can. Reception gives one."
-    from assistant.grounding import EchoCheck
+    assert result.reply == "Yes, they can. Reception gives one."
+    from assistant.grounding import SaidBackCheck
 
-    assert not EchoCheck(["可以带宠物来公司吗？"]).said_back("可以。")
-    assert EchoCheck(["年终奖一般发几个月？"]).said_back("年终奖一般发几个月？")
-    assert not EchoCheck(["年终奖一般发几个月？"]).said_back("年终奖一般发两个月。")
+    assert not SaidBackCheck(["可以带宠物来公司吗？"]).said_back("可以。")
+    assert SaidBackCheck(["年终奖一般发几个月？"]).said_back("年终奖一般发几个月？")
+    assert not SaidBackCheck(["年终奖一般发几个月？"]).said_back("年终奖一般发两个月。")
     # reworded with an article it is still the question; with the answer in it, it is an answer
-    assert EchoCheck(["Which floor is Human Resources on?"]).said_back("The floor Human Resources is on.")
-    assert not EchoCheck(["Which floor is the gym on?"]).said_back("The gym is on the fourth floor.")
-    assert not EchoCheck(["Which floor is the gym on?"]).said_back("The gym is on floor 4.")
+    assert SaidBackCheck(["Which floor is Human Resources on?"]).said_back("The floor Human Resources is on.")
+    assert not SaidBackCheck(["Which floor is the gym on?"]).said_back("The gym is on the fourth floor.")
+    assert not SaidBackCheck(["Which floor is the gym on?"]).said_back("The gym is on floor 4.")

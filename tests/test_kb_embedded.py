@@ -11,7 +11,8 @@ import pytest
 from kb_support import settings_in
 
 from assistant.cli import main
-from assistant.kb import build_index, domain_terms, open_retriever
+from assistant.kb import domain_terms
+from assistant.registry import build_index, open_retriever
 
 pytestmark = [pytest.mark.embedded, pytest.mark.slow]
 

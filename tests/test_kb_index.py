@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from kb_support import HashEmbedder, minimal_pdf, settings_in
 
-from assistant.kb import build_index, domain_terms, open_retriever
-from assistant.kb.index import current_generation
+from assistant.kb import domain_terms
+from assistant.kb.store import current_generation
+from assistant.registry import build_index, open_retriever
 from assistant.stages import RetrieveError
 
 TESTS = Path(__file__).resolve().parent
@@ -99,7 +100,7 @@ def test_changed_chunk_settings_reembed(tmp_path: Path, kb: Path) -> None:
 
 
 def test_documents_chunked_by_an_older_chunker_are_read_again(tmp_path: Path, kb: Path) -> None:
-    from assistant.kb.index import current_generation
+    from assistant.kb.store import current_generation
 
     s = settings_in(tmp_path)
     emb = HashEmbedder()
@@ -182,7 +183,7 @@ def test_interrupted_build_leaves_the_old_index(tmp_path: Path, kb: Path) -> Non
     def ctrl_c(_tmp: Path) -> None:
         raise KeyboardInterrupt
 
-    from assistant.kb import index as index_mod
+    from assistant.kb import build as index_mod
 
     with pytest.raises(KeyboardInterrupt):
         index_mod.build(
@@ -207,7 +208,7 @@ def test_killed_build_process_leaves_the_old_index(tmp_path: Path, kb: Path) -> 
         sys.path.insert(0, {str(TESTS)!r})
         from pathlib import Path
         from kb_support import HashEmbedder, settings_in
-        from assistant.kb import build_index
+        from assistant.registry import build_index
 
         class Slow(HashEmbedder):
             def embed(self, texts):

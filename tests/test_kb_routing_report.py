@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from assistant.config import Settings
+from assistant.routing import decide_route
 from assistant.stages import Passage
-from assistant.turn import decide_route
 
 ROOT = Path(__file__).resolve().parent.parent
 

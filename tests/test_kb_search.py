@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from kb_support import HashEmbedder, settings_in
 
-from assistant.kb import build_index, calibration, open_retriever
+from assistant.kb import calibration
 from assistant.kb.evaluate import EvalCase, evaluate, load_cases
 from assistant.kb.lexical import LexicalIndex, tokenize
+from assistant.registry import build_index, open_retriever
 from assistant.stages import Passage, RetrieveError
 
 

@@ -56,7 +56,7 @@ def test_embeds_normalised_vectors_offline(tiny_model: Path, tmp_path: Path) -> 
 
 
 def test_builds_and_searches_an_index(tiny_model: Path, tmp_path: Path) -> None:
-    from assistant.kb import build_index, open_retriever
+    from assistant.registry import build_index, open_retriever
 
     kb = tmp_path / "kb"
     kb.mkdir()

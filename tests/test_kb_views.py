@@ -14,10 +14,12 @@ import pytest
 from kb_support import HashEmbedder, settings_in
 
 from assistant.engines.bert_numpy import NumpyBertEmbedder, read_safetensors
-from assistant.kb import build_index, open_retriever, views
+from assistant.kb import views
+from assistant.kb.build import build
 from assistant.kb.classifier import EntryClassifier
-from assistant.kb.index import build, current_generation
 from assistant.kb.search import KnowledgeBase
+from assistant.kb.store import current_generation
+from assistant.registry import build_index, open_retriever
 from assistant.stages import ModelMissingError, RetrieveError
 
 ROWS = [

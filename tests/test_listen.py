@@ -1,7 +1,9 @@
 """The Listener: endpointing + transcription ahead, on real recordings with a scripted transcriber.
 
-Recordings are played at 4x real time; the fake transcriber answers after a fixed delay and says
-what it was given (duration, context), so the tests pin which audio was transcribed when.
+Recordings are played at 4x real time on a loop with virtual time (tests/virtual_time.py): the
+listener sees the stream a live microphone would give, and the tests take milliseconds. The fake
+transcriber answers after a fixed delay and says what it was given (duration, context), so the
+tests pin which audio was transcribed when.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -18,9 +19,10 @@ from audio_data import recording, silence, trimmed, with_silence
 
 from assistant.audio.sources import ArraySource
 from assistant.config import Settings
-from assistant.events import ErrorEvent, SpeechEnd, SpeechStart, TranscriptEvent
-from assistant.listen import Heard, Listener, ends_sentence
+from assistant.listening import Heard, Listener, NotHeard, Partial, VoiceEnd, VoiceStart, ends_sentence
 from assistant.stages import TranscribeError, Transcript, Utterance
+
+pytestmark = pytest.mark.virtual_time
 
 
 @dataclass
@@ -32,10 +34,9 @@ class FakeTranscriber:
     fail: bool = False
     calls: list[tuple[float, str]] = field(default_factory=list)
     drafts: list[bool] = field(default_factory=list)
-    accepts_previous_text: ClassVar[bool] = True
 
-    async def transcribe(self, utterance: Utterance, *, previous_text: str = "") -> Transcript:
-        self.calls.append((utterance.duration_s, previous_text))
+    async def transcribe(self, utterance: Utterance) -> Transcript:
+        self.calls.append((utterance.duration_s, utterance.previous_text))
         self.drafts.append(utterance.draft)
         await asyncio.sleep(self.delay_s)
         if self.fail:
@@ -60,8 +61,10 @@ async def listen(transcriber: FakeTranscriber, s: Settings, pcm: np.ndarray, spe
 def names(items: list[object]) -> list[str]:
     out = []
     for item in items:
-        if isinstance(item, TranscriptEvent):
-            out.append("final" if item.final else "partial")
+        if isinstance(item, Partial):
+            out.append("partial")
+        elif isinstance(item, Heard):
+            out += ["final", "Heard"]  # the final transcript comes with the utterance
         else:
             out.append(type(item).__name__)
     return out
@@ -77,23 +80,23 @@ async def test_a_complete_sentence_ends_the_turn_early_with_its_transcript_ready
     pcm = with_silence(recording("librivox/sense_and_sensibility_01_austen_64kb-0930.wav"), 500, 1500)
     items = await listen(fake, settings(), pcm)
     seq = names(items)
-    assert seq[0] == "SpeechStart" and seq[-3:] == ["SpeechEnd", "final", "Heard"]
+    assert seq[0] == "VoiceStart" and seq[-3:] == ["VoiceEnd", "final", "Heard"]
     assert "partial" in seq[1:-3]  # partials while talking
     heard = items[-1]
     assert isinstance(heard, Heard) and heard.endpoint == "early"
     # Decided after early_silence_ms, not silence_ms (the transcript was already there).
     waited = heard.decided_ms - heard.utterance.end_of_speech_ms
     assert 250 <= waited < 500
-    final = items[-2]
-    assert isinstance(final, TranscriptEvent) and final.final and final.text == heard.transcript.text
-    partials = [i for i in items if isinstance(i, TranscriptEvent) and not i.final]
-    assert all(p.t_ms <= final.t_ms for p in partials)
+    final = heard.transcript
+    assert final.final and final.text
+    partials = [i for i in items if isinstance(i, Partial)]
+    assert all(p.stream_ms <= heard.ready_ms for p in partials)
 
 
 async def test_partials_are_drafts_and_the_transcript_that_ends_the_turn_is_not() -> None:
     fake = FakeTranscriber(suffix="")
     items = await listen(fake, settings(), with_silence(recording("cards/005.wav"), 500, 1500))
-    partial_texts = [i.text for i in items if isinstance(i, TranscriptEvent) and not i.final]
+    partial_texts = [i.transcript.text for i in items if isinstance(i, Partial)]
     heard = items[-1]
     assert isinstance(heard, Heard) and partial_texts
 
@@ -121,7 +124,7 @@ async def test_a_pause_inside_a_question_commits_the_first_part() -> None:
     pcm = np.concatenate([silence(400), a, silence(300), b, silence(1500)])  # 300 ms < silence_ms
     items = await listen(fake, settings(), pcm)
     heard = [i for i in items if isinstance(i, Heard)]
-    assert len(heard) == 1 and heard[0].chunks == 2
+    assert len(heard) == 1 and heard[0].pieces == 2
     text = heard[0].transcript.text
     first, second = text.split(" chunk")
     assert first.startswith("chunk") and "s" in second
@@ -136,12 +139,12 @@ class EchoingTranscriber(FakeTranscriber):
     """Given context, writes the context out again with a word misheard, as Whisper does over a tail
     of noise; without context, answers like FakeTranscriber."""
 
-    async def transcribe(self, utterance: Utterance, *, previous_text: str = "") -> Transcript:
-        if not previous_text:
+    async def transcribe(self, utterance: Utterance) -> Transcript:
+        if not utterance.previous_text:
             return await super().transcribe(utterance)
-        self.calls.append((utterance.duration_s, previous_text))
+        self.calls.append((utterance.duration_s, utterance.previous_text))
         await asyncio.sleep(self.delay_s)
-        return Transcript(previous_text.replace("chunk", "chunks", 1), "en")
+        return Transcript(utterance.previous_text.replace("chunk", "chunks", 1), "en")
 
 
 async def test_a_transcription_that_repeats_the_committed_part_adds_nothing() -> None:
@@ -156,7 +159,7 @@ async def test_a_transcription_that_repeats_the_committed_part_adds_nothing() ->
     assert context_calls  # the second part was transcribed with the first as context...
     first = context_calls[-1][1]
     assert heard[0].transcript.text == first  # ...and its echo of the first part was dropped
-    partials = [i.text for i in items if isinstance(i, TranscriptEvent)]
+    partials = [i.transcript.text for i in items if isinstance(i, Partial | Heard)]
     assert all(text.count("chunk") == 1 for text in partials)  # no partial asked it twice either
 
 
@@ -173,9 +176,9 @@ async def test_without_partials_the_whole_utterance_is_transcribed_after_the_sil
     fake = FakeTranscriber(suffix=".")
     speech = recording("librivox/sense_and_sensibility_01_austen_64kb-0930.wav")
     items = await listen(fake, settings(partials=False), with_silence(speech, 500, 1500))
-    assert names(items) == ["SpeechStart", "SpeechEnd", "final", "Heard"]
+    assert names(items) == ["VoiceStart", "VoiceEnd", "final", "Heard"]
     heard = items[-1]
-    assert isinstance(heard, Heard) and heard.endpoint == "silence" and heard.chunks == 1
+    assert isinstance(heard, Heard) and heard.endpoint == "silence" and heard.pieces == 1
     assert len(fake.calls) == 1 and fake.calls[0][0] == pytest.approx(heard.utterance.duration_s)
     assert 2.5 < fake.calls[0][0] < len(speech) / 16_000 + 0.5  # the voiced part, + pre/post roll
 
@@ -183,9 +186,9 @@ async def test_without_partials_the_whole_utterance_is_transcribed_after_the_sil
 async def test_a_failed_final_transcription_is_an_error_event() -> None:
     fake = FakeTranscriber(fail=True)
     items = await listen(fake, settings(partials=False), with_silence(recording("cards/001.wav"), 300, 1000))
-    assert names(items) == ["SpeechStart", "SpeechEnd", "ErrorEvent"]
+    assert names(items) == ["VoiceStart", "VoiceEnd", "NotHeard"]
     error = items[-1]
-    assert isinstance(error, ErrorEvent) and error.code == "asr-failed"
+    assert isinstance(error, NotHeard) and error.code == "asr-failed"
 
 
 async def test_pause_gates_the_microphone_while_the_assistant_speaks() -> None:
@@ -197,12 +200,12 @@ async def test_pause_gates_the_microphone_while_the_assistant_speaks() -> None:
     items: list[object] = []
     async for item in listener.listen(source):
         items.append(item)
-        if isinstance(item, SpeechStart) and len(items) == 1:
+        if isinstance(item, VoiceStart) and len(items) == 1:
             assert listener.pause() is True  # the first question is dropped mid-way
             asyncio.get_running_loop().call_later(1.5 / 4, listener.resume)
     heard = [i for i in items if isinstance(i, Heard)]
     assert len(heard) == 1 and heard[0].utterance.start_ms > 1500
-    assert sum(isinstance(i, SpeechEnd) for i in items) == 1
+    assert sum(isinstance(i, VoiceEnd) for i in items) == 1
 
 
 async def test_closing_the_iteration_stops_everything() -> None:
@@ -211,7 +214,7 @@ async def test_closing_the_iteration_stops_everything() -> None:
     listener = Listener(fake, settings())
     gen = listener.listen(source)
     async for item in gen:
-        if isinstance(item, SpeechEnd):
+        if isinstance(item, VoiceEnd):
             break
     await gen.aclose()
     await asyncio.sleep(0)
@@ -239,7 +242,7 @@ async def test_long_speech_without_pauses_is_cut_at_a_dip_between_words() -> Non
     s.asr.dip_cut_after_s = 2.5
     items = await listen(fake, s, pcm)
     heard = [i for i in items if isinstance(i, Heard)]
-    assert len(heard) == 1 and heard[0].chunks >= 2
+    assert len(heard) == 1 and heard[0].pieces >= 2
     # The committed chunk lost the full stop Whisper put at the cut; the last one keeps its own.
     parts = heard[0].transcript.text.split(" chunk")
     assert not parts[0].endswith(".") and heard[0].transcript.text.endswith(".")
@@ -252,7 +255,7 @@ async def test_without_dip_cuts_long_speech_is_one_chunk() -> None:
     pcm = with_silence(recording("librivox/sense_and_sensibility_01_austen_64kb-0920.wav"), 500, 1500)
     items = await listen(fake, settings(), pcm)  # dip_cut_after_s = 0: off
     heard = [i for i in items if isinstance(i, Heard)]
-    assert len(heard) == 1 and heard[0].chunks == 1
+    assert len(heard) == 1 and heard[0].pieces == 1
 
 
 @dataclass
@@ -292,7 +295,7 @@ class AheadHook:
 
 async def listen_ahead(fake: FakeTranscriber, s: Settings, pcm: np.ndarray, hook: AheadHook) -> list[object]:
     source = ArraySource(pcm, realtime=True, speed=4.0)
-    return [item async for item in Listener(fake, s, ahead=hook).listen(source)]
+    return [item async for item in Listener(fake, s, prepare=hook).listen(source)]
 
 
 async def test_an_answerable_question_ends_early_without_punctuation() -> None:
@@ -337,7 +340,7 @@ async def test_an_unanswerable_pause_inside_a_question_does_not_end_it() -> None
     pcm = np.concatenate([silence(400), a, silence(300), b, silence(1500)])
     items = await listen_ahead(fake, settings(), pcm, hook)
     heard = [i for i in items if isinstance(i, Heard)]
-    assert len(heard) == 1 and heard[0].chunks == 2 and heard[0].endpoint == "silence"
+    assert len(heard) == 1 and heard[0].pieces == 2 and heard[0].endpoint == "silence"
 
 
 async def test_partial_transcripts_are_offered_while_talking_and_superseded() -> None:
@@ -347,7 +350,7 @@ async def test_partial_transcripts_are_offered_while_talking_and_superseded() ->
     s.asr.partial_interval_ms = 300
     speech = recording("librivox/sense_and_sensibility_01_austen_64kb-0930.wav")
     items = await listen_ahead(fake, s, with_silence(speech, 500, 1500), hook)
-    partial_events = [i.text for i in items if isinstance(i, TranscriptEvent) and not i.final]
+    partial_events = [i.transcript.text for i in items if isinstance(i, Partial)]
     assert hook.partials and hook.partials == partial_events  # each partial, as shown to the visitor
     # none outlives its successor: every partial's task was cancelled by a newer one or the pause's
     assert hook.partials_cancelled == len(hook.partials)

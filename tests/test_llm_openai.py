@@ -1,5 +1,5 @@
 """The OpenAI-compatible engine against a real server process: llama.cpp's own HTTP server (through
-xllamacpp, ``python -m assistant.engines.llamacpp``) with the embedded 0.5B GGUF on 127.0.0.1.
+xllamacpp, ``python -m assistant.engines.llamacpp_server``) with the embedded 0.5B GGUF on 127.0.0.1.
 
 The failure modes a real server will not produce on demand (a dead port, a server that never answers,
 a stream cut mid-reply, a 503 while loading) use tiny raw asyncio servers on 127.0.0.1.
@@ -40,7 +40,7 @@ async def collect(stream: AsyncIterator[str]) -> list[str]:
 def server_url() -> Iterator[str]:
     if not GGUF.exists():
         pytest.skip("run `assistant models fetch qwen2.5-0.5b` first")
-    cmd = [sys.executable, "-m", "assistant.engines.llamacpp", str(GGUF), "--port", "0", "--metrics",
+    cmd = [sys.executable, "-m", "assistant.engines.llamacpp_server", str(GGUF), "--port", "0", "--metrics",
            "--context-tokens", "1024"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

@@ -138,7 +138,7 @@ def test_verification_is_cached_by_size_and_mtime(env: tuple[Settings, Path], mo
     models.fetch(settings, ["fake-model"], progress=False)
     calls: list[Path] = []
     real = models.sha256_file
-    monkeypatch.setattr(models, "sha256_file", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(models.store, "sha256_file", lambda p: calls.append(p) or real(p))
     assert models.status(settings, "fake-model").state == "present"
     assert calls == []  # recorded at fetch: nothing rehashed
     # Same size, different content, new mtime: rehashed and caught.

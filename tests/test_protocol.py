@@ -117,7 +117,7 @@ def test_the_binary_layout_table_matches_the_encoder(doc: dict[str, Any]) -> Non
 
 
 def test_every_error_code_the_parser_raises_is_documented(doc: dict[str, Any]) -> None:
-    source = Path(proto.__file__).read_text(encoding="utf-8")
+    source = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (proto, ev))  # type: ignore[arg-type]
     codes = set(re.findall(r'ProtocolError\(\s*"([a-z-]+)"', source))
     assert codes >= {"bad-json", "bad-message", "unknown-type", "too-big", "bad-audio", "audio-rate"}
     table = set(re.findall(r"^\| `([a-z-]+)` \|", doc["errors"], flags=re.M))
@@ -167,11 +167,11 @@ def check_turn_order(events: list[dict[str, Any]], *, voice: bool = False, outco
     assert labels.index("reply-start") < labels.index("reply-delta")
     deltas = [i for i, x in enumerate(labels) if x == "reply-delta"]
     assert deltas[-1] < labels.index("reply-end")
-    # speaking: sentence i, (state:speaking once), audio-start i, audio-stop i, in index order
-    speaking = [(x, e) for x, e in zip(labels, events, strict=True) if x in ("sentence", "audio-start", "audio-stop")]
+    # speaking: sentence i, (state:speaking once), audio-start i, audio-end i, in index order
+    speaking = [(x, e) for x, e in zip(labels, events, strict=True) if x in ("sentence", "audio-start", "audio-end")]
     expected: list[tuple[str, int]] = []
     for i in range(len([x for x, _ in speaking if x == "sentence"])):
-        expected += [("sentence", i), ("audio-start", i), ("audio-stop", i)]
+        expected += [("sentence", i), ("audio-start", i), ("audio-end", i)]
     assert [(x, e["index"] if x == "sentence" else e["sentence"]) for x, e in speaking] == expected
     assert labels.count("state:speaking") == 1
     assert labels.index("sentence") < labels.index("state:speaking") < labels.index("audio-start")
@@ -207,7 +207,7 @@ async def test_live_turns_conform_to_the_document(doc: dict[str, Any]) -> None:
         await collect(ws, into=got)
         # 2: a generated answer, interrupted after the first sentence
         await ws.send(json.dumps({"type": "text", "text": "Where do visitors get a badge?"}))
-        await collect(ws, "audio-stop", into=got)
+        await collect(ws, "audio-end", into=got)
         await ws.send(json.dumps({"type": "interrupt", "turn": 2, "played_ms": 500}))
         await collect(ws, into=got)
         # 3: a failing stage
@@ -242,8 +242,8 @@ async def test_live_turns_conform_to_the_document(doc: dict[str, Any]) -> None:
         ('{"type":"interrupt","turn":2,"played_ms":-5}', proto.InterruptMessage(2, 0.0)),
         ('{"type":"playback","turn":1,"played_ms":12.5,"extra":1}', proto.PlaybackMessage(1, 12.5)),
         ('{"type":"mode","mode":"push-to-talk"}', proto.ModeMessage("push-to-talk")),
-        ('{"type":"talk-start"}', proto.TalkMessage(True)),
-        ('{"type":"talk-end"}', proto.TalkMessage(False)),
+        ('{"type":"talk-start"}', proto.TalkStartMessage()),
+        ('{"type":"talk-end"}', proto.TalkEndMessage()),
     ],
 )
 def test_parse_text_accepts(raw: str, expected: object) -> None:

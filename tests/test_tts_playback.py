@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import numpy as np
 from pulse import PulseServer, pulse_server  # noqa: F401  (the fixture)
 
+from assistant.audio.pcm import chunks_from_pcm
 from assistant.audio.playback import Player
 from assistant.stages import AudioChunk
-from assistant.tts.pcm import chunks_from_pcm
 
 RATE = 22_050
 

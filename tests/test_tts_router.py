@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant import registry
+from assistant.audio.pcm import chunks_from_pcm
 from assistant.config import Settings
 from assistant.prompts import fallback_line
 from assistant.sentences import speech_units
 from assistant.stages import AudioChunk, ModelMissingError, SynthesizeError, Synthesizer, Voice
-from assistant.tts import ReplyCache, VoiceRouter, router_from_settings
-from assistant.tts.pcm import chunks_from_pcm
+from assistant.tts import ReplyCache, VoiceRouter
 
 
 class ToneEngine:
@@ -76,7 +77,7 @@ async def collect(router: VoiceRouter, text: str, voice: Voice) -> list[AudioChu
 
 
 def test_router_is_a_synthesizer() -> None:
-    assert isinstance(router_from_settings(Settings()), Synthesizer)
+    assert isinstance(registry.synthesizer(Settings()), Synthesizer)
 
 
 def test_voice_for(setup) -> None:  # type: ignore[no-untyped-def]
@@ -239,7 +240,7 @@ async def test_other_sentences_are_not_cached(setup) -> None:  # type: ignore[no
 
 def test_cache_disabled(setup) -> None:  # type: ignore[no-untyped-def]
     settings, engines, _ = setup
-    settings.tts.faq_cache = False
+    settings.ahead.faq_audio = False
     router = router_for(setup)
     import asyncio
 
@@ -252,8 +253,9 @@ def test_cache_disabled(setup) -> None:  # type: ignore[no-untyped-def]
 async def test_prerender_faq_from_the_index(setup) -> None:  # type: ignore[no-untyped-def]
     import json
 
+    from assistant.ahead import prerender_faq
+    from assistant.kb import faq_answers
     from assistant.kb.ingest import Record
-    from assistant.tts import faq_answers, prerender_faq
 
     settings, engines, _ = setup
     generation = settings.root / "index" / "gen-1"
@@ -314,7 +316,7 @@ async def test_closing_the_stream_stops_the_engine_worker(setup) -> None:  # typ
     import contextlib
     import threading
 
-    from assistant.tts.pcm import iterate_in_thread
+    from assistant.audio.pcm import iterate_in_thread
 
     produced: list[int] = []
     lock = threading.Lock()

@@ -18,9 +18,10 @@ from fakes import (
 
 from assistant import events as ev
 from assistant import prompts
+from assistant.routing import decide_route
 from assistant.sentences import speech_units
 from assistant.stages import Passage, RetrieveError
-from assistant.turn import Turn, TurnResult, decide_route
+from assistant.turn import Turn, TurnResult
 
 
 def run_turn(question, engines, *, history=None) -> tuple[TurnResult, list[ev.Event]]:
@@ -35,13 +36,13 @@ def test_faq_turn_answers_verbatim_without_the_llm() -> None:
     result, seen = run_turn("请问商旅的出差制度", engines)
     assert event_types(seen) == [
         "state:thinking", "sources", "reply-start", "reply-delta", "reply-end",
-        "sentence", "state:speaking", "audio-start", "audio", "audio-stop",
-        "sentence", "audio-start", "audio", "audio-stop", "trace", "state:idle",
+        "sentence", "state:speaking", "audio-start", "audio", "audio-end",
+        "sentence", "audio-start", "audio", "audio-end", "trace", "state:idle",
     ]
     # spoken in the units the instant-reply cache renders ahead of time
-    assert [e.text for e in seen if isinstance(e, ev.Sentence)] == speech_units(result.answer)
+    assert [e.text for e in seen if isinstance(e, ev.Sentence)] == speech_units(result.reply)
     assert result.route == "faq"
-    assert result.answer.startswith("出差需提前三个工作日")
+    assert result.reply.startswith("出差需提前三个工作日")
     assert [s.id for s in result.sources] == ["travel-policy"]
     assert engines.llm.calls == []  # type: ignore[attr-defined]
     sources = next(e for e in seen if isinstance(e, ev.Sources))
@@ -71,7 +72,7 @@ def test_generated_turn_streams_sentences_and_audio() -> None:
     assert [s.id for s in result.sources] == ["kb/docs/visitor-guide.md#2"]
     # the reply text streams in deltas that add up to the answer
     deltas = "".join(e.text for e in seen if isinstance(e, ev.ReplyDelta))
-    assert deltas.strip() == result.answer
+    assert deltas.strip() == result.reply
     # every sentence is announced, then spoken, in order; audio sequence counts from 0 without gaps
     sentences = [e for e in seen if isinstance(e, ev.Sentence)]
     # the first clause is cut early (it is all the visitor waits for), later ones are whole sentences
@@ -105,12 +106,12 @@ def test_fallback_turn_says_it_does_not_know_in_the_question_language(question: 
     assert result.language == language
     assert result.sources == []
     assert engines.llm.calls == []  # type: ignore[attr-defined]
-    units = speech_units(result.answer)
+    units = speech_units(result.reply)
     assert len(units) == 2
     assert event_types(seen) == [
         "state:thinking", "sources", "reply-start", "reply-delta", "reply-end",
-        "sentence", "state:speaking", "audio-start", "audio", "audio-stop",
-        "sentence", "audio-start", "audio", "audio-stop", "trace", "state:idle",
+        "sentence", "state:speaking", "audio-start", "audio", "audio-end",
+        "sentence", "audio-start", "audio", "audio-end", "trace", "state:idle",
     ]
     sentences = [e for e in seen if isinstance(e, ev.Sentence)]
     assert [e.text for e in sentences] == units
@@ -121,7 +122,7 @@ def test_text_only_turn_emits_captions_without_audio() -> None:
     result, seen = run_turn("Where do visitors get a badge?", fake_engines(speak=False))
     assert not any(isinstance(e, ev.Audio | ev.AudioStart) for e in seen)
     assert [e.text for e in seen if isinstance(e, ev.Sentence)][-1] == "Enjoy your visit."
-    assert result.answer.endswith("Enjoy your visit.")
+    assert result.reply.endswith("Enjoy your visit.")
 
 
 def test_retrieval_error_becomes_an_error_event_and_the_turn_ends_idle() -> None:
@@ -160,7 +161,7 @@ def test_barge_in_stops_generation_and_reports_what_was_heard() -> None:
 
         def emit(event: ev.Event) -> None:
             seen.append(event)
-            if isinstance(event, ev.AudioStop):
+            if isinstance(event, ev.AudioEnd):
                 first_sentence_spoken.set()
 
         turn = Turn(3, engines=engines, settings=settings_for_tests(), emit=emit)
@@ -179,7 +180,7 @@ def test_barge_in_stops_generation_and_reports_what_was_heard() -> None:
     assert interrupted.heard_text == first
     assert turn.result.interrupted
     # with a playback position, only what was played counts; half a sentence keeps half its text
-    first_ms = next(e for e in seen if isinstance(e, ev.AudioStop)).duration_ms
+    first_ms = next(e for e in seen if isinstance(e, ev.AudioEnd)).duration_ms
     assert turn.heard_text(first_ms / 2) == first[: len(first) // 2]
     assert turn.heard_text(0) == ""
 
@@ -193,7 +194,7 @@ def test_marks_and_playback_position_reach_the_trace_and_the_interruption() -> N
 
         def emit(event: ev.Event) -> None:
             seen.append(event)
-            if isinstance(event, ev.AudioStop):
+            if isinstance(event, ev.AudioEnd):
                 spoken.set()
 
         turn = Turn(4, engines=fake_engines(synthesizer=synth, llm=FakeLanguageModel(delay_s=0.02)),
@@ -301,7 +302,7 @@ def test_an_faq_match_under_verify_faq_below_is_put_to_the_llm_first(verdict: st
     asked = llm.calls[0][-1].content
     assert "请问商旅的出差制度" in asked and "出差需提前三个工作日" in asked  # the question and the entry
     if route == "fallback":
-        assert result.answer == prompts.fallback_line("zh") and result.sources == []
+        assert result.reply == prompts.fallback_line("zh") and result.sources == []
 
 
 def test_a_sure_faq_match_or_no_verification_costs_no_llm_call() -> None:
@@ -312,7 +313,7 @@ def test_a_sure_faq_match_or_no_verification_costs_no_llm_call() -> None:
 
 def test_a_failing_llm_keeps_the_faq_answer() -> None:
     result, _llm = _verifying_turn("请问商旅的出差制度", None, below=0.99)
-    assert result.route == "faq" and result.answer.startswith("出差需提前三个工作日")
+    assert result.route == "faq" and result.reply.startswith("出差需提前三个工作日")
 
 
 @pytest.mark.parametrize(("reply", "no"), [("否", True), ("不是。", True), ("No", True), ("no, it does not", True),

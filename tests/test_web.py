@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import math
 import os
@@ -501,18 +502,18 @@ async def test_hands_free_real_speech_with_the_daemons_own_voice_detection(tmp_p
 async def test_real_voice_moves_the_mouth_with_its_own_envelope() -> None:
     """The embedded English voice (Piper, shipped as a PyPI package) through the voice router: the
     mouth follows the envelope the TTS computes from the real speech."""
+    from assistant import registry
     from assistant.config import Settings
-    from assistant.tts import router_from_settings
 
     try:
-        router = router_from_settings(Settings())
+        router = registry.synthesizer(Settings())
         router.voice_for("en")
     except Exception as err:  # the voice package or its runtime missing: nothing to test here
         pytest.skip(f"no embedded English voice: {err}")
     engines = fake_engines(
         llm=FakeLanguageModel(reply="Visitors get a badge at reception. The guest Wi-Fi is Acme-Guest.")
     )
-    engines.synthesizer, engines.voice_for = router, router.voice_for
+    engines = dataclasses.replace(engines, synthesizer=router, voices=router, prerenderer=router)
     async with running_daemon(engines) as server, chromium() as browser:
         page, watch = await open_page(browser, server)
         await page.fill("#question", "Where do I get a visitor badge?")

@@ -9,7 +9,10 @@ Modules (imported on use, so ``import assistant.audio`` stays light):
   codecs     decode WAV / FLAC / MP3 / OGG files to 16 kHz mono; encode WAV bytes
   sources    FileSource, PushSource (frames from a browser), ArraySource
   device     DeviceSource (a sound card through sounddevice), NoInputDeviceError
-  vad        SileroVAD (streaming, ONNX) and the Endpointer (speech-start, speech-end, Utterance)
+  vad        SileroVAD (streaming, ONNX) and the Endpointer (voice start, voice end, Utterance)
+  pcm        int16 <-> float, resampling whole buffers, cutting synthesized audio into AudioChunks
+  envelope   the mouth-openness envelope any avatar lip-syncs to
+  playback   Player (a sound card's speaker); soundcard: the kiosk's microphone and speaker together
 """
 
 from __future__ import annotations

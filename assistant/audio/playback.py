@@ -40,7 +40,7 @@ class NoOutputDeviceError(AssistantError):
 
 
 def _resample(pcm: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    from assistant.tts.pcm import resample_int16
+    from assistant.audio.pcm import resample_int16
 
     return resample_int16(pcm, from_hz, to_hz)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -47,14 +46,16 @@ class ArraySource:
         """With ``realtime``: play this many times faster than real time (tests use > 1)."""
         self.frame_samples = frame_samples
         self.started_at: float | None = None
-        """``time.perf_counter()`` when the first frame's first sample was (notionally) captured."""
+        """The event loop's ``time()`` when the first frame's first sample was (notionally) captured.
+        Pacing follows the loop's clock, so a test loop with virtual time replays at once."""
         self._closed = False
 
     def __aiter__(self) -> AsyncIterator[np.ndarray]:
         return self._frames()
 
     async def _frames(self) -> AsyncIterator[np.ndarray]:
-        self.started_at = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        self.started_at = loop.time()
         n = self.frame_samples
         for k, i in enumerate(range(0, len(self.pcm), n)):
             if self._closed:
@@ -62,7 +63,7 @@ class ArraySource:
             frame = self.pcm[i : i + n]
             if self.realtime:
                 due = self.started_at + (i + len(frame)) / SAMPLE_RATE_HZ / self.speed
-                delay = due - time.perf_counter()
+                delay = due - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             elif k % 64 == 63:

@@ -20,7 +20,6 @@ import numpy as np
 
 from assistant.audio import FRAME_SAMPLES
 from assistant.config import VAD as VADSettings
-from assistant.events import SpeechEnd, SpeechStart
 from assistant.stages import SAMPLE_RATE_HZ, TranscribeError, Utterance
 
 WINDOW_SAMPLES = FRAME_SAMPLES
@@ -107,7 +106,7 @@ class SpeechState:
     now_sample: int
     """One past the last sample the endpointer has processed."""
     started: bool
-    """SpeechStart has been emitted (min_speech_ms of voice seen)."""
+    """VoiceStart has been emitted (min_speech_ms of voice seen)."""
     last_gap_samples: int = 0
     """Length of the most recent pause inside the utterance that voice has ended (0: none yet)."""
 
@@ -116,25 +115,41 @@ class SpeechState:
         return (self.now_sample - self.last_voiced_sample) * 1000 / SAMPLE_RATE_HZ
 
 
-Endpoint = SpeechStart | SpeechEnd | Utterance
+@dataclass(frozen=True)
+class VoiceStart:
+    """Speech began: ``stream_ms`` is the stream time of the first voiced window."""
+
+    stream_ms: float
+
+
+@dataclass(frozen=True)
+class VoiceEnd:
+    """The endpoint was decided at stream time ``stream_ms``; ``duration_ms`` of voice, from the
+    first voiced sample to the last."""
+
+    stream_ms: float
+    duration_ms: float
+
+
+Endpoint = VoiceStart | VoiceEnd | Utterance
 
 
 class Endpointer:
     """Cuts a 16 kHz int16 stream into utterances with Silero VAD and the ``[vad]`` settings.
 
     ``feed(frame)`` returns, in order, what happened during the frame:
-      ``SpeechStart``  once ``min_speech_ms`` of voice has been heard (``t_ms`` = stream time of the
-                       first voiced window, so a cough shorter than min_speech_ms starts nothing);
-      ``SpeechEnd``    after ``silence_ms`` of silence, or at ``max_utterance_s``, or ``end_now()``;
+      ``VoiceStart``   once ``min_speech_ms`` of voice has been heard (``stream_ms`` = stream time of
+                       the first voiced window, so a cough shorter than min_speech_ms starts nothing);
+      ``VoiceEnd``     after ``silence_ms`` of silence, or at ``max_utterance_s``, or ``end_now()``;
                        ``duration_ms`` from the first to the last voiced sample;
-      ``Utterance``    right after its SpeechEnd: pcm from ``pre_roll_ms`` before the first voiced
+      ``Utterance``    right after its VoiceEnd: pcm from ``pre_roll_ms`` before the first voiced
                        window to 200 ms after the last one; ``end_of_speech_ms`` = stream time of
                        the last voiced sample.
-    Event ``t_ms`` values are stream times (ms since the first sample fed); the daemon re-stamps
-    them with its session clock if it wants another origin.
+    All times are stream times (ms since the first sample fed, ``*_ms``/``stream_ms``); the session
+    maps them to its own clock.
 
     ``pause()`` gates the input (half duplex: the assistant is speaking): frames still advance the
-    stream clock but are ignored, and an utterance in progress is dropped without a SpeechEnd.
+    stream clock but are ignored, and an utterance in progress is dropped without a VoiceEnd.
     ``resume()`` starts listening afresh (Silero state reset).
     """
 
@@ -234,7 +249,7 @@ class Endpointer:
     def end_now(self) -> list[Endpoint]:
         """End the utterance in progress now (an early end-of-turn decided by the caller).
 
-        Returns ``[SpeechEnd, Utterance]``, or ``[]`` when no started utterance is in progress.
+        Returns ``[VoiceEnd, Utterance]``, or ``[]`` when no started utterance is in progress.
         """
         if not (self._in_speech and self._started):
             return []
@@ -300,7 +315,7 @@ class Endpointer:
                 self._silence_run += WINDOW_SAMPLES
         if not self._started and self._voiced_samples * 1000 / SAMPLE_RATE_HZ >= s.min_speech_ms:
             self._started = True
-            out.append(SpeechStart(t_ms=self._first_voiced * 1000 / SAMPLE_RATE_HZ))
+            out.append(VoiceStart(stream_ms=self._first_voiced * 1000 / SAMPLE_RATE_HZ))
         silence_ms = self._silence_run * 1000 / SAMPLE_RATE_HZ
         length_s = (end - self._start_sample) / SAMPLE_RATE_HZ
         if silence_ms >= s.silence_ms:
@@ -328,7 +343,7 @@ class Endpointer:
             start_ms=self._start_sample * 1000 / SAMPLE_RATE_HZ,
             end_of_speech_ms=eos_ms,
         )
-        end = SpeechEnd(t_ms=self.stream_ms, duration_ms=eos_ms - self._first_voiced * 1000 / SAMPLE_RATE_HZ)
+        end = VoiceEnd(stream_ms=self.stream_ms, duration_ms=eos_ms - self._first_voiced * 1000 / SAMPLE_RATE_HZ)
         # Audio after the cut is the start of whatever comes next: keep it as pre-roll.
         tail = self.audio(cut, None)
         self._reset_speech()

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from assistant import events as ev
+from assistant import registry
 from assistant.config import Settings
 from assistant.stages import AssistantError, AudioChunk, Utterance
-from assistant.turn import Engines, Turn, TurnResult
+from assistant.turn import Turn, TurnResult
 
 
 def ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -33,7 +34,8 @@ def ask(args: argparse.Namespace, settings: Settings) -> int:
         question = Utterance(pcm=pcm, end_of_speech_ms=0.0, language=settings.asr.language)
     else:
         question = args.question
-    engines = load_engines(settings, asr=bool(args.wav), tts=bool(args.out))
+    # the LLM loads on first use: an FAQ or fallback answer never waits for it
+    engines = registry.engines(settings, asr=bool(args.wav), tts=bool(args.out), lazy_llm=True)
     audio: list[AudioChunk] = []
     printer = _Printer(as_json=args.json)
 
@@ -53,41 +55,12 @@ def ask(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if result.error else 0
 
 
-def load_engines(settings: Settings, *, asr: bool, tts: bool) -> Engines:
-    """The engines a one-off question needs; the LLM loads only if the route needs it."""
-    from assistant import registry
-
-    synthesizer = registry.synthesizer(settings) if tts else None
-    return Engines(
-        retriever=registry.retriever(settings),
-        llm=LazyLanguageModel(settings),
-        transcriber=registry.transcriber(settings) if asr else None,
-        synthesizer=synthesizer,
-        voice_for=getattr(synthesizer, "voice_for", None),
-    )
-
-
-class LazyLanguageModel:
-    """Loads the configured LLM on first use: an FAQ or fallback answer never waits for it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._model: Any = None
-
-    def stream(self, messages: Any, *, max_tokens: int, temperature: float | None = None) -> Any:
-        if self._model is None:
-            from assistant import registry
-
-            self._model = registry.language_model(self._settings)
-        return self._model.stream(messages, max_tokens=max_tokens, temperature=temperature)
-
-
 def ask_object(result: TurnResult, *, voice: bool) -> dict[str, Any]:
     """The documented ``ask --json`` object."""
     t = result.timings_ms
     out: dict[str, Any] = {
         "question": result.question,
-        "answer": result.answer,
+        "answer": result.reply,
         "route": result.route,
         "language": result.language,
         "sources": [{"id": p.id, "source": p.source, "score": round(p.score, 4)} for p in result.sources],

@@ -35,6 +35,7 @@ def doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_checks(settings: Settings) -> list[Check]:
     out = [Check("config", "ok", f"settings loaded (relative paths from {settings.root})")]
+    out += [Check("config", "warning", f"{note}: please move it (it still applies)") for note in settings.moved]
     for probe in (_answer, _models, _index, _voices, _audio, _tools):
         try:
             out.extend(probe(settings))
@@ -44,9 +45,9 @@ def run_checks(settings: Settings) -> list[Check]:
 
 
 def _answer(settings: Settings) -> list[Check]:
-    from assistant import models
+    from assistant import tuning
 
-    return [Check("answer", "ok", models.describe_tuned(settings))]
+    return [Check("answer", "ok", tuning.describe(settings))]
 
 
 def _models(settings: Settings) -> list[Check]:

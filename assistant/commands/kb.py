@@ -21,7 +21,7 @@ def _print_json(obj: Any) -> None:
 
 
 def build(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.kb import build_index
+    from assistant.registry import build_index
 
     report = build_index(settings, args.paths or None, index_dir=args.index, strict=False, progress=True)
     if args.json:
@@ -49,7 +49,7 @@ def build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def search(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.kb import open_retriever
+    from assistant.registry import open_retriever
 
     retriever = open_retriever(settings, index_dir=args.index)
     started = time.perf_counter()
@@ -97,7 +97,7 @@ def search(args: argparse.Namespace, settings: Settings) -> int:
 
 def stats(args: argparse.Namespace, settings: Settings) -> int:
     from assistant.kb import calibration, index_path
-    from assistant.kb.index import current_generation, read_manifest
+    from assistant.kb.store import current_generation, read_manifest
     from assistant.stages import RetrieveError
 
     target = index_path(settings, args.index)
@@ -136,9 +136,9 @@ def stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.kb import open_retriever
     from assistant.kb.evaluate import evaluate as run_eval
     from assistant.kb.evaluate import load_cases
+    from assistant.registry import open_retriever
 
     cases = load_cases(Path(args.file))
     retriever = open_retriever(settings, index_dir=args.index)

@@ -8,6 +8,7 @@ import sys
 
 from assistant import models
 from assistant.config import Settings
+from assistant.tuning import MEASURED
 
 _STATE_TEXT = {
     "present": "present",
@@ -42,7 +43,7 @@ def list_models(args: argparse.Namespace, settings: Settings) -> int:
                     "default": s.name in models.EMBEDDED_DEFAULTS,
                     "online_only": s.online_only,
                     "description": s.description,
-                    "answer": dict(models.PACKS[s.name].answer),
+                    "answer": dict(MEASURED.get(s.name, {})),
                     "path": str(s.path),
                     "size_bytes": s.size_bytes,
                     "expected_size_bytes": s.expected_size_bytes,
@@ -67,8 +68,8 @@ def list_models(args: argparse.Namespace, settings: Settings) -> int:
         flags = " [default]" if s.name in models.EMBEDDED_DEFAULTS else ""
         flags += " [online only]" if s.online_only else ""
         print(f"{s.name:<{width}}  {_STATE_TEXT[s.state]:<26} {size:>9}  {s.description}{flags}")
-        if models.PACKS[s.name].answer:
-            tuned = ", ".join(f"{k} {v:g}" for k, v in models.PACKS[s.name].answer)
+        if s.name in MEASURED:
+            tuned = ", ".join(f"{k} {v:g}" for k, v in MEASURED[s.name].items())
             print(f"{'':<{width}}    [answer] \"auto\" with it: {tuned}")
         for f in s.files:
             if f.state != s.state or s.state == "failed":

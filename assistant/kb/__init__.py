@@ -1,31 +1,33 @@
 """The knowledge base: ingest FAQ tables and documents, index them, search them.
 
-The public API the rest of the assistant calls:
+The API the rest of the assistant calls (the composition root, ``assistant.registry``, supplies
+the embedders; nothing here picks an engine):
 
-- ``build_index(settings, paths, index_dir=None, strict=False, progress=True) -> BuildReport``
-- ``open_retriever(settings, index_dir=None) -> IndexRetriever`` (a ``Retriever``: async ``search``)
+- ``build_index(settings, paths, ..., embedder=, view=) -> BuildReport``
+- ``open_retriever(settings, index_dir, embedder=, view_for=) -> IndexRetriever`` (a ``Retriever``)
 - ``domain_terms(settings, limit=50) -> list[str]`` (vocabulary for the Whisper prompt)
+- ``faq_answers(settings) -> list[str]`` (every stored answer, for the instant-reply audio)
 
-Heavy libraries (faiss, bm25s, jieba, the embedder) load inside these functions, never at import.
+Heavy libraries (faiss, bm25s, jieba) load inside these functions, never at import.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant.config import Settings
-from assistant.stages import AssistantError, Embedder, RetrieveError
+from assistant.errors import AssistantError, RetrieveError
+from assistant.stages import Embedder
 
 if TYPE_CHECKING:
-    from assistant.kb.index import BuildReport
+    from assistant.kb.build import BuildReport
     from assistant.kb.search import IndexRetriever
     from assistant.kb.views import ViewLoader
 
-__all__ = ["build_index", "domain_terms", "index_path", "open_retriever"]
+__all__ = ["build_index", "domain_terms", "faq_answers", "index_path", "open_retriever"]
 
 # These libraries narrate their own start-up (CPU feature probing, dictionary loading) at INFO and
 # DEBUG; the assistant's --verbose is about the assistant, so they only speak up for warnings.
@@ -37,25 +39,6 @@ def index_path(settings: Settings, index_dir: str | Path | None = None) -> Path:
     return settings.path(str(index_dir)) if index_dir else settings.path(settings.kb.index_dir)
 
 
-def _embedder(settings: Settings) -> Embedder:
-    from assistant import registry
-
-    return registry.embedder(settings)
-
-
-def _view(settings: Settings, name: str) -> Embedder:
-    from assistant import registry
-
-    return registry.view_embedder(settings, name)
-
-
-def _view_loader(settings: Settings) -> ViewLoader | None:
-    from assistant.kb.views import ViewLoader
-
-    name = settings.kb.english_view
-    return ViewLoader(name, lambda: _view(settings, name)) if name else None
-
-
 def build_index(
     settings: Settings,
     paths: Sequence[str | Path] | None = None,
@@ -63,29 +46,30 @@ def build_index(
     strict: bool = False,
     progress: bool = True,
     *,
-    embedder: Embedder | None = None,
+    embedder: Embedder,
+    view: ViewLoader | None = None,
 ) -> BuildReport:
     """Ingest ``paths`` (default ``[kb] paths``) into the index folder, incrementally and atomically.
 
     With ``strict``, any skipped file raises ``RetrieveError("kb-skipped", ...)`` after the build
-    (the index is still written: the good files answer). ``embedder`` overrides the configured one.
-    ``[kb] english_view`` names the classifier's English view (``assistant.kb.views``); when its
-    model is not fetched the build goes on without it and ``warnings`` says how to fetch it.
+    (the index is still written: the good files answer). ``view`` is the classifier's English view
+    (``assistant.kb.views``); when its model is not fetched the build goes on without it and
+    ``warnings`` says how to fetch it.
     """
-    from assistant.kb import index
+    from assistant.kb import build
 
     target = index_path(settings, index_dir)
     chosen = [settings.path(str(p)) for p in (paths or settings.kb.paths)]
-    report = index.build(
+    report = build.build(
         chosen,
         target,
-        embedder=embedder or _embedder(settings),
+        embedder=embedder,
         embedder_name=settings.kb.embedder,
         root=settings.root,
         chunk_chars=settings.kb.chunk_chars,
         overlap_chars=settings.kb.chunk_overlap_chars,
         progress=progress,
-        view=_view_loader(settings),
+        view=view,
     )
     if strict and report.skipped:
         listed = "; ".join(f"{s.file}: {s.reason}" for s in report.skipped)
@@ -94,13 +78,21 @@ def build_index(
 
 
 def open_retriever(
-    settings: Settings, index_dir: str | Path | None = None, *, embedder: Embedder | None = None
+    settings: Settings,
+    index_dir: str | Path | None = None,
+    *,
+    embedder: Embedder | Callable[[], Embedder],
+    view_for: Callable[[str], Embedder],
 ) -> IndexRetriever:
-    """Load the live index generation; raises ``RetrieveError`` ``kb-missing`` when there is none,
-    ``kb-embedder-mismatch`` when it was built with another embedder, and ``kb-view-missing`` when
-    it was built with an English view whose model is not there now."""
-    from assistant.kb.index import check_embedder, current_generation, read_manifest
+    """Load the live index generation. ``embedder``: the encoder, or a function that loads it (called
+    only after the index was found and checked: a model load costs seconds). ``view_for(name)``
+    loads the English view a generation was built with.
+
+    Raises ``RetrieveError``: ``kb-missing`` when there is no index, ``kb-embedder-mismatch`` when it
+    was built with another embedder, ``kb-view-missing`` when it was built with an English view
+    whose model is not there now."""
     from assistant.kb.search import IndexRetriever, KnowledgeBase
+    from assistant.kb.store import check_embedder, current_generation, read_manifest
 
     target = index_path(settings, index_dir)
     generation = current_generation(target)
@@ -109,11 +101,11 @@ def open_retriever(
             "kb-missing", f"no knowledge-base index at {target}; build it with `assistant kb build` (--index {target})"
         )
     manifest = read_manifest(generation)
-    if embedder is None:
+    if callable(embedder) and not isinstance(embedder, Embedder):
         check_embedder(manifest, target, name=settings.kb.embedder)  # before paying for a model load
-    chosen = embedder or _embedder(settings)
+        embedder = embedder()
     check_embedder(
-        manifest, target, name=manifest["embedder"]["name"], identity=chosen.identity, dimensions=chosen.dimensions
+        manifest, target, name=manifest["embedder"]["name"], identity=embedder.identity, dimensions=embedder.dimensions
     )
     view = None
     built_view = manifest.get("view")
@@ -121,14 +113,14 @@ def open_retriever(
         # The index decides which view its classifier reads ([kb] english_view applies at the next build).
         name = str(built_view.get("name") or settings.kb.english_view)
         try:
-            view = _view(settings, name)
+            view = view_for(name)
         except AssistantError as err:
             raise RetrieveError(
                 "kb-view-missing",
                 f"the index at {target} was built with the English view '{name}', which cannot be loaded now ({err}); "
                 f"fetch it, or rebuild the index with [kb] english_view = \"\"",
             ) from err
-    return IndexRetriever(KnowledgeBase(generation, chosen, view=view))
+    return IndexRetriever(KnowledgeBase(generation, embedder, view=view))
 
 
 def domain_terms(settings: Settings, limit: int = 50, index_dir: str | Path | None = None) -> list[str]:
@@ -136,11 +128,20 @@ def domain_terms(settings: Settings, limit: int = 50, index_dir: str | Path | No
 
     Cheap: read from the manifest, no model loads. Empty when there is no index yet.
     """
-    from assistant.kb.index import current_generation
+    from assistant.kb.terms import domain_terms as terms_of
+
+    return terms_of(index_path(settings, index_dir), limit)
+
+
+def faq_answers(settings: Settings, index_dir: str | Path | None = None) -> list[str]:
+    """Every distinct FAQ answer in the live generation (empty when there is no index)."""
+    from assistant.kb.store import current_generation, read_records
 
     generation = current_generation(index_path(settings, index_dir))
     if generation is None:
         return []
-    manifest = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
-    terms = manifest.get("domain_terms", [])
-    return [str(t) for t in terms[:limit]]
+    seen: dict[str, None] = {}
+    for record in read_records(generation):
+        if record.kind == "faq" and record.answer and record.answer.strip():
+            seen.setdefault(record.answer.strip(), None)
+    return list(seen)

@@ -18,9 +18,9 @@ import numpy as np
 from assistant.kb import calibration as cal
 from assistant.kb import views
 from assistant.kb.classifier import EntryClassifier
-from assistant.kb.index import flat_view, read_manifest, read_records, read_vectors
 from assistant.kb.ingest import Record
 from assistant.kb.lexical import LexicalIndex, novelty
+from assistant.kb.store import flat_view, read_manifest, read_records, read_vectors
 from assistant.stages import Embedder, Passage, RetrieveError
 
 DENSE_CANDIDATE_KEYS = 128

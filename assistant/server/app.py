@@ -32,8 +32,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from assistant.config import Settings
+from assistant.errors import AssistantError
 from assistant.events import ErrorEvent, Event, to_wire
-from assistant.server.metrics import DaemonMetrics
+from assistant.metrics import DaemonMetrics
 from assistant.server.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
@@ -205,8 +206,6 @@ class AssistantServer:
         self.clients: set[Client] = set()
         self._server: WSServer | None = None
         if not is_loopback(self.host) and not self.token:
-            from assistant.stages import AssistantError
-
             raise AssistantError(
                 "server-token",
                 f"binding to {self.host} exposes the assistant beyond this machine: set [server] token "
@@ -383,7 +382,7 @@ class AssistantServer:
             message: ClientMessage | MicFrame
             if isinstance(data, str):
                 message = parse_text(data, max_bytes=self.max_bytes)
-                kind = type(message).__name__.removesuffix("Message").lower()
+                kind = message.type
             else:
                 message = parse_binary(data, max_bytes=self.max_bytes)
                 kind = "audio"

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant.audio.pcm import CHUNK_MS
 from assistant.stages import ENVELOPE_FRAME_MS, AudioChunk
-from assistant.tts.pcm import CHUNK_MS
 
 FORMAT_VERSION = 1
 

@@ -17,39 +17,42 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import Any
 
 import numpy as np
 
+from assistant.audio.envelope import EnvelopeFollower
+from assistant.audio.pcm import chunks_from_pcm, resample_int16
 from assistant.config import Settings
-from assistant.stages import AssistantError, AudioChunk, ModelMissingError, SynthesizeError, Synthesizer, Voice
+from assistant.stages import (
+    AssistantError,
+    AsyncClosing,
+    AudioChunk,
+    Closing,
+    ModelMissingError,
+    SynthesizeError,
+    Synthesizer,
+    Versioned,
+    Voice,
+    VoiceLoading,
+)
 from assistant.tts.cache import ReplyCache
-from assistant.tts.envelope import EnvelopeFollower
-from assistant.tts.pcm import chunks_from_pcm, resample_int16
 from assistant.tts.speakable import make_speakable, split_by_language
 from assistant.tts.voices import find_voice, voice_identity
 
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[str], Synthesizer]
+"""Makes the engine a voice.toml names (``assistant.registry.synthesizer_engine``)."""
 
 
-def _registry_factory(settings: Settings) -> EngineFactory:
-    def make(name: str) -> Synthesizer:
-        from assistant import registry
-
-        return registry.synthesizer_engine(settings, name)
-
-    return make
-
-
-def engine_version(engine: Any) -> str:
+def engine_version(engine: Synthesizer) -> str:
     """An engine's ``version`` (model + library versions), or its class name when it has none."""
-    return str(getattr(engine, "version", type(engine).__name__))
+    return engine.version if isinstance(engine, Versioned) else type(engine).__name__
 
 
 class VoiceRouter:
-    """Satisfies ``Synthesizer``; also ``voice_for(language)`` and ``prerender(texts)`` for the daemon."""
+    """A ``Synthesizer``; also a ``VoiceSelector`` (``voice_for``), a ``SpeechPrerenderer``
+    (``prerender``), ``Preloading`` and ``AsyncClosing`` (its engines)."""
 
     def __init__(
         self,
@@ -61,7 +64,7 @@ class VoiceRouter:
     ) -> None:
         self.settings = settings
         self._engines: dict[str, Synthesizer] = dict(engines or {})
-        self._factory = engine_factory or _registry_factory(settings)
+        self._factory = engine_factory
         self._lock = threading.Lock()
         self._voices: dict[str, Voice] = {}
         self._identities: dict[str, str] = {}
@@ -85,6 +88,8 @@ class VoiceRouter:
         """The shared engine instance for an engine name, created on first use."""
         with self._lock:
             if name not in self._engines:
+                if self._factory is None:
+                    raise SynthesizeError("tts-engine", f"no TTS engine '{name}' was given to the voice router")
                 self._engines[name] = self._factory(name)
             return self._engines[name]
 
@@ -132,24 +137,36 @@ class VoiceRouter:
             versions.append(engine_version(self.engine(v.engine)))
         return "+".join(identities), "+".join(versions)
 
-    async def warm(self) -> None:
+    async def preload(self) -> None:
         """Load the default voices' engines now (seconds), so the first reply does not wait for them."""
         for language in ("en", "zh"):
             voice = self._usable(self.voice_for(language))
             engine = self.engine(voice.engine)
-            load = getattr(engine, "load", None)
-            if load is None:
+            if not isinstance(engine, VoiceLoading):
                 continue
             try:
-                await asyncio.to_thread(load, voice) if _takes_voice(load) else await asyncio.to_thread(load)
+                await asyncio.to_thread(engine.load, voice)
             except AssistantError as err:
                 if self._fall_back(voice, err) is None:
                     raise
 
+    async def aclose(self) -> None:
+        """Close every engine created so far (worker threads, processes, connections)."""
+        with self._lock:
+            engines = list(self._engines.values())
+        for engine in engines:
+            try:
+                if isinstance(engine, AsyncClosing):
+                    await engine.aclose()
+                elif isinstance(engine, Closing):
+                    await asyncio.to_thread(engine.close)
+            except Exception as err:  # shutting down: one engine's failure must not keep the others open
+                log.warning("closing %s failed: %s", type(engine).__name__, err)
+
     # --- speaking --------------------------------------------------------------------------
 
     async def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:
-        if self.settings.tts.faq_cache:
+        if self.settings.ahead.faq_audio:
             identity, versions = self._cache_key(voice)
             cached = self.cache.get(sentence, voice_name=voice.name, voice_identity=identity, engine_version=versions)
             if cached is not None:
@@ -268,12 +285,6 @@ def _units(texts: Iterable[str]) -> Iterator[tuple[str, str]]:
             yield unit, detect_language(unit, default=whole)
 
 
-def _takes_voice(function: Callable[..., object]) -> bool:
-    import inspect
-
-    return bool(inspect.signature(function).parameters)
-
-
 def _covers(voice: Voice, language: str) -> bool:
     return any(language.startswith(lang) or lang.startswith(language) for lang in voice.languages)
 
@@ -291,7 +302,3 @@ def _merge_runs(runs: list[tuple[str, str]], voice: Voice) -> list[tuple[str, st
             out.append((key, part))
         previous = lang
     return [(voice.languages[0] if key == "voice" else key, part) for key, part in out]
-
-
-def router_from_settings(settings: Settings) -> VoiceRouter:
-    return VoiceRouter(settings)

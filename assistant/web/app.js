@@ -197,6 +197,7 @@ function onEvent(ev) {
       page.stats.hellos++;
       if (ev.session !== page.session) player.reset();
       page.session = ev.session;
+      if (ev.protocol !== proto.PROTOCOL_VERSION) console.warn(`the daemon speaks protocol ${ev.protocol}, this page ${proto.PROTOCOL_VERSION}`);
       if (ev.sample_rate_hz) page.micRateHz = ev.sample_rate_hz;
       applyRole(ev.role || role);
       setLanguage(ev.language);
@@ -252,7 +253,6 @@ function onEvent(ev) {
       if (reply) {
         reply.ended = true;
         reply.text = ev.text || reply.text;
-        reply.interrupted = reply.interrupted || ev.interrupted;
         captions.render(reply);
       }
       break;
@@ -281,7 +281,7 @@ function onEvent(ev) {
       if (params.get("debug")) showTrace(ev);
       break;
     default:
-      break; // audio-stop, speech-end: the audio frames themselves drive the page
+      break; // audio-end, speech-end: the audio frames themselves drive the page
   }
 }
 

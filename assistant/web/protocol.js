@@ -2,6 +2,7 @@
 // and the messages this page sends. Everything else in the page goes through these functions,
 // so a change of the contract is a change here.
 
+export const PROTOCOL_VERSION = 2; // what this page speaks; hello.protocol names the daemon's
 export const AUDIO_MAGIC = "ASA1";
 export const AUDIO_HEADER_BYTES = 24;
 export const MIC_RATE_HZ = 16000;

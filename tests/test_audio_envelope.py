@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
+from assistant.audio.envelope import EnvelopeFollower, envelope, rms_dbfs, visemes
+from assistant.audio.pcm import FrameAligner, chunks_from_pcm
 from assistant.stages import ENVELOPE_FRAME_MS
-from assistant.tts.envelope import EnvelopeFollower, envelope, rms_dbfs, visemes
-from assistant.tts.pcm import FrameAligner, chunks_from_pcm
 
 
 def sine(freq_hz: float, duration_ms: float, rate_hz: int, amplitude: float) -> np.ndarray:

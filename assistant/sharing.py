@@ -7,8 +7,12 @@ stream (a model generates one reply at a time unless the engine says otherwise),
 speech (so two sessions speaking interleave sentence by sentence). Stages still overlap across
 sessions: one session's reply is synthesised while another's is generated.
 
-An engine that serves several callers at once itself (a remote server, a batched model) can say so
-with an integer ``max_concurrency`` attribute; the gate then admits that many.
+An engine that serves several callers at once itself (a remote server, a batched model) says so
+(``assistant.stages.Concurrent``); its gate then admits that many.
+
+Capabilities pass through explicitly (``share``): the prefiller is wrapped so that it pauses while
+speech recognition has work; the others (voices, the passage catalog, the prompt cache, the
+prerenderer) need no gate and are handed on as they are.
 """
 
 from __future__ import annotations
@@ -20,16 +24,20 @@ from dataclasses import replace
 
 from assistant.stages import (
     AudioChunk,
+    Concurrent,
+    Engines,
     LanguageModel,
     Message,
     Passage,
+    Prefiller,
+    Retriever,
     Synthesizer,
     Transcriber,
     Transcript,
     Utterance,
     Voice,
+    closing,
 )
-from assistant.turn import Engines
 
 
 class Gate:
@@ -62,15 +70,15 @@ class Gate:
         return self.waiting > 0 or self._sem.locked()
 
 
-def _capacity(engine: object) -> int:
-    value = getattr(engine, "max_concurrency", 1)
-    return value if isinstance(value, int) and value > 0 else 1
+def _gate(name: str, engine: object) -> Gate:
+    capacity = engine.max_concurrency if isinstance(engine, Concurrent) else 1
+    return Gate(name, capacity if isinstance(capacity, int) and capacity > 0 else 1)
 
 
 class FairTranscriber:
     def __init__(self, inner: Transcriber) -> None:
         self.inner = inner
-        self.gate = Gate("asr", _capacity(inner))
+        self.gate = _gate("asr", inner)
 
     async def transcribe(self, utterance: Utterance) -> Transcript:
         async with self.gate:
@@ -78,27 +86,19 @@ class FairTranscriber:
 
 
 class FairRetriever:
-    def __init__(self, inner: object) -> None:
+    def __init__(self, inner: Retriever) -> None:
         self.inner = inner
-        self.gate = Gate("retrieve", _capacity(inner))
+        self.gate = _gate("retrieve", inner)
 
     async def search(self, query: str, *, k: int) -> list[Passage]:
         async with self.gate:
-            return await self.inner.search(query, k=k)  # type: ignore[attr-defined, no-any-return]
-
-    def all_passages(self) -> list[Passage]:
-        """Every passage the index holds (``IndexRetriever.all_passages``); none for a retriever without."""
-        passages = getattr(self.inner, "all_passages", None)
-        return list(passages()) if passages is not None else []
+            return await self.inner.search(query, k=k)
 
 
 class FairLanguageModel:
-    def __init__(self, inner: LanguageModel, *, prefill_yields_to: Sequence[Gate] = ()) -> None:
-        """``prefill_yields_to``: gates of stages on a turn's critical path (speech recognition);
-        a speculative prefill pauses while any of them is busy."""
+    def __init__(self, inner: LanguageModel) -> None:
         self.inner = inner
-        self.gate = Gate("llm", _capacity(inner))
-        self.prefill_yields_to = tuple(prefill_yields_to)
+        self.gate = _gate("llm", inner)
 
     async def stream(
         self, messages: list[Message], *, max_tokens: int, temperature: float | None = None
@@ -106,58 +106,57 @@ class FairLanguageModel:
         # Closing this generator (the turn does, also on cancel) closes the inner stream, which stops
         # generation, and only then releases the gate: the next session never shares a busy model.
         async with self.gate:
-            inner = self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature)
-            try:
+            async with closing(self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature)) as inner:
                 async for delta in inner:
                     yield delta
-            finally:
-                aclose = getattr(inner, "aclose", None)
-                if aclose is not None:
-                    await aclose()
 
-    async def prefill(self, messages: list[Message]) -> bool:
-        """Passed straight to the engine, without the gate: a prefill is speculative, and the
-        engine itself drops it when a real stream needs the model (assistant.stages.Prefiller).
-        It pauses while speech recognition runs or waits (``prefill_yields_to``): on a small CPU
-        the two slow each other down several times over, and the transcript comes first."""
-        prefill = getattr(self.inner, "prefill", None)
-        if prefill is None:
-            return False
-        gates = self.prefill_yields_to
-        return bool(await prefill(messages, yield_while=(lambda: any(g.busy for g in gates)) if gates else None))
 
-    async def warm(
-        self, prompts: Sequence[list[Message]], *, yield_while: Callable[[], bool] | None = None, again: bool = False
-    ) -> int:
-        """Passed straight to the engine (assistant.stages.PromptCache), without the gate: the
-        engine gives way to any real request itself, and to ``yield_while``."""
-        warm = getattr(self.inner, "warm", None)
-        return int(await warm(prompts, yield_while=yield_while, again=again)) if warm is not None else 0
+class YieldingPrefiller:
+    """A ``Prefiller`` that pauses while any of ``yields_to`` (the gates of stages on a turn's
+    critical path: speech recognition) is busy. Not gated itself: a prefill is speculative, and the
+    engine drops it when a real stream needs the model. On a small CPU a prefill and Whisper slow
+    each other down several times over, and the transcript comes first."""
+
+    def __init__(self, inner: Prefiller, yields_to: Sequence[Gate]) -> None:
+        self.inner = inner
+        self.yields_to = tuple(yields_to)
+
+    async def prefill(self, messages: list[Message], *, yield_while: Callable[[], bool] | None = None) -> bool:
+        gates = self.yields_to
+
+        def busy() -> bool:
+            return any(g.busy for g in gates) or (yield_while is not None and yield_while())
+
+        return await self.inner.prefill(messages, yield_while=busy if gates or yield_while else None)
 
 
 class FairSynthesizer:
     def __init__(self, inner: Synthesizer) -> None:
         self.inner = inner
-        self.gate = Gate("tts", _capacity(inner))
+        self.gate = _gate("tts", inner)
 
     async def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:
         async with self.gate:
-            inner = self.inner.synthesize(sentence, voice=voice)
-            try:
+            async with closing(self.inner.synthesize(sentence, voice=voice)) as inner:
                 async for chunk in inner:
                     yield chunk
-            finally:
-                aclose = getattr(inner, "aclose", None)
-                if aclose is not None:
-                    await aclose()
 
 
-def fair_engines(engines: Engines) -> tuple[Engines, list[Gate]]:
-    """The same engines behind FIFO gates, and the gates (to report queueing)."""
+def share(engines: Engines) -> tuple[Engines, list[Gate]]:
+    """The same engines behind FIFO gates, each capability passed on, and the gates (to report
+    queueing)."""
     transcriber = FairTranscriber(engines.transcriber) if engines.transcriber is not None else None
     retriever = FairRetriever(engines.retriever)
-    llm = FairLanguageModel(engines.llm, prefill_yields_to=[transcriber.gate] if transcriber is not None else [])
+    llm = FairLanguageModel(engines.llm)
     synthesizer = FairSynthesizer(engines.synthesizer) if engines.synthesizer is not None else None
     gates = [g.gate for g in (transcriber, retriever, llm, synthesizer) if g is not None]
-    wrapped = replace(engines, transcriber=transcriber, retriever=retriever, llm=llm, synthesizer=synthesizer)
+    prefiller = (
+        YieldingPrefiller(engines.prefiller, [transcriber.gate] if transcriber is not None else [])
+        if engines.prefiller is not None
+        else None
+    )
+    wrapped = replace(
+        engines, transcriber=transcriber, retriever=retriever, llm=llm, synthesizer=synthesizer, prefiller=prefiller
+    )
     return wrapped, gates
+

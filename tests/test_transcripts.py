@@ -1,15 +1,16 @@
-"""Text helpers every Whisper engine shares: Simplified Chinese, prompts, language choice, joining."""
+"""Transcript clean-up every Whisper engine shares (assistant.transcripts): Simplified Chinese,
+prompts, loops, joining; and the engines' language choice."""
 
 from __future__ import annotations
 
-from assistant.engines._asr_common import (
+from assistant.engines._asr_common import pick_language
+from assistant.transcripts import (
     build_prompt,
     clean_text,
     collapse_repeats,
     compression_ratio,
-    echoes_prompt,
     join_texts,
-    pick_language,
+    repeats_prompt,
     to_simplified,
 )
 
@@ -84,7 +85,7 @@ def test_joining_chunks_and_loop_detection() -> None:
 
 
 def test_loops_are_collapsed_but_real_repetition_stays() -> None:
-    from assistant.engines._asr_common import collapse_repeats
+    from assistant.transcripts import collapse_repeats
 
     assert collapse_repeats("Cold hearted. Cold hearted. Cold hearted.") == "Cold hearted."
     assert collapse_repeats("10 of clubs 10 of clubs 10 of clubs 10 of") == "10 of clubs"
@@ -94,7 +95,7 @@ def test_loops_are_collapsed_but_real_repetition_stays() -> None:
 
 
 def test_chinese_loops_without_spaces_are_collapsed() -> None:
-    from assistant.engines._asr_common import collapse_repeats
+    from assistant.transcripts import collapse_repeats
 
     # what Whisper base wrote for the first 0.64 s of "加班怎么申请？"
     assert collapse_repeats("加班、加班、加班、加班、加班、加班、加班、") == "加班"
@@ -108,7 +109,7 @@ def test_chinese_loops_without_spaces_are_collapsed() -> None:
 
 
 def test_a_loop_cut_off_by_the_token_cap_needs_less_repetition() -> None:
-    from assistant.engines._asr_common import collapse_repeats
+    from assistant.transcripts import collapse_repeats
 
     looped = "食堂器点开,食堂器点开,食堂器"  # Whisper base at its cap on the first 1.2 s of 食堂几点开饭
     assert collapse_repeats(looped) == looped  # said once and a half: could be speech
@@ -120,14 +121,14 @@ def test_a_loop_cut_off_by_the_token_cap_needs_less_repetition() -> None:
 
 def test_a_tail_that_repeats_the_prompt_is_an_echo() -> None:
     # what whisper-base wrote for the noise after two questions in bench/latency.py
-    assert echoes_prompt("How much does visitor parking cost?", "How much does a visitor parking cost?")
-    assert echoes_prompt("食堂起点开饭。", "实堂起点开饭。")
-    assert echoes_prompt("Hello. Where is the canteen?", "Where is the canteen")  # the last sentence
-    assert echoes_prompt("Hello. Where is the canteen?", "Hello, where is the canteen?")  # all of it
+    assert repeats_prompt("How much does visitor parking cost?", "How much does a visitor parking cost?")
+    assert repeats_prompt("食堂起点开饭。", "实堂起点开饭。")
+    assert repeats_prompt("Hello. Where is the canteen?", "Where is the canteen")  # the last sentence
+    assert repeats_prompt("Hello. Where is the canteen?", "Hello, where is the canteen?")  # all of it
 
 
 def test_new_words_after_the_prompt_are_not_an_echo() -> None:
-    assert not echoes_prompt("How much does visitor parking cost?", "And for interns?")
-    assert not echoes_prompt("How much does visitor parking cost?", "cost?")  # a word said again
-    assert not echoes_prompt("年假有多少天", "产假呢？")
-    assert not echoes_prompt("", "Where is the canteen?") and not echoes_prompt("Where?", "...")
+    assert not repeats_prompt("How much does visitor parking cost?", "And for interns?")
+    assert not repeats_prompt("How much does visitor parking cost?", "cost?")  # a word said again
+    assert not repeats_prompt("年假有多少天", "产假呢？")
+    assert not repeats_prompt("", "Where is the canteen?") and not repeats_prompt("Where?", "...")

@@ -14,8 +14,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from assistant.audio.envelope import EnvelopeFollower, frame_samples
 from assistant.stages import AudioChunk
-from assistant.tts.envelope import EnvelopeFollower, frame_samples
 
 T = TypeVar("T")
 

@@ -1,0 +1,412 @@
+"""Building an index generation: incremental (only changed files are embedded) and atomic.
+
+A build writes a whole new generation beside the live one (``assistant.kb.store`` has the layout)
+and only then points CURRENT at it, so a crash, Ctrl-C or kill at any moment leaves the previous
+index answering. Files whose sha256 (and chunking settings) did not change keep their records and
+vectors from the live generation.
+
+The steps: read the live generation (``_Previous``), collect every record with what can be reused
+of it (``_collect``: one ``_Row`` per record), embed what is new, write the files of the new
+generation, publish it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.errors import AssistantError, RetrieveError
+from assistant.kb import calibration, entries, views
+from assistant.kb.chunking import CHUNK_FORMAT
+from assistant.kb.ingest import Record, SkipFile, discover, read_file
+from assistant.kb.store import (
+    FORMAT,
+    current_generation,
+    file_sha256,
+    flat_view,
+    read_manifest,
+    read_records,
+    read_vectors,
+)
+from assistant.kb.terms import distinctive_terms
+from assistant.stages import Embedder
+
+HNSW_MIN_KEYS = 50_000
+"""Exact (flat) search below this many keys; HNSW above, where a flat scan would cost > ~10 ms."""
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+
+
+@dataclass
+class Skip:
+    file: str
+    reason: str
+
+
+@dataclass
+class BuildReport:
+    """What a build did; ``to_json`` is what ``assistant kb build --json`` prints."""
+
+    index_dir: str
+    files: int = 0
+    entries: int = 0
+    chunks: int = 0
+    keys: int = 0
+    embedded_files: int = 0
+    reused_files: int = 0
+    removed_files: list[str] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    embedder: str = ""
+    index_type: str = "flat"
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index_dir": self.index_dir,
+            "files": self.files,
+            "entries": self.entries,
+            "chunks": self.chunks,
+            "keys": self.keys,
+            "embedded_files": self.embedded_files,
+            "reused_files": self.reused_files,
+            "removed_files": self.removed_files,
+            "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
+            "warnings": self.warnings,
+            "embedder": self.embedder,
+            "index_type": self.index_type,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Row:
+    """One record of the new generation and what it reuses from the live one (None: compute it)."""
+
+    record: Record
+    keys: np.ndarray | None = None
+    """Its key vectors, one per key."""
+    answer: np.ndarray | None = None
+    """Its FAQ answer's vector."""
+    view: tuple[np.ndarray, np.ndarray] | None = None
+    """Its English view's vectors (keys, answer), FAQ entries only."""
+
+
+@dataclass
+class _Previous:
+    """What the live generation offers for reuse, per source file: its rows, with their vectors."""
+
+    files: dict[str, Any] = field(default_factory=dict)
+    """The manifest's ``files``: sha256 and chunking per source."""
+    rows: dict[str, list[_Row]] = field(default_factory=dict)
+    view_identity: str | None = None
+    index: Any = None
+    """The live generation's faiss index: the rows' key vectors are views into its memory (no copy),
+    so it is kept here as long as they are used."""
+
+    @classmethod
+    def read(cls, generation: Path | None, embedder: Embedder, report: BuildReport) -> _Previous:
+        """The live generation's reusable parts; nothing (and a warning) when it was built with
+        another embedder or cannot be read."""
+        if generation is None:
+            return cls()
+        try:
+            manifest = read_manifest(generation)
+            built = manifest.get("embedder", {}).get("identity")
+            if built != embedder.identity:
+                report.warnings.append(f"the old index was built with '{built}': everything is embedded again")
+                return cls()
+            records = read_records(generation)
+            index = read_vectors(generation)
+            vectors = flat_view(index)
+        except (RetrieveError, OSError, ValueError, KeyError, RuntimeError) as err:
+            report.warnings.append(f"the old index could not be read ({err}): everything is embedded again")
+            return cls()
+        answers = entries.read_answers(generation, len(records))
+        view = entries.read_view(generation, records)
+        out = cls(
+            files=manifest.get("files", {}), view_identity=(manifest.get("view") or {}).get("identity"), index=index
+        )
+        offset = 0
+        for position, rec in enumerate(records):
+            row = _Row(
+                rec,
+                vectors[offset : offset + len(rec.keys)],
+                answers[position] if answers is not None else None,
+                view[position] if view is not None else None,
+            )
+            out.rows.setdefault(rec.source, []).append(row)
+            offset += len(rec.keys)
+        return out
+
+
+def build(
+    paths: Sequence[Path],
+    index_dir: Path,
+    *,
+    embedder: Embedder,
+    embedder_name: str,
+    root: Path,
+    chunk_chars: int,
+    overlap_chars: int,
+    progress: bool = True,
+    before_publish: Callable[[Path], None] | None = None,
+    view: views.ViewLoader | None = None,
+) -> BuildReport:
+    """Build (or update) the index in ``index_dir`` from ``paths``; see the module docstring.
+
+    ``before_publish`` is called with the finished temporary folder just before it goes live (tests
+    use it to kill a build at the worst moment). ``view`` is the classifier's English view
+    (``views``), loaded only when the classifier trains on English phrasings; when loading raises
+    ``AssistantError`` (its model is not fetched) the build goes on without the view and says so
+    in ``warnings``.
+    """
+    started = time.perf_counter()
+    report = BuildReport(index_dir=str(index_dir), embedder=embedder.identity)
+    with _build_lock(index_dir):
+        for stale in index_dir.glob(".build-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build; we hold the lock
+        previous = _Previous.read(current_generation(index_dir), embedder, report)
+        chunking = {"chunk_chars": chunk_chars, "overlap_chars": overlap_chars, "format": CHUNK_FORMAT}
+        rows, files = _collect(paths, root, previous, chunking, report, progress=progress)
+        report.removed_files = sorted(set(previous.files) - set(files))
+        matrix = _key_matrix(embedder, rows, progress)
+        records = [row.record for row in rows]
+        report.files = len(files)
+        report.entries = sum(1 for r in records if r.kind == "faq")
+        report.chunks = sum(1 for r in records if r.kind == "document")
+        report.keys = len(matrix)
+        if not records:
+            listed = "; ".join(f"{s.file}: {s.reason}" for s in report.skipped[:3])
+            raise RetrieveError(
+                "kb-empty",
+                "nothing to index: no readable FAQ table or document in "
+                + ", ".join(str(p) for p in paths)
+                + (f" ({len(report.skipped)} skipped: {listed})" if report.skipped else ""),
+            )
+        tmp = index_dir / f".build-{os.getpid()}-{time.time_ns()}"
+        tmp.mkdir()
+        try:
+            manifest = _write_generation(tmp, rows, matrix, embedder, view, previous, report, progress=progress)
+            manifest.update(
+                embedder={"name": embedder_name, "identity": embedder.identity, "dimensions": embedder.dimensions},
+                files=files,
+                skipped=[{"file": s.file, "reason": s.reason} for s in report.skipped],
+            )
+            report.seconds = time.perf_counter() - started
+            manifest["build_s"] = round(report.seconds, 3)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+            _fsync_tree(tmp)
+            if before_publish is not None:
+                before_publish(tmp)
+            gen = _publish(tmp, index_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        # Old generations are no longer pointed at; a daemon that loaded one keeps it in memory.
+        for other in index_dir.glob("gen-*"):
+            if other.name != gen.name:
+                shutil.rmtree(other, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _collect(
+    paths: Sequence[Path],
+    root: Path,
+    previous: _Previous,
+    chunking: dict[str, Any],
+    report: BuildReport,
+    *,
+    progress: bool,
+) -> tuple[list[_Row], dict[str, Any]]:
+    """Every record of the sources in ``paths``, in order, reusing the previous rows of files that
+    did not change; and the manifest's ``files``. Unreadable files go to ``report.skipped``."""
+    files, missing = discover(paths)
+    for p, why in missing:
+        report.skipped.append(Skip(str(p), why))
+    rows: list[_Row] = []
+    manifest_files: dict[str, Any] = {}
+    for path in _progress(files, progress):
+        source = _source_name(path, root)
+        if source in manifest_files:
+            continue
+        try:
+            sha = file_sha256(path)
+        except OSError as err:
+            report.skipped.append(Skip(source, f"cannot read: {err.strerror or err}"))
+            continue
+        old = previous.files.get(source)
+        if old is not None and old.get("sha256") == sha and old.get("chunking") in (None, chunking) and source in previous.rows:
+            rows.extend(previous.rows[source])
+            manifest_files[source] = old
+            report.reused_files += 1
+            continue
+        try:
+            result = read_file(path, source, chunk_chars=chunking["chunk_chars"], overlap_chars=chunking["overlap_chars"])
+        except SkipFile as err:
+            report.skipped.append(Skip(source, str(err)))
+            continue
+        except Exception as err:  # a parser bug must not end the build; report it like a skip
+            report.skipped.append(Skip(source, f"unexpected {type(err).__name__}: {err}"))
+            continue
+        report.warnings.extend(f"{source}: {w}" for w in result.warnings)
+        rows.extend(_Row(r) for r in result.records)
+        manifest_files[source] = {
+            "sha256": sha,
+            "size": path.stat().st_size,
+            "kind": result.kind,
+            "records": len(result.records),
+            # chunking settings only shape documents; an FAQ table is reused whatever they are
+            "chunking": chunking if result.kind == "document" else None,
+        }
+        report.embedded_files += 1
+    return rows, manifest_files
+
+
+def _key_matrix(embedder: Embedder, rows: Sequence[_Row], progress: bool) -> np.ndarray:
+    """Every key's vector in key order: new records' keys embedded in one batched pass."""
+    fresh = entries.embed_all(embedder, [k for row in rows if row.keys is None for k in row.record.keys], progress)
+    cursor = 0
+    for row in rows:
+        if row.keys is None:
+            row.keys = fresh[cursor : cursor + len(row.record.keys)]
+            cursor += len(row.record.keys)
+    parts = [row.keys for row in rows if row.keys is not None]
+    return np.concatenate(parts) if parts else np.zeros((0, embedder.dimensions), dtype=np.float32)
+
+
+def _write_generation(
+    tmp: Path,
+    rows: Sequence[_Row],
+    matrix: np.ndarray,
+    embedder: Embedder,
+    view: views.ViewLoader | None,
+    previous: _Previous,
+    report: BuildReport,
+    *,
+    progress: bool,
+) -> dict[str, Any]:
+    """Write every file of a generation but its manifest into ``tmp``; returns the manifest's
+    other fields."""
+    import faiss
+
+    from assistant.kb.lexical import LexicalIndex
+
+    records = [row.record for row in rows]
+    index = _make_faiss(matrix, embedder.dimensions)
+    report.index_type = "hnsw" if len(matrix) >= HNSW_MIN_KEYS else "flat"
+    faiss.write_index(index, str(tmp / "vectors.faiss"))
+    answers = None
+    view_info: dict[str, Any] | None = None
+    view_parts: tuple[np.ndarray, np.ndarray] | None = None
+    if entries.classifier_trains(records):
+        answers = entries.answer_vectors(embedder, rows, progress)
+        np.save(tmp / "answers.npy", answers)
+        if view is not None and entries.english_entries(records) >= views.MIN_ENGLISH_ENTRIES:
+            try:
+                encoder = view.load()
+            except AssistantError as err:
+                report.warnings.append(f"the classifier is trained without its English view: {err}")
+            else:
+                reusable = previous.view_identity == encoder.identity
+                view_parts = entries.view_vectors(encoder, rows, reuse=reusable, progress=progress)
+                np.savez(tmp / "view.npz", keys=view_parts[0], answers=view_parts[1])
+                view_info = {
+                    "name": view.name,
+                    "identity": encoder.identity,
+                    "dimensions": encoder.dimensions,
+                    "weight": views.VIEW_WEIGHT,
+                }
+    trained = answers is not None and entries.train_classifier(records, matrix, answers, tmp / "classifier.npz", view_parts)
+    LexicalIndex.build([k for r in records for k in r.keys]).save(tmp / "lexical")
+    if answers is not None:
+        LexicalIndex.build([str(r.answer or "") for r in records if r.kind == "faq"]).save(tmp / "answers_lexical")
+    with (tmp / "records.jsonl").open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+    return {
+        "format": FORMAT,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "index_type": report.index_type,
+        "classifier": trained,
+        "view": view_info,
+        "counts": {"files": report.files, "entries": report.entries, "chunks": report.chunks, "keys": report.keys},
+        "calibration": calibration.for_embedder(embedder.identity).to_json(),
+        "domain_terms": distinctive_terms(records),
+    }
+
+
+def _publish(tmp: Path, index_dir: Path) -> Path:
+    """Make the finished generation in ``tmp`` the live one: the one atomic step is replacing CURRENT."""
+    gen = index_dir / f"gen-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{time.time_ns() % 10**6}"
+    os.rename(tmp, gen)
+    pointer_tmp = index_dir / f".CURRENT-{os.getpid()}"
+    pointer_tmp.write_text(gen.name + "\n", encoding="utf-8")
+    with pointer_tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    os.replace(pointer_tmp, index_dir / "CURRENT")
+    return gen
+
+
+@contextlib.contextmanager
+def _build_lock(index_dir: Path) -> Iterator[None]:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / ".lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise RetrieveError("kb-busy", f"another `assistant kb build` is writing {index_dir}; wait for it") from err
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _source_name(path: Path, root: Path) -> str:
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def _make_faiss(vectors: np.ndarray, dimensions: int) -> Any:
+    import faiss
+
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # a search process may have lowered it to 1
+    index: Any
+    if len(vectors) >= HNSW_MIN_KEYS:
+        index = faiss.IndexHNSWFlat(dimensions, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    else:
+        index = faiss.IndexFlatIP(dimensions)
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as f:
+                os.fsync(f.fileno())
+
+
+def _progress(items: Sequence[Path], enabled: bool) -> Any:
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="reading", unit="file", file=sys.stderr, leave=False)
