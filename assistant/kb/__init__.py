@@ -23,7 +23,8 @@ from assistant.errors import AssistantError, RetrieveError
 from assistant.stages import Embedder
 
 if TYPE_CHECKING:
-    from assistant.kb.build import BuildReport
+    from assistant.kb.build import BuildReport, Synthesis
+    from assistant.kb.calibration import Calibration
     from assistant.kb.search import IndexRetriever
     from assistant.kb.views import ViewLoader
 
@@ -48,13 +49,16 @@ def build_index(
     *,
     embedder: Embedder,
     view: ViewLoader | None = None,
+    synthesis: Synthesis | None = None,
+    prior: Calibration | None = None,
 ) -> BuildReport:
     """Ingest ``paths`` (default ``[kb] paths``) into the index folder, incrementally and atomically.
 
     With ``strict``, any skipped file raises ``RetrieveError("kb-skipped", ...)`` after the build
     (the index is still written: the good files answer). ``view`` is the classifier's English view
     (``assistant.kb.views``); when its model is not fetched the build goes on without it and
-    ``warnings`` says how to fetch it.
+    ``warnings`` says how to fetch it. ``synthesis``: how synthetic questions are written, for the
+    index to calibrate itself (``assistant.kb.selfcal``); without it the index keeps ``prior``.
     """
     from assistant.kb import build
 
@@ -70,6 +74,8 @@ def build_index(
         overlap_chars=settings.kb.chunk_overlap_chars,
         progress=progress,
         view=view,
+        synthesis=synthesis,
+        prior=prior,
     )
     if strict and report.skipped:
         listed = "; ".join(f"{s.file}: {s.reason}" for s in report.skipped)

@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from assistant.kb.store import (
     read_records,
     read_vectors,
 )
+from assistant.kb.synthesis import QuestionCache, Synthetic, fingerprint
 from assistant.kb.terms import distinctive_terms
 from assistant.stages import Embedder
 
@@ -71,6 +72,12 @@ class BuildReport:
     embedder: str = ""
     index_type: str = "flat"
     seconds: float = 0.0
+    questions_written: int = 0
+    """Records whose synthetic questions were written by this build (the others' were reused)."""
+    synthesis_s: float = 0.0
+    calibration_s: float = 0.0
+    calibrated: str = "prior"
+    """``self``: fitted on the index's own synthetic questions; ``prior``: the prior."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +93,10 @@ class BuildReport:
             "warnings": self.warnings,
             "embedder": self.embedder,
             "index_type": self.index_type,
+            "calibrated": self.calibrated,
+            "questions_written": self.questions_written,
+            "synthesis_s": round(self.synthesis_s, 3),
+            "calibration_s": round(self.calibration_s, 3),
             "seconds": round(self.seconds, 3),
         }
 
@@ -163,6 +174,8 @@ def build(
     progress: bool = True,
     before_publish: Callable[[Path], None] | None = None,
     view: views.ViewLoader | None = None,
+    synthesis: Synthesis | None = None,
+    prior: calibration.Calibration | None = None,
 ) -> BuildReport:
     """Build (or update) the index in ``index_dir`` from ``paths``; see the module docstring.
 
@@ -170,7 +183,9 @@ def build(
     use it to kill a build at the worst moment). ``view`` is the classifier's English view
     (``views``), loaded only when the classifier trains on English phrasings; when loading raises
     ``AssistantError`` (its model is not fetched) the build goes on without the view and says so
-    in ``warnings``.
+    in ``warnings``. ``synthesis`` writes the synthetic questions the index calibrates itself with
+    (``assistant.kb.selfcal``); without it, or when it fails, the index keeps ``prior`` (default:
+    ``calibration.prior_for`` the embedder), and ``warnings`` says so.
     """
     started = time.perf_counter()
     report = BuildReport(index_dir=str(index_dir), embedder=embedder.identity)
@@ -181,8 +196,9 @@ def build(
         chunking = {"chunk_chars": chunk_chars, "overlap_chars": overlap_chars, "format": CHUNK_FORMAT}
         rows, files = _collect(paths, root, previous, chunking, report, progress=progress)
         report.removed_files = sorted(set(previous.files) - set(files))
-        matrix = _key_matrix(embedder, rows, progress)
         records = [row.record for row in rows]
+        questions = _synthetic(records, index_dir, synthesis, report) if synthesis is not None and records else {}
+        matrix = _key_matrix(embedder, rows, progress)
         report.files = len(files)
         report.entries = sum(1 for r in records if r.kind == "faq")
         report.chunks = sum(1 for r in records if r.kind == "document")
@@ -198,15 +214,24 @@ def build(
         tmp = index_dir / f".build-{os.getpid()}-{time.time_ns()}"
         tmp.mkdir()
         try:
-            manifest = _write_generation(tmp, rows, matrix, embedder, view, previous, report, progress=progress)
+            manifest, encoder = _write_generation(tmp, rows, matrix, embedder, view, previous, report, progress=progress)
             manifest.update(
                 embedder={"name": embedder_name, "identity": embedder.identity, "dimensions": embedder.dimensions},
                 files=files,
                 skipped=[{"file": s.file, "reason": s.reason} for s in report.skipped],
+                calibration=(prior or calibration.prior_for(embedder.identity)).to_json(),
+                calibration_fit="prior",
             )
+            _write_manifest(tmp, manifest)
+            if questions:
+                started_fit = time.perf_counter()
+                fit, checks = _calibrate(tmp, embedder, encoder, questions, prior or calibration.prior_for(embedder.identity))
+                manifest.update(calibration=fit.to_json(), calibration_fit="self", self_check=checks)
+                report.calibration_s = time.perf_counter() - started_fit
+                report.calibrated = "self"
             report.seconds = time.perf_counter() - started
             manifest["build_s"] = round(report.seconds, 3)
-            (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+            _write_manifest(tmp, manifest)
             _fsync_tree(tmp)
             if before_publish is not None:
                 before_publish(tmp)
@@ -220,6 +245,69 @@ def build(
                 shutil.rmtree(other, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """How a build gets its synthetic questions: ``write(records, cache)`` returns each record's
+    (by ``synthesis.fingerprint``), writing the missing ones into ``cache`` (blocking; raises
+    ``AssistantError`` when the LLM fails). ``name``: the LLM's, for the manifest."""
+
+    write: Callable[[Sequence[Record], QuestionCache], Mapping[str, list[Synthetic]]]
+    name: str = ""
+
+
+def _synthetic(
+    records: Sequence[Record], index_dir: Path, synthesis: Synthesis, report: BuildReport
+) -> dict[int, list[Synthetic]]:
+    """Each record's synthetic questions, by record index; what was written before is reused. When
+    writing fails, the build goes on with the questions written so far (kept for the next build)."""
+    cache = QuestionCache(index_dir)
+    missing = sum(cache.get(fingerprint(r)) is None for r in records)
+    started = time.perf_counter()
+    try:
+        written = synthesis.write(records, cache)
+    except AssistantError as err:
+        report.warnings.append(
+            f"synthetic questions stopped ({err.message}); the index calibrates itself on those written so "
+            "far, and the next build writes the rest"
+        )
+        written = {fp: qs for r in records if (qs := cache.get(fp := fingerprint(r))) is not None}
+    report.synthesis_s = time.perf_counter() - started
+    report.questions_written = missing
+    out = {i: list(written[fp]) for i, r in enumerate(records) if (fp := fingerprint(r)) in written and written[fp]}
+    cache.compact(fingerprint(r) for r in records)
+    return out
+
+
+def _calibrate(
+    tmp: Path,
+    embedder: Embedder,
+    view: Embedder | None,
+    questions: Mapping[int, Sequence[Synthetic]],
+    prior: calibration.Calibration,
+) -> tuple[calibration.Calibration, dict[str, Any]]:
+    """Fit the new generation's own calibration on its synthetic questions (``selfcal``), keeping one
+    in five of them out of the fit to check it on."""
+    from assistant.kb import selfcal
+    from assistant.kb.search import KnowledgeBase
+
+    kb = KnowledgeBase(tmp, embedder, view=view)
+    fit_part = {r: [q for i, q in enumerate(qs) if not held_out(r, i)] for r, qs in questions.items()}
+    groups = selfcal.labelled(kb, fit_part, selfcal.offtopic_questions())
+    fitted = selfcal.fit_own(prior, groups, source=f"fitted at build on this knowledge base's own questions ({time.strftime('%Y-%m-%d')})")
+    counts = {name: len(g) for name, g in groups.items()}
+    return fitted, {"queries": counts}
+
+
+def held_out(record: int, position: int) -> bool:
+    """Whether a record's ``position``-th synthetic question is kept out of the fit (one in five, the
+    same ones at every build): ``kb eval`` checks the calibration on these."""
+    return (record * 7 + position) % 5 == 4
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 def _collect(
@@ -297,9 +385,9 @@ def _write_generation(
     report: BuildReport,
     *,
     progress: bool,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Embedder | None]:
     """Write every file of a generation but its manifest into ``tmp``; returns the manifest's
-    other fields."""
+    other fields, and the English view's encoder when the classifier reads it."""
     import faiss
 
     from assistant.kb.lexical import LexicalIndex
@@ -309,6 +397,7 @@ def _write_generation(
     report.index_type = "hnsw" if len(matrix) >= HNSW_MIN_KEYS else "flat"
     faiss.write_index(index, str(tmp / "vectors.faiss"))
     answers = None
+    encoder: Embedder | None = None
     view_info: dict[str, Any] | None = None
     view_parts: tuple[np.ndarray, np.ndarray] | None = None
     if entries.classifier_trains(records):
@@ -336,16 +425,16 @@ def _write_generation(
     with (tmp / "records.jsonl").open("w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
-    return {
+    manifest = {
         "format": FORMAT,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "index_type": report.index_type,
         "classifier": trained,
         "view": view_info,
         "counts": {"files": report.files, "entries": report.entries, "chunks": report.chunks, "keys": report.keys},
-        "calibration": calibration.for_embedder(embedder.identity).to_json(),
         "domain_terms": distinctive_terms(records),
     }
+    return manifest, encoder if view_info else None
 
 
 def _publish(tmp: Path, index_dir: Path) -> Path:

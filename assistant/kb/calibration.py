@@ -31,9 +31,11 @@ likely wrong than right".
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -158,6 +160,20 @@ def fit_two_stage(
     ``novelty`` on each query's ``top`` candidates, the ones a threshold is ever applied to,
     off-topic queries included. ``query_weight`` balances the query sets."""
     ranking = _conditional_logit(queries_x, queries_y, query_weight)
+    return refit_scores(ranking, queries_x, queries_y, query_weight, novelty=novelty, top=top, use_lead=use_lead, source=source)
+
+
+def _score_rows(
+    ranking: Calibration,
+    queries_x: Sequence[np.ndarray],
+    queries_y: Sequence[np.ndarray],
+    query_weight: Sequence[float],
+    novelty: Sequence[float] | None,
+    top: int,
+    use_lead: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stage 2's rows: (ranking logit, lead, novelty) of each query's ``top`` candidates, with labels
+    and weights."""
     feats, labels, weights = [], [], []
     novelties = novelty if novelty is not None else [0.0] * len(queries_x)
     for xq, yq, wq, nq in zip(queries_x, queries_y, query_weight, novelties, strict=True):
@@ -169,14 +185,38 @@ def fit_two_stage(
             feats.append((z[i], g[i] if use_lead else 0.0, nq))
             labels.append(yq[i])
             weights.append(wq)
-    f = np.asarray(feats, dtype=np.float64)
+    return np.asarray(feats, dtype=np.float64).reshape(-1, 3), np.asarray(labels, dtype=np.float64), np.asarray(weights)
+
+
+def refit_scores(
+    ranking: Calibration,
+    queries_x: Sequence[np.ndarray],
+    queries_y: Sequence[np.ndarray],
+    query_weight: Sequence[float],
+    *,
+    novelty: Sequence[float] | None = None,
+    top: int = 3,
+    use_lead: bool = True,
+    prior_weight: float = 0.0,
+    source: str = "",
+) -> Calibration:
+    """``ranking``'s ranking stage with its score mapping (stage 2) fitted on these queries. With
+    ``prior_weight`` > 0 the fit is pulled towards ``ranking``'s own mapping (a penalty of that many
+    times the data's total weight on the squared distance of the parameters): what a knowledge base
+    fitting itself on a little evidence does."""
+    f, y, w = _score_rows(ranking, queries_x, queries_y, query_weight, novelty, top, use_lead)
     columns = [0] + ([1] if use_lead else []) + ([2] if novelty is not None else [])
-    platt = _logistic(f[:, columns], np.asarray(labels), np.asarray(weights), l2=1e-4)
+    if prior_weight > 0:
+        centre = np.array([ranking.offset, ranking.scale, ranking.lead_weight, ranking.novelty_weight])
+        centre = centre[[0, *(c + 1 for c in columns)]]
+        platt = _logistic(f[:, columns], y, w, l2=prior_weight, centre=centre, penalise_bias=True)
+    else:
+        platt = _logistic(f[:, columns], y, w, l2=1e-4)
     fitted = dict(zip(columns, platt[1:], strict=True))
     return Calibration(
         ranking.bias,
         ranking.weights,
-        source,
+        source or ranking.source,
         scale=float(fitted[0]),
         lead_weight=float(fitted.get(1, 0.0)),
         offset=float(platt[0]),
@@ -184,17 +224,29 @@ def fit_two_stage(
     )
 
 
-def _logistic(x: np.ndarray, y: np.ndarray, sw: np.ndarray | None, *, l2: float, iterations: int = 50) -> np.ndarray:
-    """Weighted L2 logistic regression by Newton's method (IRLS); returns [bias, *weights]."""
+def _logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    sw: np.ndarray | None,
+    *,
+    l2: float,
+    iterations: int = 50,
+    centre: np.ndarray | None = None,
+    penalise_bias: bool = False,
+) -> np.ndarray:
+    """Weighted L2 logistic regression by Newton's method (IRLS); returns [bias, *weights]. The
+    penalty pulls the weights (and, with ``penalise_bias``, the bias) towards ``centre`` (default 0)."""
     x64 = np.hstack([np.ones((len(x), 1)), x.astype(np.float64)])
     y64 = y.astype(np.float64)
     sw = np.ones(len(x64)) if sw is None else sw.astype(np.float64) * len(x64) / sw.sum()
-    w = np.zeros(x64.shape[1])
+    c = np.zeros(x64.shape[1]) if centre is None else np.asarray(centre, dtype=np.float64)
+    w = c.copy()
     ridge = l2 * len(x64) * np.eye(x64.shape[1])
-    ridge[0, 0] = 0.0
+    if not penalise_bias:
+        ridge[0, 0] = 0.0
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-np.clip(x64 @ w, -30, 30)))
-        grad = x64.T @ (sw * (p - y64)) + ridge @ w
+        grad = x64.T @ (sw * (p - y64)) + ridge @ (w - c)
         hess = (x64 * (sw * p * (1 - p))[:, None]).T @ x64 + ridge
         step = np.linalg.solve(hess + 1e-9 * np.eye(len(w)), grad)
         w -= step
@@ -272,28 +324,21 @@ def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-# Fitted weights per embedder family (the part of the identity before the first space or colon),
-# copied from `bench/retrieval.py --only calibration` (bench/results/retrieval.json, "calibration":
-# the data, per-set thresholds behaviour and a reliability table are there).
-FITTED: dict[str, Calibration] = {
-    "use-multilingual-v3": Calibration(
-        bias=0.0,
-        weights=(4.945336, 4.647323, 0.000000, 4.227070, -2.913716, 2.913716, 1.941148, 2.757094, 3.878680, 0.000000),
-        source="fitted 2026-12-01 by bench/retrieval.py --only calibration (BANKING77 train, sample kb folds, "
-        "cross-lingual, documents, answer details, combined, off-topic and in-domain unanswered questions; "
-        "classifier trained on phrasings and answers, with the English view all-minilm-l6-v2)",
-        scale=0.586806,
-        lead_weight=1.266923,
-        offset=-5.470685,
-        novelty_weight=-0.340338,
-    ),
-}
+PRIORS = Path(__file__).resolve().parent / "priors"
+"""One JSON per embedder family (the part of its identity before the first space or colon): the
+calibration fitted across many knowledge bases' synthetic questions (``bench/kb_transfer.py
+--write-prior``), which an index without its own questions keeps and one with them starts from."""
 
-# Until a fit exists for an embedder: a conservative hand-set model, documented as such (dense
+# Until a prior exists for an embedder: a conservative hand-set model, documented as such (dense
 # cosine 0.9 with a good lexical match -> ~0.9; cosine 0.5 and no shared words -> ~0.1).
 GENERIC = Calibration(-9.0, (6.0, 4.0, 5.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), "generic prior (not fitted)")
 
 
-def for_embedder(identity: str) -> Calibration:
+def prior_for(identity: str) -> Calibration:
+    """The prior for an embedder (by its identity's family): what an index without its own synthetic
+    questions keeps, and what one with them starts from (``assistant.kb.selfcal``)."""
     family = identity.split(" ")[0].split(":")[0]
-    return FITTED.get(family, GENERIC)
+    try:
+        return Calibration.from_json(json.loads((PRIORS / f"{family}.json").read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return GENERIC

@@ -15,7 +15,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,20 +144,32 @@ class LexicalIndex:
     def knows(self, term: str) -> bool:
         return term in self._df
 
+    def document_frequency(self, term: str) -> int:
+        """How many documents (keys) hold ``term``."""
+        return self._df.get(term, 0)
+
     def idf(self, term: str) -> float:
         """BM25's inverse document frequency of ``term`` here (the highest for an unseen term)."""
         return self._idf(term)
 
 
-def novelty(query: str, index: LexicalIndex, *others: LexicalIndex) -> float:
+def novelty(query: str, index: LexicalIndex, *others: LexicalIndex, unless: Mapping[str, int] | None = None) -> float:
     """How much of ``query`` the knowledge base has never seen: the share of its words' IDF (from
     ``index``) carried by words that neither ``index`` nor ``others`` contain, in [0, 1]; 0 for a
     query with no content word. "产假有多少天" against a front desk FAQ that never mentions 产假
-    (maternity leave) is 0.44; paraphrases of what it does answer are mostly 0-0.3."""
+    (maternity leave) is 0.44; paraphrases of what it does answer are mostly 0-0.3. ``unless``: how
+    many of the indexes' documents to discount per word (records held out): a word only they have
+    counts as unseen."""
     terms = list(dict.fromkeys(tokenize(query)))
     if not terms:
         return 0.0
     weights = [index.idf(t) for t in terms]
-    unseen = sum(w for t, w in zip(terms, weights, strict=True) if not (index.knows(t) or any(o.knows(t) for o in others)))
+    held = unless or {}
+
+    def seen(t: str) -> bool:
+        count = sum(i.document_frequency(t) for i in (index, *others))
+        return count > held.get(t, 0)
+
+    unseen = sum(w for t, w in zip(terms, weights, strict=True) if not seen(t))
     total = sum(weights)
     return float(unseen / total) if total > 0 else 0.0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from assistant.kb import calibration as cal
 from assistant.kb import views
 from assistant.kb.classifier import EntryClassifier
 from assistant.kb.ingest import Record
-from assistant.kb.lexical import LexicalIndex, novelty
+from assistant.kb.lexical import LexicalIndex, novelty, tokenize
 from assistant.kb.store import flat_view, read_manifest, read_records, read_vectors
 from assistant.stages import Embedder, Passage, RetrieveError
 
@@ -81,9 +83,9 @@ class KnowledgeBase:
             start = self._key_start[i]
             mean = self._vectors[start : start + counts[i]].mean(axis=0)
             self._proto[int(i)] = mean / max(float(np.linalg.norm(mean)), 1e-9)
-        # The calibration belongs to this version of the code (its features and fitted weights), not
-        # to the index: a refit applies without a rebuild. The manifest keeps the one used at build.
-        self.calibration = cal.for_embedder(self.manifest["embedder"]["identity"])
+        # Each index carries its own calibration, fitted at build time on its own synthetic questions
+        # (assistant.kb.selfcal), or the prior when it was built without them.
+        self.calibration = cal.Calibration.from_json(self.manifest["calibration"])
         self._classifier: EntryClassifier | None = None
         self._class_of = np.full(len(self.records), -1, dtype=np.int64)
         if (generation / "classifier.npz").exists():
@@ -106,9 +108,13 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------------------------------------
 
-    def candidates(self, query: str, q: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def candidates(
+        self, query: str, q: np.ndarray, *, exclude: Collection[int] = ()
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Candidate record ids and their signals (``calibration.feature_matrix``'s arguments, by
-        name); ``q`` is the query's vector."""
+        name); ``q`` is the query's vector. ``exclude``: records to search as if they were not in
+        the knowledge base (self-calibration's held-out questions): never candidates, and the
+        classifier's probabilities are those of the remaining entries."""
         n_keys = len(self._vectors)
         with self._lock:
             found_scores, ids = self._index.search(q[None, :], min(DENSE_CANDIDATE_KEYS, n_keys))
@@ -130,8 +136,13 @@ class KnowledgeBase:
         probs = None
         if self._classifier is not None:
             probs = self._classifier.probabilities(self._classifier_input(query, q), query)
+            if exclude:
+                gone = self._class_of[list(exclude)]
+                probs[gone[gone >= 0]] = 0.0
+                probs = probs / max(float(probs.sum()), 1e-12)
             top_classes = np.argsort(-probs)[:CLASSIFIER_CANDIDATES]
             cand.update(int(i) for i in self._classifier.records[top_classes])
+        cand.difference_update(exclude)
         rec = np.fromiter(cand, dtype=np.int64, count=len(cand))
         # A record with any key among the nearest keys has its best key among them too (the list is
         # sorted by score): its dense signal is exact without touching its other keys. Only records
@@ -171,10 +182,42 @@ class KnowledgeBase:
             return q
         return views.classifier_input(q[None, :], views.view_vectors(self.view, [query]))[0]
 
-    def novelty(self, query: str) -> float:
-        """``lexical.novelty`` of the query against every phrasing, chunk and FAQ answer here."""
+    def novelty(self, query: str, *, exclude: Collection[int] = ()) -> float:
+        """``lexical.novelty`` of the query against every phrasing, chunk and FAQ answer here (as if
+        the ``exclude`` records were not: their words count as unseen unless another record has them)."""
         others = [self._answer_lexical] if self._answer_lexical is not None else []
-        return novelty(query, self._lexical, *others)
+        if not exclude:
+            return novelty(query, self._lexical, *others)
+        own: Counter[str] = Counter()
+        for r in exclude:
+            record = self.records[r]
+            for text in record.keys:
+                own.update(set(tokenize(text)))
+            if record.answer and self._answer_lexical is not None:
+                own.update(set(tokenize(record.answer)))
+        return novelty(query, self._lexical, *others, unless=own)
+
+    def labelled_features(self, query: str, *, exclude: Collection[int] = ()) -> tuple[np.ndarray, np.ndarray, float]:
+        """Candidate record ids, their calibration features and the query's novelty, with the
+        ``exclude`` records held out (``candidates``): one labelled query of self-calibration."""
+        q = self.embedder.embed([query])[0]
+        rec, signals = self.candidates(query, q, exclude=exclude)
+        return rec, cal.feature_matrix(**signals), self.novelty(query, exclude=exclude)
+
+    def twins(self, cosine: float) -> dict[int, set[int]]:
+        """Records that say the same thing as another (a translation, a repeated entry): the centres
+        of their key vectors, or their FAQ answers, at least ``cosine`` alike. Record index -> its twins."""
+        centres = np.stack(
+            [self._proto.get(i, self._vectors[self._key_start[i]]) for i in range(len(self.records))]
+        ) if len(self.records) else np.zeros((0, self._vectors.shape[1]), dtype=np.float32)
+        alike = centres @ centres.T >= cosine
+        if self._answers is not None:
+            norms = np.linalg.norm(self._answers, axis=1, keepdims=True)
+            unit = self._answers / np.maximum(norms, 1e-9)
+            has = (norms[:, 0] > 0)
+            alike |= ((unit @ unit.T) >= cosine) & has[:, None] & has[None, :]
+        np.fill_diagonal(alike, False)
+        return {int(i): set(np.flatnonzero(row).tolist()) for i, row in enumerate(alike) if row.any()}
 
     def features(self, query: str, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Candidate record ids and their calibration features (``calibration.FEATURES``)."""
@@ -183,13 +226,16 @@ class KnowledgeBase:
         rec, signals = self.candidates(query, q)
         return rec, cal.feature_matrix(**signals)
 
-    def search_sync(self, query: str, *, k: int) -> list[Passage]:
+    def search_sync(self, query: str, *, k: int, exclude: Collection[int] = ()) -> list[Passage]:
+        """The best ``k`` passages, scores calibrated. ``exclude``: records searched as if they were
+        not here (``kb eval``'s questions the knowledge base would not answer)."""
         query = query.strip()
         if not query or not self.records:
             return []
         q_vec = self.embedder.embed([query])[0]
-        rec, x = self.features(query, q_vec)
-        scores = self.calibration.scores(x, novelty=self.novelty(query))
+        rec, signals = self.candidates(query, q_vec, exclude=exclude)
+        x = cal.feature_matrix(**signals)
+        scores = self.calibration.scores(x, novelty=self.novelty(query, exclude=exclude))
         order = np.argsort(-scores, kind="stable")[:k]
         out: list[Passage] = []
         for j in order:

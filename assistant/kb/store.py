@@ -36,7 +36,8 @@ import numpy as np
 from assistant.errors import RetrieveError
 from assistant.kb.ingest import Record
 
-FORMAT = 1
+FORMAT = 2
+"""2: the manifest's ``calibration`` is the index's own (fitted at build), read by search."""
 
 
 def file_sha256(path: Path) -> str:
