@@ -193,6 +193,9 @@ class Player:
             self._offset = 0
             self._buffering = True
             self._ended = True
+            # What was dropped will never be written to the device: without this, ``written_ms``
+            # stays ahead of ``position_ms`` forever and the kiosk's microphone stays gated (deaf).
+            self._written = self._delivered
             self._idle.set()
         return heard
 
@@ -222,4 +225,11 @@ class Player:
 
     @property
     def written_ms(self) -> float:
+        """Milliseconds of audio that have been or will be played since the last ``reset`` (``stop``
+        forgets what it dropped)."""
         return self._written / self.sample_rate_hz * 1000.0
+
+    @property
+    def sounding(self) -> bool:
+        """Whether audio is queued or still coming out of the speaker."""
+        return self.position_ms + 1.0 < self.written_ms

@@ -77,7 +77,7 @@ class SoundCard:
     def playing(self) -> bool:
         if self.player is None:
             return False
-        return bool(self.player.position_ms + 1.0 < self.player.written_ms)
+        return bool(self.player.sounding)
 
     @property
     def played_ms(self) -> float:
