@@ -215,11 +215,23 @@ def to_dict(event: Event) -> dict[str, Any]:
     return body
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with any lone surrogate (``"\\ud83d"`` in JSON: half an emoji) replaced by U+FFFD: such
+    a string cannot be encoded as UTF-8, so it could not be sent, logged or spoken."""
+    if text.isascii():
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def to_wire(event: Event) -> str | bytes:
-    """A text frame for every event but ``Audio``, which becomes a binary frame."""
+    """A text frame for every event but ``Audio``, which becomes a binary frame. The text is always
+    valid UTF-8 (a lone surrogate that reached an event is replaced, never left to fail the send)."""
     if isinstance(event, Audio):
         return encode_audio_frame(event.chunk, turn=event.turn, sequence=event.sequence, sentence=event.sentence)
-    return json.dumps(to_dict(event), ensure_ascii=False, separators=(",", ":"))
+    return valid_unicode(json.dumps(to_dict(event), ensure_ascii=False, separators=(",", ":")))
 
 
 # Binary audio frame, both directions, little-endian:
@@ -402,6 +414,7 @@ def message_from_dict(body: dict[str, Any]) -> ClientMessage:
         raise ProtocolError("bad-message", "a message needs a string 'type'")
     cls = MESSAGE_TYPES.get(kind)
     if cls is None:
+        # the type is echoed back: escaped, so a lone surrogate cannot break the error frame
         shown = kind[:40].encode("utf-8", "backslashreplace").decode("utf-8")
         raise ProtocolError("unknown-type", f"unknown message type '{shown}'; known: {', '.join(MESSAGE_TYPES)}")
     hints = typing.get_type_hints(cls)
@@ -414,6 +427,8 @@ def message_from_dict(body: dict[str, Any]) -> ClientMessage:
             continue
         if not _fits(hints[f.name], value):
             raise ProtocolError("bad-message", f"'{kind}' field '{f.name}' has the wrong type or is out of range")
+        if isinstance(value, str):
+            value = valid_unicode(value)  # a lone surrogate would fail the turn that speaks or logs it
         values[f.name] = float(value) if _is_float(hints[f.name]) else value
     return cls(**values).checked()  # type: ignore[return-value]
 

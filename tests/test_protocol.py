@@ -270,6 +270,39 @@ def test_parse_text_rejects(raw: str, code: str, close: int | None) -> None:
     assert err.value.code == code and err.value.close_code == close
 
 
+def test_lone_surrogates_never_reach_a_turn_or_the_wire() -> None:
+    # issue 23, item 5: a lone surrogate inside a typed question failed the turn with `internal`
+    # (it cannot be encoded as UTF-8 to log, speak or send)
+    message = proto.parse_text('{"type":"text","text":"hello \\ud83d there"}', max_bytes=1000)
+    assert isinstance(message, proto.TextMessage)
+    assert message.text == "hello \ufffd there" and message.text.encode("utf-8")
+    hello_msg = proto.parse_text('{"type":"hello","client":"\\udc00x"}', max_bytes=1000)
+    assert isinstance(hello_msg, proto.HelloMessage) and hello_msg.client == "\ufffdx"
+    # a pair is one character and stays
+    assert proto.parse_text('{"type":"text","text":"\\ud83d\\ude00"}', max_bytes=1000) == proto.TextMessage("\U0001f600")
+    # whatever reaches an event, its frame is valid UTF-8
+    frame = ev.to_wire(ev.ErrorEvent(code="x", message="bad \ud83d"))
+    assert isinstance(frame, str) and frame.encode("utf-8")
+
+
+def test_huge_integers_are_a_bad_message_not_a_crash() -> None:
+    # issue 23, item 5: `{"type":"playback","turn":<5000 digits>,...}` raised ValueError (Python's
+    # 4300-digit limit) out of the parser; any integer beyond 2**31-1 is out of range too
+    for raw, code in (
+        ('{"type":"playback","turn":' + "9" * 5000 + ',"played_ms":1}', "bad-json"),
+        ('{"type":"interrupt","played_ms":' + "9" * 5000 + "}", "bad-json"),
+        ('{"type":"playback","turn":' + "9" * 4000 + ',"played_ms":1}', "bad-message"),
+        ('{"type":"playback","turn":2147483648,"played_ms":1}', "bad-message"),
+        ('{"type":"interrupt","played_ms":1e400}', "bad-message"),
+    ):
+        with pytest.raises(proto.ProtocolError) as err:
+            proto.parse_text(raw, max_bytes=100_000)
+        assert err.value.code == code, raw[:50]
+    assert proto.parse_text('{"type":"playback","turn":2147483647,"played_ms":1}', max_bytes=100) == proto.PlaybackMessage(
+        2**31 - 1, 1.0
+    )
+
+
 def test_parse_binary() -> None:
     pcm = (np.arange(320) * 10).astype("<i2")
     frame = proto.parse_binary(ev.encode_audio_frame(AudioChunk(pcm.tobytes(), 16_000), sequence=9), max_bytes=100_000)

@@ -107,6 +107,63 @@ async def test_origin_allow_list() -> None:
             await hello(ws)
 
 
+async def _raw_http(port: int, head: str) -> bytes:
+    """Send a hand-written request (headers a client library would not let us repeat or forge)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head.encode("latin-1"))
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(65536), 5)
+    writer.close()
+    return data
+
+
+def _upgrade(port: int, host: str | None = None, extra: str = "") -> str:
+    return (
+        f"GET /ws HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+
+
+async def test_a_loopback_daemon_answers_to_loopback_names_only(caplog: pytest.LogCaptureFixture) -> None:
+    # issue 23, item 4: DNS rebinding. A page on evil.example whose name resolves to 127.0.0.1 sends
+    # Host and Origin evil.example:PORT; it got 101 and /metrics, so any web page could drive the kiosk.
+    settings = settings_for_tests()
+    settings.server.allowed_origins = ["https://kiosk.example"]
+    async with running_daemon(settings=settings) as d:
+        port = d.server.port
+        evil = f"evil.example:{port}"
+        head = _upgrade(port, evil, f"Origin: http://{evil}\r\n")
+        assert (await _raw_http(port, head)).startswith(b"HTTP/1.1 421")
+        for path in ("/metrics", "/healthz", "/"):
+            got = await _raw_http(port, f"GET {path} HTTP/1.1\r\nHost: {evil}\r\n\r\n")
+            assert got.startswith(b"HTTP/1.1 421"), path
+        # the loopback names, and a host the owner listed (a reverse proxy's), still work
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "kiosk.example"):
+            origin = "https://kiosk.example" if host == "kiosk.example" else f"http://{host}"
+            got = await _raw_http(port, _upgrade(port, host, f"Origin: {origin}\r\n"))
+            assert got.startswith(b"HTTP/1.1 101"), host
+    assert "Traceback" not in caplog.text
+
+
+async def test_repeated_origin_or_authorization_headers_are_a_bad_request(caplog: pytest.LogCaptureFixture) -> None:
+    # issue 23, item 5: a duplicated Origin or Authorization header gave HTTP 500 and a
+    # MultipleValuesError traceback, from unauthenticated requests
+    settings = settings_for_tests()
+    settings.server.token = "s3cret"
+    async with running_daemon(settings=settings) as d:
+        port = d.server.port
+        for extra in ("Origin: http://a\r\nOrigin: http://b\r\n", "Authorization: Bearer x\r\nAuthorization: Bearer y\r\n"):
+            got = await _raw_http(port, _upgrade(port, extra=extra))
+            assert got.startswith(b"HTTP/1.1 400"), extra
+        got = await _raw_http(port, f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                                    "Authorization: Bearer x\r\nAuthorization: Bearer y\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 400")
+        # a header value that is not ASCII is just a wrong token
+        got = await _raw_http(port, _upgrade(port, extra="Authorization: Bearer \xe9\r\n"))
+        assert got.startswith(b"HTTP/1.1 401")
+    assert "Traceback" not in caplog.text and "MultipleValuesError" not in caplog.text
+
+
 async def test_max_clients_is_enforced() -> None:
     settings = settings_for_tests()
     settings.server.max_clients = 2
@@ -152,6 +209,34 @@ async def test_malformed_and_unknown_messages_get_errors_and_the_session_goes_on
         assert err["code"] == "audio-rate" and "16000" in err["message"]
         await ws.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
         assert (await collect(ws)).of("reply-end")[0]["route"] == "faq"
+
+
+async def test_crafted_values_get_an_error_and_the_connection_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    # issue 23, item 5: a 5000-digit integer closed the connection with 1001 after a ValueError
+    # traceback; a lone surrogate as the type aborted it without a close frame
+    async with running_daemon() as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        await hello(ws)
+        huge = "9" * 5000
+        cases = {
+            '{"type":"playback","turn":' + huge + ',"played_ms":1}': "bad-json",
+            '{"type":"playback","turn":1,"played_ms":' + huge + "}": "bad-json",
+            '{"type":"interrupt","turn":' + "9" * 40 + "}": "bad-message",
+            '{"type":"playback","turn":1,"played_ms":1e999}': "bad-message",
+            '{"type":"\\ud83d"}': "unknown-type",
+            '{"type":"hello","client":"\\udc00","role":"watcher"}': None,
+        }
+        for raw, code in cases.items():
+            await ws.send(raw)
+            if code is None:
+                assert (await collect(ws)).of("hello")  # hello, then its state
+                continue
+            got = await collect(ws, "error")
+            assert got.of("error")[0]["code"] == code, raw[:60]
+        # a lone surrogate inside a question: answered, and every frame sent is valid UTF-8
+        await ws.send('{"type":"text","text":"请问商旅的出差制度\\ud83d"}')
+        got = await collect(ws, after=2)  # the watcher becomes a visitor again: hello, state, then the turn
+        assert not got.of("error") and got.of("reply-end")
+    assert "Traceback" not in caplog.text
 
 
 async def test_oversized_messages_close_with_1009() -> None:

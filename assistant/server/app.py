@@ -37,6 +37,7 @@ from assistant.events import ErrorEvent, Event, to_wire
 from assistant.metrics import DaemonMetrics
 from assistant.server.protocol import (
     CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL,
     CLOSE_POLICY,
     MAX_BAD_MESSAGES,
     ClientMessage,
@@ -82,6 +83,28 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def host_name(authority: str) -> str:
+    """The host of a ``Host`` header or an origin's authority, without the port, lower-case
+    (``[::1]:8765`` -> ``::1``, ``LocalHost:80`` -> ``localhost``)."""
+    authority = authority.strip().lower()
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")] if "]" in authority else authority
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+class BadRequest(Exception):
+    """A request the server refuses before routing it (a repeated header)."""
+
+
+def single_header(request: Request, name: str) -> str | None:
+    """The value of a header that must appear at most once; a repeated one is a bad request (two
+    ``Origin`` or ``Authorization`` headers are a trick or a broken proxy, never a browser)."""
+    values = request.headers.get_all(name)
+    if len(values) > 1:
+        raise BadRequest(f"repeated {name} header")
+    return values[0] if values else None
 
 
 class Client:
@@ -177,6 +200,12 @@ class Client:
                     return
         except ConnectionClosed:
             return
+        except Exception as err:  # a frame the socket refused: end with a close frame, not a TCP reset
+            log.error("sending to client %s failed (%s: %s); closing it", self.id, type(err).__name__, err)
+            self._closing = (CLOSE_INTERNAL, "internal error")
+            self._queue.clear()
+            self._pending_bytes = 0
+            await self._close_now(*self._closing)
 
 
 class AssistantServer:
@@ -283,25 +312,53 @@ class AssistantServer:
         if not self.token:
             return True
         given = query.get("token", [""])[0]
-        auth = request.headers.get("Authorization", "")
+        auth = single_header(request, "Authorization") or ""
         if auth.startswith("Bearer "):
             given = auth[len("Bearer ") :]
-        return hmac.compare_digest(given.encode(), self.token.encode())
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.token.encode())
+
+    def host_ok(self, request: Request) -> bool:
+        """Bound to loopback, only loopback names reach the daemon (``localhost``, ``127.0.0.1``,
+        ``[::1]``), or a host named in ``[server] allowed_origins``: a page from another name that
+        resolves to 127.0.0.1 (DNS rebinding) would otherwise drive the kiosk. Bound to a network
+        address, the token guards instead. No ``Host`` (a local tool speaking HTTP/1.0) passes."""
+        if not is_loopback(self.host):
+            return True
+        host = single_header(request, "Host")
+        if host is None:
+            return True
+        name = host_name(host)
+        return is_loopback(name) or name in self._allowed_hosts
+
+    @property
+    def _allowed_hosts(self) -> set[str]:
+        return {host_name(urlsplit(o).netloc) for o in self.settings.server.allowed_origins if "://" in o}
 
     def origin_ok(self, request: Request) -> bool:
-        """No Origin (a local tool), the page's own origin, or one in ``[server] allowed_origins``."""
-        origin = request.headers.get("Origin")
+        """No Origin (a local tool), the page's own origin, or one in ``[server] allowed_origins``.
+        The page's own origin is trusted only for a ``Host`` that ``host_ok`` accepted."""
+        origin = single_header(request, "Origin")
         if origin is None:
             return True
-        host = request.headers.get("Host", "")
-        if origin in (f"http://{host}", f"https://{host}"):
+        if origin in self.settings.server.allowed_origins:
             return True
-        return origin in self.settings.server.allowed_origins
+        host = single_header(request, "Host") or ""
+        return bool(host) and self.host_ok(request) and origin in (f"http://{host}", f"https://{host}")
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        try:
+            return self._route(request)
+        except BadRequest as err:
+            self.metrics.dropped.inc(reason="bad-request")
+            return self._response(400, f"bad request: {err}\n", "text/plain; charset=utf-8")
+
+    def _route(self, request: Request) -> Response | None:
         url = urlsplit(request.path)
         query = parse_qs(url.query)
-        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if not self.host_ok(request):
+            self.metrics.dropped.inc(reason="host")
+            return self._response(421, "this daemon answers to its loopback names only\n", "text/plain; charset=utf-8")
+        upgrade = (single_header(request, "Upgrade") or "").lower() == "websocket"
         if upgrade:
             if url.path not in (WS_PATH, "/"):
                 return self._response(404, "no WebSocket here; connect to /ws\n", "text/plain; charset=utf-8")

@@ -56,6 +56,8 @@ CLOSE_POLICY = 1008
 """A policy violation: bad token or origin, repeated malformed input, a client too slow to keep up."""
 CLOSE_TOO_BIG = 1009
 """A message over ``[server] max_message_bytes``."""
+CLOSE_INTERNAL = 1011
+"""The server failed (a bug, logged): the connection cannot go on."""
 CLOSE_TRY_LATER = 1013
 """The server is at ``[server] max_clients``."""
 
