@@ -276,6 +276,10 @@ def decode_audio_frame(data: bytes) -> AudioFrame:
         raise FrameError(f"audio frame envelope step is {frame_ms} ms; the protocol uses {ENVELOPE_FRAME_MS} ms")
     if not 8_000 <= rate <= 48_000:
         raise FrameError(f"audio frame sample rate {rate} Hz is outside 8000..48000")
+    if AUDIO_HEADER_BYTES + n_env > len(data):
+        raise FrameError(
+            f"audio frame claims {n_env} envelope bytes but only {len(data) - AUDIO_HEADER_BYTES} follow the header"
+        )
     pcm = data[AUDIO_HEADER_BYTES + n_env :]
     if len(pcm) % 2:
         raise FrameError("audio frame PCM has an odd number of bytes (int16 samples expected)")

@@ -362,9 +362,15 @@ class Session:
             self.emit(ev.TranscriptEvent(turn=upcoming, text=transcript.text, language=transcript.language, final=False))
         elif isinstance(item, NotHeard):
             self.emit(ev.ErrorEvent(turn=upcoming, code=item.code, message=item.message))
-            self.emit(ev.StateEvent(state="idle", turn=upcoming))
+            self._dropped(upcoming)
         elif isinstance(item, Heard):
             await self._question(item, upcoming)
+
+    def _dropped(self, number: int) -> None:
+        """What was heard for turn ``number`` starts no turn: it ends here, and its number is used up
+        (the next question is ``number + 1``: no event of a turn comes after its ``state: idle``)."""
+        self.emit(ev.StateEvent(state="idle", turn=number))
+        self.last_number = max(self.last_number, number)
 
     async def _question(self, heard: Heard, upcoming: int) -> None:
         transcript = heard.transcript
@@ -374,10 +380,10 @@ class Session:
             self.host.metrics.echo_dropped.inc()
             self.host.metrics.turns.inc(outcome="echo")
             log.info("session %s: echo filter dropped %r", self.id, transcript.text)
-            self.emit(ev.StateEvent(state="idle", turn=upcoming))
+            self._dropped(upcoming)
             return
         if not transcript.text.strip():
-            self.emit(ev.StateEvent(state="idle", turn=upcoming))
+            self._dropped(upcoming)
             return
         eos_ms = self._stream_to_clock(heard.utterance.end_of_speech_ms)
         endpoint_ms = max(0.0, heard.decided_ms - heard.utterance.end_of_speech_ms)
@@ -415,7 +421,7 @@ class Session:
             self.emit(
                 ev.ErrorEvent(turn=upcoming, code="asr-empty", message="push-to-talk released with (almost) no audio")
             )
-            self.emit(ev.StateEvent(state="idle", turn=upcoming))
+            self._dropped(upcoming)
             return
         utt = Utterance(pcm=pcm, end_of_speech_ms=self._fed_ms)
         self.emit(ev.SpeechEnd(turn=upcoming, duration_ms=round(utt.duration_s * 1000.0, 1)))

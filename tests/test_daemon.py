@@ -144,6 +144,34 @@ async def test_voice_turn_from_microphone_frames() -> None:
         assert 0.55 <= utterance.duration_s <= 1.2
 
 
+async def test_a_dropped_utterance_uses_up_its_turn_number() -> None:
+    # issue 23, item 6: after an utterance that was dropped ended with `state: idle` (turn 1), the next
+    # question was turn 1 again: events of a turn came after its final `state: idle` (guarantee 6)
+    settings = settings_for_tests()
+    settings.asr.partials = False
+    transcriber = FakeTranscriber(text="")
+    async with (
+        running_daemon(fake_engines(transcriber=transcriber), settings=settings) as d,
+        await open_client(d.ws_url + "?role=visitor") as ws,
+    ):
+        await hello(ws)
+        for frame in mic_frames(np.concatenate([speech_pcm(600), silence_pcm(700)])):
+            await ws.send(frame)
+        dropped = await collect(ws)
+        assert dropped.types()[-1] == "state:idle" and {e["turn"] for e in dropped.events} == {1}
+        assert "sources" not in dropped.types()
+        await ws.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
+        answered = await collect(ws)
+        assert answered.types() == FAQ_TURN and {e["turn"] for e in answered.events} == {2}
+        # and push-to-talk released with no audio uses up its number the same way
+        await ws.send(json.dumps({"type": "talk-start"}))
+        await ws.send(json.dumps({"type": "talk-end"}))
+        empty = await collect(ws)
+        assert empty.of("error")[0]["code"] == "asr-empty" and {e["turn"] for e in empty.events} == {3}
+        await ws.send(json.dumps({"type": "text", "text": "请问商旅的出差制度"}))
+        assert {e["turn"] for e in (await collect(ws)).events} == {4}
+
+
 async def test_partial_transcripts_while_talking() -> None:
     settings = settings_for_tests()
     settings.asr.partial_interval_ms = 300

@@ -312,6 +312,9 @@ def test_parse_binary() -> None:
         ev.encode_audio_frame(AudioChunk(b"\x00" * 3, 16_000)): "bad-audio",
         ev.encode_audio_frame(AudioChunk(pcm.tobytes(), 8_000)): "audio-rate",
         ev.encode_audio_frame(AudioChunk(b"\x00" * 2 * 16_001, 16_000)): "bad-audio",
+        # issue 23, item 6: an envelope_count claiming more bytes than follow was accepted silently
+        ev.encode_audio_frame(AudioChunk(b"", 16_000, (0.5,) * 40))[:-30]: "bad-audio",
+        ev.encode_audio_frame(AudioChunk(b"", 16_000, (0.5,) * 40))[:-1]: "bad-audio",
     }
     for data, code in bad.items():
         with pytest.raises(proto.ProtocolError) as err:

@@ -246,15 +246,20 @@ async def test_oversized_messages_close_with_1009() -> None:
         ws = await open_client(d.ws_url + "?role=visitor")
         await hello(ws)
         await ws.send(json.dumps({"type": "text", "text": "y" * 8000}))
+        # issue 23, item 6: the documented `too-big` error comes first, then the close
+        error = json.loads(await asyncio.wait_for(ws.recv(), 3))
+        assert error["type"] == "error" and error["code"] == "too-big"
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 3)
         assert ws.close_code == 1009
         ws2 = await open_client(d.ws_url + "?role=visitor")
         await hello(ws2)
         await ws2.send(mic_frames(speech_pcm(1000), frame_ms=1000)[0])  # 32 KB binary frame
+        assert json.loads(await asyncio.wait_for(ws2.recv(), 3))["code"] == "too-big"
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws2.recv(), 3)
         assert ws2.close_code == 1009
+        assert d.daemon.metrics.errors.value(code="too-big") == 2
         # others are unaffected
         async with await open_client(d.ws_url) as ok:
             await hello(ok)

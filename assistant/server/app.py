@@ -22,14 +22,17 @@ import mimetypes
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server as WSServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from assistant.config import Settings
 from assistant.errors import AssistantError
@@ -208,6 +211,26 @@ class Client:
             await self._close_now(*self._closing)
 
 
+class _Connection(ServerConnection):
+    """A connection that says why before it closes with 1009: websockets refuses a message over
+    ``max_size`` while reading it (the whole message never reaches memory, nor the parser), so the
+    documented ``too-big`` error is sent here, right before the library's close frame."""
+
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+        super().__init__(protocol, *args, **kwargs)
+        self.too_big = False
+        fail = protocol.fail
+
+        def fail_saying_why(code: int, reason: str = "") -> None:
+            if code == CloseCode.MESSAGE_TOO_BIG and protocol.state is State.OPEN:
+                self.too_big = True
+                error = ErrorEvent(code="too-big", message=f"message over {protocol.max_message_size} bytes")
+                protocol.send_text(str(to_wire(error)).encode("utf-8"))
+            fail(code, reason)
+
+        protocol.fail = fail_saying_why  # type: ignore[method-assign]
+
+
 class AssistantServer:
     """The one listening port. ``start()`` binds it; ``close()`` closes every client with 1001."""
 
@@ -255,6 +278,7 @@ class AssistantServer:
             self.port,
             process_request=self._process_request,
             max_size=self.max_bytes,
+            create_connection=_Connection,
             # the client's own frames queue here; a flood beyond it is TCP backpressure, not memory
             max_queue=32,
             ping_interval=20,
@@ -422,6 +446,8 @@ class AssistantServer:
         except ConnectionClosed:
             pass
         finally:
+            if isinstance(conn, _Connection) and conn.too_big:
+                self.metrics.errors.inc(code="too-big")
             self.clients.discard(client)
             self.metrics.clients.set(len(self.clients))
             self.hub.detach(client)
