@@ -203,10 +203,7 @@ class Daemon:
         elif isinstance(message, InterruptMessage):
             await self.session_of(client).interrupt(message.played_ms, message.turn)
         elif isinstance(message, PlaybackMessage):
-            session = self.session_of(client)
-            # a kiosk with a speaker knows its own position; without one, its watchers play the reply
-            if session.local is None:
-                session.played_ms[message.turn] = message.played_ms
+            self.session_of(client).playback(message.turn, message.played_ms)
         elif isinstance(message, ModeMessage):
             await self._visitor(client).set_mode(message.mode)
         elif isinstance(message, TalkStartMessage | TalkEndMessage):

@@ -113,7 +113,7 @@ class Session:
     turn: Turn | None = None
     task: asyncio.Task[TurnResult | None] | None = None
     played_ms: dict[int, float] = field(default_factory=dict)
-    """Playback position per recent turn, reported by the clients."""
+    """Playback position per recent turn (at most ``PLAYED_TURNS``), reported by the clients."""
     results: deque[TurnResult] = field(default_factory=lambda: deque(maxlen=8))
     last_number: int = 0
     local: LocalAudio | None = None
@@ -131,6 +131,7 @@ class Session:
         self._listening: asyncio.Task[None] | None = None
         self._talk: list[np.ndarray] | None = None
         """Push-to-talk: the frames since the button went down (None: not pressed)."""
+        self._talk_samples = 0
         self._fed_ms = 0.0
         """Microphone audio fed so far."""
         self._mic_origin_ms = 0.0
@@ -159,6 +160,13 @@ class Session:
         frame = ev.to_wire(event)
         for client in list(self.clients):
             client.send(frame)
+
+    def playback(self, turn: int, played_ms: float) -> None:
+        """A client's ``playback`` report. Only the current turn's counts (a position is wanted on
+        barge-in, which cuts the current turn), so any stream of reports keeps one number per turn."""
+        # a kiosk with a speaker knows its own position; without one, its watchers play the reply
+        if self.local is None and turn == self.last_number and turn > 0:
+            self.played_ms[turn] = played_ms
 
     def _played(self, number: int) -> float | None:
         if self.local is not None:
@@ -302,6 +310,11 @@ class Session:
         self._fed_ms += frame_ms
         if self._talk is not None:  # push-to-talk: the button, not the VAD, delimits speech
             self._talk.append(pcm)
+            self._talk_samples += len(pcm)
+            if self._talk_samples >= self.host.settings.vad.max_utterance_s * SAMPLE_RATE_HZ:
+                # held past the longest utterance (or a client that never sends talk-end): the
+                # question is what was said so far, as the VAD's own limit does; memory stays bounded
+                await self.talk(False)
             return
         if self.mode != "hands-free":
             return
@@ -410,6 +423,7 @@ class Session:
             if self.busy:
                 await self.interrupt()
             self._talk = []
+            self._talk_samples = 0
             self.emit(ev.SpeechStart(turn=upcoming))
             self.emit(ev.StateEvent(state="listening", turn=upcoming))
             return

@@ -513,6 +513,41 @@ async def test_a_watcher_interrupts_the_browser_only_kiosk_with_its_playback_pos
         assert set(d.daemon.sessions) == {"kiosk"}
 
 
+async def test_playback_reports_keep_one_position_for_the_current_turn_only() -> None:
+    # issue 23, item 3: 400,000 `playback` messages with new turn numbers from one watcher raised
+    # resident memory by ~50 MiB (a position kept per turn number, pruned only by a new kiosk turn)
+    from assistant.events import PlaybackMessage
+
+    async with running_daemon() as d, await open_client(d.ws_url) as watcher:
+        await hello(watcher)
+        kiosk = d.daemon.kiosk
+        client = next(iter(kiosk.clients))
+        for turn in range(1, 5_001):
+            await d.daemon.handle(client, PlaybackMessage(turn, 10.0))
+        assert kiosk.played_ms == {}  # no kiosk turn yet: nothing to keep
+        await kiosk.ask("请问商旅的出差制度")
+        await collect(watcher)
+        for turn in range(5_000):
+            await d.daemon.handle(client, PlaybackMessage(turn, float(turn)))
+        await d.daemon.handle(client, PlaybackMessage(1, 1234.0))
+        assert kiosk.played_ms == {1: 1234.0}
+
+
+async def test_push_to_talk_held_past_the_longest_utterance_ends_by_itself() -> None:
+    # a client that sends talk-start and then audio forever (never talk-end) must not grow memory
+    settings = settings_for_tests()
+    settings.vad.max_utterance_s = 2.0
+    async with running_daemon(settings=settings) as d, await open_client(d.ws_url + "?role=visitor") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "mode", "mode": "push-to-talk"}))
+        await ws.send(json.dumps({"type": "talk-start"}))
+        for frame in mic_frames(speech_pcm(5000)):
+            await ws.send(frame)
+        got = await collect(ws)
+        assert got.of("reply-end") and len(d.engines.transcriber.calls) == 1  # type: ignore[attr-defined]
+        assert d.engines.transcriber.calls[0].duration_s == pytest.approx(2.0, abs=0.05)  # type: ignore[attr-defined]
+
+
 async def test_speech_stops_the_local_speaker_even_after_the_turn_finished() -> None:
     # full duplex (no gating): the reply was sent long ago but the speaker is still playing it
     async with running_daemon() as d:
