@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import kb_sets  # noqa: E402
 
-from assistant import prompts, registry  # noqa: E402
+from assistant import registry  # noqa: E402
 from assistant.config import Settings  # noqa: E402
 from assistant.stages import Engines, Passage  # noqa: E402
 
@@ -82,8 +82,17 @@ def matches(passage: Passage, expected: list[str]) -> bool:
 
 
 def has_fact(reply: str, facts: list[str]) -> bool:
-    text = _squash(reply)
-    return any(_squash(f) in text for f in facts)
+    """One of the fact's spellings, standing alone (``bench/faithfulness.py``'s rule: "5" is not in "15")."""
+    from faithfulness import has_fact as stands_alone
+
+    return stands_alone(reply, facts)
+
+
+def is_decline(reply: str) -> bool:
+    """The fallback line, the model's decline line, or a paraphrase of either (``bench/faithfulness.py``)."""
+    from faithfulness import declined
+
+    return declined(reply)
 
 
 def extractive(question: str, passage: Passage) -> str:
@@ -107,7 +116,7 @@ def pair(question: dict[str, Any]) -> str:
 
 
 def judge(question: dict[str, Any], route: str, sources: list[Passage], reply: str) -> str:
-    declined = route == "fallback" or reply.strip() in (prompts.decline_line("zh"), prompts.decline_line("en"))
+    declined = route == "fallback" or is_decline(reply)
     if question["kind"] != "answerable":
         if route == "faq":
             return "wrong_faq"
