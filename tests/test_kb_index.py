@@ -248,3 +248,100 @@ def test_domain_terms_come_from_the_index(tmp_path: Path) -> None:
     terms = domain_terms(s, limit=20)
     assert "滴滴" in terms and "HB-Guest" in terms
     assert len(domain_terms(s, limit=2)) == 2
+
+
+def _classifier_kb(folder: Path) -> Path:
+    """A small FAQ whose index trains the entry classifier (so classifier.npz and answers.npy exist)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"id": "refund", "question": "refund", "answer": "a", "alternates": ["money back please", "get a refund"]},
+        {"id": "card", "question": "card arrival", "answer": "b", "alternates": ["my card has not arrived", "card delivery"]},
+        {"id": "pin", "question": "change pin", "answer": "c", "alternates": ["new pin code", "reset my pin"]},
+    ]
+    (folder / "faq.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    (folder / "guide.md").write_text("# Guide\n\nThe assembly point is the lawn.\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def classifier_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One built index (with its classifier), copied by each test that damages it."""
+    root = tmp_path_factory.mktemp("built")
+    build_index(settings_in(root), [_classifier_kb(root / "kb")], progress=False, embedder=HashEmbedder())
+    return root
+
+
+@pytest.mark.parametrize(
+    ("file", "cut"),
+    [
+        ("vectors.faiss", 0.5),
+        ("records.jsonl", 0.5),
+        ("classifier.npz", 0.5),
+        ("answers.npy", 0.5),
+        ("manifest.json", 0.5),
+        ("records.jsonl", -1),  # cut at the last line's end: it still parses, but a record is gone
+        ("lexical/params.index.json", 0.3),
+    ],
+)
+def test_a_damaged_index_says_which_file_and_what_to_do(
+    tmp_path: Path, classifier_index: Path, file: str, cut: float
+) -> None:
+    # issue 23, item 7: a truncated vectors.faiss, records.jsonl or classifier.npz, or a broken
+    # manifest.json, each gave a raw traceback (JSONDecodeError, BadZipFile, faiss's RuntimeError)
+    import shutil
+
+    shutil.copytree(classifier_index, tmp_path, dirs_exist_ok=True)
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    generation = current_generation(tmp_path / "index")
+    assert generation is not None and (generation / "classifier.npz").exists()
+    path = generation / file
+    data = path.read_bytes()
+    if cut < 0:
+        lines = data.decode().splitlines(keepends=True)
+        path.write_text("".join(lines[:-1]), encoding="utf-8")
+    else:
+        path.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(RetrieveError) as err:
+        open_retriever(s, embedder=emb)
+    assert err.value.code == "kb-corrupt", err.value.message
+    assert f"{generation.name}/{file}" in err.value.message and "assistant kb build" in err.value.message
+    # the Whisper prompt's terms are only a hint: a damaged manifest gives none, never a traceback
+    assert isinstance(domain_terms(s), list)
+    if file == "vectors.faiss":  # a rebuild replaces the damaged generation
+        build_index(s, [tmp_path / "kb"], progress=False, embedder=emb)
+        assert open_retriever(s, embedder=emb).search_sync("money back", k=1)[0].id == "refund"
+
+
+def test_a_full_disk_during_a_build_is_one_clear_error_and_the_index_stays(
+    tmp_path: Path, kb: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 23, item 7: a full disk during `kb build` left the previous index, but said so in a traceback
+    import errno
+
+    from assistant.cli import main
+    from assistant.kb import build as index_mod
+
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    build_index(s, [kb], progress=False, embedder=emb)
+    live = current_generation(tmp_path / "index")
+    write_faq(kb, [("new", "brand new question", "new answer")], name="more.csv")
+
+    def full(tmp: Path, manifest: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "manifest.json"))
+
+    monkeypatch.setattr(index_mod, "_write_manifest", full)
+    with pytest.raises(RetrieveError) as err:
+        build_index(s, [kb], progress=False, embedder=emb)
+    assert err.value.code == "kb-write" and "No space left on device" in err.value.message
+    assert "previous index is unchanged" in err.value.message
+    assert current_generation(tmp_path / "index") == live
+    assert open_retriever(s, embedder=emb).search_sync("guest wifi password", k=1)[0].id == "wifi"
+    # the command line says it in one line
+    monkeypatch.setattr("assistant.registry.kb_embedder", lambda settings: emb)
+    config = tmp_path / "assistant.toml"
+    config.write_text(f'[kb]\nindex_dir = "{tmp_path / "index"}"\npaths = ["{kb}"]\nsynthesize = false\n', encoding="utf-8")
+    assert main(["kb", "build", "--config", str(config)]) == 1
+    printed = capsys.readouterr().err
+    assert "[kb-write]" in printed and "Traceback" not in printed

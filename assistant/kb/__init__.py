@@ -64,19 +64,27 @@ def build_index(
 
     target = index_path(settings, index_dir)
     chosen = [settings.path(str(p)) for p in (paths or settings.kb.paths)]
-    report = build.build(
-        chosen,
-        target,
-        embedder=embedder,
-        embedder_name=settings.kb.embedder,
-        root=settings.root,
-        chunk_chars=settings.kb.chunk_chars,
-        overlap_chars=settings.kb.chunk_overlap_chars,
-        progress=progress,
-        view=view,
-        synthesis=synthesis,
-        prior=prior,
-    )
+    try:
+        report = build.build(
+            chosen,
+            target,
+            embedder=embedder,
+            embedder_name=settings.kb.embedder,
+            root=settings.root,
+            chunk_chars=settings.kb.chunk_chars,
+            overlap_chars=settings.kb.chunk_overlap_chars,
+            progress=progress,
+            view=view,
+            synthesis=synthesis,
+            prior=prior,
+        )
+    except OSError as err:  # a full disk, a read-only folder: the build published nothing
+        raise RetrieveError(
+            "kb-write",
+            f"the index could not be written to {target}: {err.strerror or err}"
+            f"{f' ({err.filename})' if err.filename else ''}. The previous index is unchanged and still "
+            "answers; free the space (or fix the folder's permissions) and build again",
+        ) from err
     if strict and report.skipped:
         listed = "; ".join(f"{s.file}: {s.reason}" for s in report.skipped)
         raise RetrieveError("kb-skipped", f"{len(report.skipped)} file(s) skipped (--strict): {listed}")
@@ -126,7 +134,14 @@ def open_retriever(
                 f"the index at {target} was built with the English view '{name}', which cannot be loaded now ({err}); "
                 f"fetch it, or rebuild the index with [kb] english_view = \"\"",
             ) from err
-    return IndexRetriever(KnowledgeBase(generation, embedder, view=view))
+    try:
+        return IndexRetriever(KnowledgeBase(generation, embedder, view=view))
+    except AssistantError:
+        raise
+    except Exception as err:  # a damaged file (numpy, zip, bm25s, faiss): one clear error naming it
+        from assistant.kb.store import damaged, find_damage
+
+        raise (find_damage(generation) or damaged(generation, "(a file)", f"{type(err).__name__}: {err}")) from err
 
 
 def domain_terms(settings: Settings, limit: int = 50, index_dir: str | Path | None = None) -> list[str]:

@@ -58,26 +58,94 @@ def current_generation(index_dir: Path) -> Path | None:
     return gen if (gen / "manifest.json").is_file() else None
 
 
+def damaged(generation: Path, file: str, reason: object) -> RetrieveError:
+    """The error for a generation file that cannot be read (truncated, overwritten, a full disk at
+    the wrong moment): which file, why, and what to do. ``kb-corrupt``."""
+    index_dir = generation.parent
+    return RetrieveError(
+        "kb-corrupt",
+        f"the index at {index_dir} is damaged: {generation.name}/{file} cannot be read ({reason}). Rebuild it "
+        f"with `assistant kb build --index {index_dir}`: the build reads the sources again and replaces the "
+        f"damaged generation only once the new one is complete",
+    )
+
+
 def read_manifest(generation: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
+    try:
+        data = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # JSONDecodeError, UnicodeDecodeError
+        raise damaged(generation, "manifest.json", err) from err
+    if not isinstance(data, dict):
+        raise damaged(generation, "manifest.json", "not a JSON object")
     if data.get("format") != FORMAT:
         raise RetrieveError(
             "kb-format",
             f"the index at {generation.parent} has format {data.get('format')}, this version reads {FORMAT}; "
             f"rebuild it with `assistant kb build --index {generation.parent}`",
         )
+    missing = [key for key in ("embedder", "calibration", "counts") if not isinstance(data.get(key), dict)]
+    if missing:
+        raise damaged(generation, "manifest.json", f"no {', '.join(missing)}")
     return data
 
 
 def read_records(generation: Path) -> list[Record]:
-    with (generation / "records.jsonl").open(encoding="utf-8") as f:
-        return [Record.from_json(json.loads(line)) for line in f if line.strip()]
+    """Every record, checked against the manifest's counts (a file cut at a line end still parses)."""
+    records = []
+    try:
+        with (generation / "records.jsonl").open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        records.append(Record.from_json(json.loads(line)))
+                    except (ValueError, TypeError) as err:
+                        raise damaged(generation, "records.jsonl", f"line {n}: {err}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise damaged(generation, "records.jsonl", err) from err
+    counts = read_manifest(generation)["counts"]
+    expected = counts.get("entries", 0) + counts.get("chunks", 0)
+    keys = sum(len(r.keys) for r in records)
+    if len(records) != expected or keys != counts.get("keys", keys):
+        raise damaged(
+            generation, "records.jsonl", f"{len(records)} records with {keys} keys, the manifest says {expected} with {counts.get('keys')}"
+        )
+    return records
 
 
 def read_vectors(generation: Path) -> Any:
     import faiss
 
-    return faiss.read_index(str(generation / "vectors.faiss"))
+    try:
+        return faiss.read_index(str(generation / "vectors.faiss"))
+    except RuntimeError as err:  # faiss's own message is a C++ stack line; its last part says what
+        raise damaged(generation, "vectors.faiss", str(err).strip().splitlines()[-1][-200:]) from err
+
+
+def find_damage(generation: Path) -> RetrieveError | None:
+    """Read every file of a generation; the error for the first that cannot be read, or None. Used
+    to name the file when loading failed somewhere that did not say (numpy, bm25s, zip files)."""
+    import zipfile
+
+    try:
+        read_records(generation)
+        read_vectors(generation)
+    except RetrieveError as err:
+        return err
+    files = [p for p in sorted(generation.rglob("*")) if p.is_file() and p.suffix in (".npy", ".npz", ".json")]
+    for path in files:
+        name = path.relative_to(generation).as_posix()
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+            elif path.suffix == ".npy":
+                np.load(path)
+            else:
+                with np.load(path) as z:
+                    for key in z.files:
+                        z[key]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            return damaged(generation, name, err)
+    return None
 
 
 def flat_view(index: Any) -> np.ndarray:

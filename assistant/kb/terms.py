@@ -5,13 +5,13 @@ Computed at build time (``distinctive_terms``) and kept in the manifest, so read
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from assistant.errors import RetrieveError
 from assistant.kb.ingest import Record
-from assistant.kb.store import current_generation
+from assistant.kb.store import current_generation, read_manifest
 
 _NOT_TERMS = frozenset(
     "https http com www example 怎么 什么 哪里 多少 如何 可以 需要 请问 公司 员工 每天 每个 之后 以后 以上 之前".split()
@@ -66,5 +66,8 @@ def domain_terms(index_dir: Path, limit: int = 50) -> list[str]:
     generation = current_generation(index_dir)
     if generation is None:
         return []
-    manifest = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
+    try:
+        manifest = read_manifest(generation)
+    except RetrieveError:
+        return []  # only a hint for Whisper: a damaged index is reported where it is opened
     return [str(t) for t in manifest.get("domain_terms", [])[:limit]]
