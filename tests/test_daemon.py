@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -492,6 +493,59 @@ async def test_run_serves_until_sigterm_then_stops_cleanly(
     assert ws.close_code == 1001
     # the warm-up went through every engine once
     assert engines.transcriber.calls and engines.llm.calls  # type: ignore[union-attr, attr-defined]
+
+
+async def test_run_stops_before_serving_when_a_voice_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # issue 23, item 8: a missing voice passed start-up, then every turn failed with tts-voice-missing
+    from assistant import registry
+    from assistant.commands import daemon as command
+    from assistant.errors import AssistantError
+    from assistant.tts.router import VoiceRouter
+
+    settings = settings_for_tests()
+    settings.server.port = 0
+    settings.tts.voices_dir = str(tmp_path / "voices")  # empty: neither configured voice is there
+    settings.general.cache_dir = str(tmp_path / "cache")
+    router = VoiceRouter(settings, engine_factory=lambda name: FakeSynthesizer())
+    closed: list[str] = []
+    monkeypatch.setattr(registry, "engines", lambda settings: fake_engines(synthesizer=router))  # type: ignore[arg-type]
+
+    async def close(engines: object) -> None:
+        closed.append("engines")
+
+    monkeypatch.setattr(command, "close_engines", close)
+    urls: list[str] = []
+    with pytest.raises(AssistantError) as err:
+        await asyncio.wait_for(command.serve(settings, on_ready=urls.append, local_audio=False), 5)
+    assert err.value.code == "tts-voice-missing" and settings.tts.voice in err.value.message
+    assert urls == [] and closed == ["engines"]
+
+
+async def test_run_says_in_one_line_when_its_port_is_taken_or_impossible(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 23, item 7: a port already in use, or `--port 70000`, ended in a traceback
+    import socket
+
+    from assistant import registry
+    from assistant.cli import main
+
+    monkeypatch.setattr(registry, "engines", lambda settings: fake_engines())
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        assert await asyncio.to_thread(main, ["run", "--port", str(port)]) == 1
+    finally:
+        taken.close()
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1 port {port}" in err and "[server-port]" in err and "Traceback" not in err
+    assert await asyncio.to_thread(main, ["run", "--port", "70000"]) == 1
+    err = capsys.readouterr().err
+    assert "[server] port must be within 1..65535, found 70000" in err and "Traceback" not in err
 
 
 async def test_a_watcher_interrupts_the_browser_only_kiosk_with_its_playback_position() -> None:

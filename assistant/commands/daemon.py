@@ -11,8 +11,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from assistant import config
 from assistant.config import Settings
-from assistant.stages import AsyncClosing, Closing, Engines
+from assistant.stages import AsyncClosing, Closing, Engines, Preloading
 
 log = logging.getLogger("assistant.daemon")
 
@@ -20,9 +21,21 @@ log = logging.getLogger("assistant.daemon")
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.host:
         settings.server.host = args.host
-    if args.port:
+    if args.port is not None:
         settings.server.port = args.port
+    config.validate(settings, "the command line (--host, --port) or its configuration")
     return asyncio.run(serve(settings))
+
+
+async def check_ready(engines: Engines) -> None:
+    """What a turn needs and ``registry.engines`` does not load up front, loaded now, so that a
+    missing voice stops ``run`` before it serves instead of failing every turn after it. (Models
+    and the index are loaded by ``registry.engines`` itself: a missing or damaged one raises there.)
+    Raises ``AssistantError``."""
+    if isinstance(engines.synthesizer, Preloading):
+        # the configured voices ([tts] voice, voice_zh) and their engines; a voice with a fallback
+        # that is there falls back (with a warning) instead of failing
+        await engines.synthesizer.preload()
 
 
 async def serve(
@@ -40,10 +53,16 @@ async def serve(
     started = time.monotonic()
     log.info("answer thresholds: %s", tuning.describe(settings))
     engines = await asyncio.to_thread(registry.engines, settings)
-    await ahead.preload(engines, settings)
-    daemon = Daemon(settings, engines)
-    server = AssistantServer(settings, daemon, metrics=daemon.metrics)
-    await server.start()
+    try:
+        await check_ready(engines)
+        await ahead.preload(engines, settings)
+        daemon = Daemon(settings, engines)
+        server = AssistantServer(settings, daemon, metrics=daemon.metrics)
+        await server.start()
+    except BaseException:
+        # llama.cpp's threads, a TTS worker process: left running, they abort the interpreter at exit
+        await close_engines(engines)
+        raise
     if local_audio:
         from assistant.audio.soundcard import SoundCard
 

@@ -272,7 +272,19 @@ class AssistantServer:
         ws_log = logging.getLogger("websockets.server")
         if ws_log.getEffectiveLevel() > logging.DEBUG:
             ws_log.setLevel(logging.WARNING)
-        self._server = await serve(
+        try:
+            self._server = await self._bind()
+        except OSError as err:
+            raise AssistantError(
+                "server-port",
+                f"cannot listen on {self.host} port {self.port}: {err.strerror or err} (another assistant, or another "
+                "program, may be using it); choose another with `assistant run --port N` or [server] port",
+            ) from err
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+
+    async def _bind(self) -> WSServer:
+        return await serve(
             self._handle,
             self.host,
             self.port,
@@ -286,8 +298,6 @@ class AssistantServer:
             close_timeout=2,
             server_header=None,
         )
-        sock = next(iter(self._server.sockets))
-        self.port = sock.getsockname()[1]
 
     @property
     def url(self) -> str:
