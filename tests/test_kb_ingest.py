@@ -52,6 +52,21 @@ def test_jsonl_with_list_alternates(tmp_path: Path) -> None:
     assert record.alternates == ["printer", "copies"] and record.id == "a"
 
 
+def test_jsonl_with_a_bad_line_keeps_its_good_lines(tmp_path: Path) -> None:
+    # issue 23, item 8: one bad line skipped the whole file
+    p = tmp_path / "faq.jsonl"
+    good = [{"id": f"q{i}", "question": f"question {i}?", "answer": f"answer {i}."} for i in range(3)]
+    lines = [json.dumps(good[0]), '{"id": "broken", "question": "cut here', json.dumps(good[1]), "[1, 2]", json.dumps(good[2])]
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = read(p)
+    assert [r.id for r in result.records] == ["q0", "q1", "q2"]
+    assert result.warnings[:2] == ["line 2 is not JSON (Unterminated string starting at), left out",
+                                   "line 4 is not a JSON object, left out"]
+    p.write_text('{"question": "nothing good\n', encoding="utf-8")
+    with pytest.raises(SkipFile, match="line 1 is not JSON"):
+        read(p)
+
+
 def test_xlsx(tmp_path: Path) -> None:
     openpyxl = pytest.importorskip("openpyxl")
     book = openpyxl.Workbook()

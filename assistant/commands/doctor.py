@@ -54,7 +54,7 @@ def _models(settings: Settings) -> list[Check]:
     from assistant import models
 
     needed = {"asr": settings.asr.model if settings.asr.engine == "faster-whisper" else None,
-              "llm": settings.llm.model if settings.llm.engine == "llamacpp" else None}
+              "llm": settings.llm.model if settings.llm.engine in ("llamacpp", "transformers") else None}
     out = []
     for role, name in needed.items():
         if not name:
@@ -77,21 +77,57 @@ def _models(settings: Settings) -> list[Check]:
 
 
 def _index(settings: Settings) -> list[Check]:
+    """The live generation, every file of it read (a damaged one fails every turn's retrieval)."""
+    from assistant.errors import RetrieveError
+    from assistant.kb.store import check_embedder, current_generation, find_damage, read_manifest
+
     index = settings.path(settings.kb.index_dir)
-    if not index.exists():
+    generation = current_generation(index)
+    if generation is None:
         return [Check("index", "problem", f"no index at {index} -> run `assistant kb build`")]
-    return [Check("index", "ok", f"index at {index}")]
+    try:
+        damage = find_damage(generation)
+        if damage is not None:
+            raise damage
+        manifest = read_manifest(generation)
+        check_embedder(manifest, index, name=settings.kb.embedder)
+    except RetrieveError as err:
+        return [Check("index", "problem", f"{err.message} [{err.code}]")]
+    counts = manifest["counts"]
+    return [Check("index", "ok", f"index at {index}: {counts.get('entries', 0)} FAQ entries, "
+                                 f"{counts.get('chunks', 0)} document chunks")]
 
 
 def _voices(settings: Settings) -> list[Check]:
+    """The configured voices and whether their engines can speak here (a voice with a fallback
+    that can is a warning: it speaks with the fallback)."""
+    from assistant import registry
+    from assistant.errors import AssistantError
+    from assistant.tts.voices import find_voice
+
     if not settings.tts.enabled:
         return [Check("voices", "warning", "speech output disabled ([tts] enabled = false)")]
-    folder = settings.path(settings.tts.voices_dir)
     out = []
-    for name in (settings.tts.voice, settings.tts.voice_zh):
-        toml = folder / name / "voice.toml"
-        out.append(Check(f"voice:{name}", "ok" if toml.exists() else "problem",
-                         str(toml) if toml.exists() else f"{toml} is missing (`assistant voices list`)"))
+    for key, name in (("voice", settings.tts.voice), ("voice_zh", settings.tts.voice_zh)):
+        try:
+            voice = find_voice(settings, name)
+        except AssistantError as err:
+            out.append(Check(f"voice:{name}", "problem", f"[tts] {key}: {err.message} (`assistant voices list`)"))
+            continue
+        state = registry.voice_availability(settings, voice)
+        if state in ("ready", "remote"):
+            out.append(Check(f"voice:{name}", "ok", f"{voice.engine}, {state} ({voice.path})"))
+            continue
+        fallback = str(voice.options.get("fallback") or "")
+        level: Level = "problem"
+        if fallback:
+            try:
+                if registry.voice_availability(settings, find_voice(settings, fallback)) in ("ready", "remote"):
+                    level = "warning"
+            except AssistantError:
+                pass
+        note = f"; speaks with its fallback '{fallback}'" if level == "warning" else ""
+        out.append(Check(f"voice:{name}", level, f"{voice.engine}: {state}{note}"))
     return out
 
 

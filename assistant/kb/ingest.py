@@ -231,20 +231,26 @@ def read_faq(path: Path, source: str) -> FileResult:
     if suffix == ".jsonl":
         text = _read_text(path)
         objects: list[dict[str, Any]] = []
+        bad: list[str] = []
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SkipFile(f"line {n} is not JSON: {err.msg}") from err
+            except (json.JSONDecodeError, RecursionError) as err:
+                # one broken line (a hand edit, a cut copy) loses that line, not the whole table
+                bad.append(f"line {n} is not JSON ({getattr(err, 'msg', 'nested too deeply')}), left out")
+                continue
             if not isinstance(obj, dict):
-                raise SkipFile(f"line {n} is not a JSON object")
+                bad.append(f"line {n} is not a JSON object, left out")
+                continue
             objects.append(obj)
         if not objects:
-            raise SkipFile("no JSON lines")
+            raise SkipFile(bad[0] if bad else "no JSON lines")
         header = sorted({k for obj in objects for k in obj})
-        return _faq_rows(_table_to_dicts(header, ([obj.get(h) for h in header] for obj in objects), path), source, stem)
+        result = _faq_rows(_table_to_dicts(header, ([obj.get(h) for h in header] for obj in objects), path), source, stem)
+        result.warnings[:0] = bad
+        return result
     if suffix == ".xlsx":
         try:
             import openpyxl

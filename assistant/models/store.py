@@ -45,7 +45,9 @@ def model_dir(settings: Settings, name: str) -> Path:
     if name not in PACKS:
         if path.is_dir() and any(path.iterdir()):
             return path
-        raise ModelMissingError(name, path, fetch_hint=f"place the model folder at {path}")
+        raise ModelMissingError(
+            name, path, fetch_hint="place the model folder there by hand (it is not a pack `assistant models fetch` knows)"
+        )
     p = PACKS[name]
     hint = f"run `assistant models fetch {name}`"
     for f, state in _file_states(path, p, hash_unknown=True):
