@@ -299,10 +299,12 @@ class Session:
     # -- hearing -----------------------------------------------------------------------------
 
     def gated(self) -> bool:
-        """Half-duplex: is the local speaker (or its echo tail) sounding right now?"""
-        if self.local is None or self.echo is None or not self.half_duplex:
+        """Half-duplex: is the local speaker (or its echo tail) sounding right now? The echo guard
+        learns when the speaker sounds from this (every microphone frame), gating on or off."""
+        if self.local is None or self.echo is None:
             return False
-        return self.echo.gated(self.local.playing or self.state == "speaking")
+        sounding = self.echo.gated(self.local.playing or self.state == "speaking")
+        return sounding and self.half_duplex
 
     async def hear(self, pcm: np.ndarray) -> None:
         """Microphone audio for this session (browser frames or the local microphone)."""
@@ -347,6 +349,10 @@ class Session:
         moment ``x`` ms of audio before the newest frame happened ``x`` ms before now."""
         return self.clock_ms() - max(0.0, self._fed_ms - self._mic_origin_ms - stream_ms)
 
+    def _stream_to_seconds(self, stream_ms: float) -> float:
+        """Stream time -> the session clock in seconds (what ``clock`` gives, the echo guard's time)."""
+        return self._started + self._stream_to_clock(stream_ms) / 1000.0
+
     async def _listen(self) -> None:
         assert self.listener is not None and self._mic is not None
         try:
@@ -388,7 +394,9 @@ class Session:
     async def _question(self, heard: Heard, upcoming: int) -> None:
         transcript = heard.transcript
         plan = self.preparer.take() if self.preparer is not None else None
-        if self.echo is not None and self.echo.is_echo(transcript.text):
+        utterance = heard.utterance
+        heard_s = (self._stream_to_seconds(utterance.start_ms), self._stream_to_seconds(utterance.end_of_speech_ms))
+        if self.echo is not None and self.echo.is_echo(transcript.text, start_s=heard_s[0], end_s=heard_s[1]):
             # our own reply came back through the microphone: as if nothing had been heard
             self.host.metrics.echo_dropped.inc()
             self.host.metrics.turns.inc(outcome="echo")
