@@ -96,11 +96,13 @@ async def test_questions_are_written_once_and_only_for_new_or_changed_records(tm
 
 def test_a_torn_line_in_the_question_file_is_skipped(tmp_path: Path) -> None:
     cache = QuestionCache(tmp_path)
-    cache.put("abc", [Synthetic("how do guests get online", "en")])
+    cache.put_part("abc", "en", [Synthetic("how do guests get online", "en")])
+    cache.put_part("abc", "zh", [Synthetic("客人怎么上网", "zh")])
     with (tmp_path / "questions.jsonl").open("a", encoding="utf-8") as f:
-        f.write('{"fp": "def", "questions": [{"te')  # a crash mid-write
+        f.write('{"fp": "def:en", "questions": [{"te')  # a crash mid-write
     again = QuestionCache(tmp_path)
-    assert again.get("abc") == [Synthetic("how do guests get online", "en")] and again.get("def") is None
+    assert again.get("abc") == [Synthetic("how do guests get online", "en"), Synthetic("客人怎么上网", "zh")]
+    assert again.get_part("def", "en") is None and again.get("def") is None
 
 
 def test_a_build_with_synthetic_questions_calibrates_itself(tmp_path: Path) -> None:
@@ -136,16 +138,17 @@ def test_without_synthesis_the_index_keeps_the_prior(tmp_path: Path) -> None:
 def test_an_llm_failing_mid_build_loses_nothing(tmp_path: Path) -> None:
     s = settings_in(tmp_path)
     kb = write_kb(tmp_path / "kb")
-    llm = ParaphrasingLLM(fail_after=5)  # two calls per entry: fails inside the third entry
+    # one pass per language: every English question, then every Chinese one; fails in the second pass
+    llm = ParaphrasingLLM(fail_after=len(ENTRIES) + 2)
     report = build_index(s, [kb], progress=False, embedder=HashEmbedder(), synthesize=True, llm=llm)
     assert any("synthetic questions stopped" in w and "fake model fell over" in w for w in report.warnings)
-    assert report.calibrated == "self"  # on the two entries written before the failure
-    assert len((tmp_path / "index" / "questions.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+    assert report.calibrated == "self"  # on the two entries written in both languages before the failure
+    assert len((tmp_path / "index" / "questions.jsonl").read_text(encoding="utf-8").splitlines()) == len(ENTRIES) + 2
     assert open_retriever(s, embedder=HashEmbedder()).search_sync("guest wifi password", k=1)[0].id == "wifi"
-    llm.fail_after = None  # the next build writes only the rest
+    llm.fail_after = None  # the next build writes only the rest: the missing Chinese ones
     calls = llm.calls
     again = build_index(s, [kb], progress=False, embedder=HashEmbedder(), synthesize=True, llm=llm)
-    assert again.questions_written == len(ENTRIES) - 2 and llm.calls == calls + 2 * (len(ENTRIES) - 2)
+    assert again.questions_written == len(ENTRIES) - 2 and llm.calls == calls + len(ENTRIES) - 2
     assert not again.warnings
 
 

@@ -35,15 +35,16 @@ from assistant.stages import LanguageModel, Message, closing
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
 """Bump when the prompts or the parsing change: every record's questions are written again."""
 QUESTIONS_FILE = "questions.jsonl"
-SAME_LANGUAGE = 3
+SAME_LANGUAGE = 2
 """Questions per record in its own language."""
-OTHER_LANGUAGE = 2
-"""... and in the other language (zh <-> en)."""
-MAX_TOKENS = 110
-MAX_SOURCE_CHARS = 500
+OTHER_LANGUAGE = 1
+"""... and in the other language (zh <-> en). Three in all: the LLM's writing is most of a build's
+time (~12 tokens a question), and a few hundred records give the fit enough questions."""
+MAX_TOKENS = 70
+MAX_SOURCE_CHARS = 300
 """The part of an answer or a chunk shown to the LLM: enough for what it is about."""
 
 _PROMPTS = {
@@ -134,7 +135,9 @@ def _key(text: str) -> str:
 
 
 class QuestionCache:
-    """``questions.jsonl`` beside the index: fingerprint -> questions, appended line by line."""
+    """``questions.jsonl`` beside the index: fingerprint -> questions, appended line by line. A line
+    holds one record's questions in one language (``fp`` is ``<fingerprint>:<language>``), so a build
+    stopped between a record's two languages keeps the first."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / QUESTIONS_FILE
@@ -151,7 +154,15 @@ class QuestionCache:
                 continue  # a line torn by a crash: its record is written again
 
     def get(self, fp: str) -> list[Synthetic] | None:
-        return self._known.get(fp)
+        """A record's questions, both languages (the English ones first), or None while one is missing."""
+        parts = [self._known.get(f"{fp}:{language}") for language in ("en", "zh")]
+        return None if any(p is None for p in parts) else [q for p in parts for q in p or []]
+
+    def get_part(self, fp: str, language: str) -> list[Synthetic] | None:
+        return self._known.get(f"{fp}:{language}")
+
+    def put_part(self, fp: str, language: str, questions: list[Synthetic]) -> None:
+        self.put(f"{fp}:{language}", questions)
 
     def put(self, fp: str, questions: list[Synthetic]) -> None:
         self._known[fp] = questions
@@ -163,8 +174,8 @@ class QuestionCache:
             os.fsync(f.fileno())
 
     def compact(self, keep: Iterable[str]) -> None:
-        """Rewrite the file with only the ``keep`` fingerprints (after a successful build)."""
-        wanted = [fp for fp in dict.fromkeys(keep) if fp in self._known]
+        """Rewrite the file with only the ``keep`` records' questions (after a successful build)."""
+        wanted = [part for fp in dict.fromkeys(keep) for part in (f"{fp}:en", f"{fp}:zh") if part in self._known]
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as f:
             for fp in wanted:
@@ -200,34 +211,31 @@ class QuestionWriter:
                 todo.append((fp, r))
             else:
                 out[fp] = known
+        todo = list(dict(todo).items())  # the same content twice (a duplicated FAQ row) is written once
         bar: Any = None
         if progress and todo:
             from tqdm import tqdm
 
             bar = tqdm(total=len(todo), desc="writing questions", unit="record", file=sys.stderr, leave=False)
+        # One pass per language asked for, so consecutive prompts share their instructions and worked
+        # example (llama.cpp reuses the processed beginning); a record is kept once both are written.
         try:
-            for fp, r in todo:
-                if fp in out:  # the same content twice (a duplicated FAQ row)
-                    continue
-                questions = await self._questions(r)
-                cache.put(fp, questions)
-                out[fp] = questions
-                if bar is not None:
-                    bar.update(1)
+            for language in ("en", "zh"):
+                for fp, r in todo:
+                    if cache.get_part(fp, language) is not None:
+                        continue
+                    n = SAME_LANGUAGE if record_language(r) == language else OTHER_LANGUAGE
+                    reply = await self._ask(messages_for(r, language, n))
+                    cache.put_part(fp, language, [Synthetic(text, language) for text in parse(reply, language, r, n)])
+                    if language == "zh" and bar is not None:
+                        bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
+        for fp, _ in todo:
+            out[fp] = cache.get(fp) or []
         if todo:
             log.info("wrote synthetic questions for %d record(s), reused %d", len(todo), len(records) - len(todo))
-        return out
-
-    async def _questions(self, record: Record) -> list[Synthetic]:
-        own = record_language(record)
-        other = "en" if own == "zh" else "zh"
-        out: list[Synthetic] = []
-        for language, n in ((own, SAME_LANGUAGE), (other, OTHER_LANGUAGE)):
-            reply = await self._ask(messages_for(record, language, n))
-            out.extend(Synthetic(text, language) for text in parse(reply, language, record, n))
         return out
 
     async def _ask(self, messages: list[Message]) -> str:
