@@ -93,7 +93,10 @@ class LLM:
     """An explicit model file or folder; overrides ``model``."""
     context_tokens: int = 4096
     threads: int = 2
-    temperature: float = 0.2
+    temperature: float = 0.0
+    """Sampling temperature of the answers; 0 decodes greedily, so the same question over the same
+    knowledge base gets the same answer (sampled at 0.2, "Which floor is Human Resources on?" was
+    answered "4F", "5F" and "F3" across repeats)."""
     device: str = "auto"
     """transformers: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``."""
     dtype: str = "auto"
