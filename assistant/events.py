@@ -453,7 +453,8 @@ def _fits(tp: Any, value: Any) -> bool:
     if tp is int:
         return isinstance(value, int) and 0 <= value <= MAX_INT
     if tp is float:
-        return isinstance(value, int | float) and math.isfinite(value) and abs(value) <= MAX_INT
+        # the bound first: a 400-digit integer is not a float (math.isfinite would overflow on it)
+        return isinstance(value, int | float) and abs(value) <= MAX_INT and math.isfinite(value)
     if tp is str:
         return isinstance(value, str)
     return False

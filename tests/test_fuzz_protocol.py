@@ -41,7 +41,7 @@ SURROGATES = st.sampled_from(["\ud83d", "\udc00", "a\ud800b", "\udfff\ud800"])
 TEXTS = st.one_of(st.text(max_size=40), SURROGATES, st.text(max_size=3).map(lambda t: t + "\ud83d"))
 HUGE = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
-    st.sampled_from([2**31 - 1, 2**31, -1, 0, 10**400]),
+    st.sampled_from([2**31 - 1, 2**31, -1, 0, 10**400, -(10**400), 10**309]),
 )
 SCALARS = st.one_of(
     st.none(), st.booleans(), HUGE, st.floats(allow_nan=True, allow_infinity=True), TEXTS
@@ -58,6 +58,17 @@ def messages(draw: st.DrawFn) -> dict[str, Any]:
     body: dict[str, Any] = {"type": kind}
     for name in draw(st.lists(st.sampled_from(FIELDS), max_size=4, unique=True)):
         body[name] = draw(JSON_VALUES)
+    return body
+
+
+@st.composite
+def numeric_messages(draw: st.DrawFn) -> dict[str, Any]:
+    """The messages with numbers (``interrupt``, ``playback``), their numbers any size or kind."""
+    numbers = st.one_of(HUGE, st.floats(allow_nan=True, allow_infinity=True))
+    body: dict[str, Any] = {"type": draw(st.sampled_from(["interrupt", "playback"]))}
+    for name in ("turn", "played_ms"):
+        if draw(st.booleans()):
+            body[name] = draw(numbers)
     return body
 
 
@@ -110,7 +121,7 @@ def check_rejected(err: proto.ProtocolError) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.text(max_size=200), messages().map(dumps), JSON_VALUES.map(dumps)))
+@given(st.one_of(st.text(max_size=200), messages().map(dumps), numeric_messages().map(dumps), JSON_VALUES.map(dumps)))
 def test_any_text_frame_is_a_message_or_a_documented_error(raw: str) -> None:
     try:
         message = proto.parse_text(raw, max_bytes=MAX_BYTES)
@@ -134,7 +145,7 @@ def test_any_binary_frame_is_audio_or_a_documented_error(data: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(messages())
+@given(st.one_of(messages(), numeric_messages()))
 def test_message_from_dict_never_raises_anything_else(body: dict[str, Any]) -> None:
     try:
         check_accepted(ev.message_from_dict(body))
@@ -191,7 +202,13 @@ def server() -> Iterator[ServerThread]:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.one_of(messages().map(dumps), frames(), st.text(max_size=50)), min_size=1, max_size=25))
+@given(
+    st.lists(
+        st.one_of(messages().map(dumps), numeric_messages().map(dumps), frames(), st.text(max_size=50)),
+        min_size=1,
+        max_size=25,
+    )
+)
 def test_the_server_answers_fuzz_with_documented_errors_and_closes_cleanly(
     server: ServerThread, caplog: pytest.LogCaptureFixture, sent: list[str | bytes]
 ) -> None:

@@ -294,6 +294,9 @@ def test_huge_integers_are_a_bad_message_not_a_crash() -> None:
         ('{"type":"playback","turn":' + "9" * 4000 + ',"played_ms":1}', "bad-message"),
         ('{"type":"playback","turn":2147483648,"played_ms":1}', "bad-message"),
         ('{"type":"interrupt","played_ms":1e400}', "bad-message"),
+        # under the 4300-digit limit but no float: math.isfinite raised OverflowError (found by bench/chaos.py)
+        ('{"type":"interrupt","played_ms":' + "9" * 400 + "}", "bad-message"),
+        ('{"type":"playback","turn":1,"played_ms":-' + "9" * 400 + "}", "bad-message"),
     ):
         with pytest.raises(proto.ProtocolError) as err:
             proto.parse_text(raw, max_bytes=100_000)

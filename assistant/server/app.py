@@ -482,6 +482,10 @@ class AssistantServer:
         except ProtocolError as err:
             self._reject(client, err)
             return
+        except Exception:  # a parser bug: the message is refused, the connection goes on
+            log.exception("parsing a message from %s failed", client.id)
+            self._reject(client, ProtocolError("internal", "the server failed to read that message"))
+            return
         self.metrics.messages_in.inc(type=kind)
         # Awaited inline so a client's messages are handled in the order sent; the hub's handlers
         # are quick (they hand work to the session's turn task and return).
