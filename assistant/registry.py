@@ -132,6 +132,7 @@ def build_index(
     synthesize: bool | None = None,
     llm: LanguageModel | None = None,
     prior: Calibration | None = None,
+    synthetic_keys: bool = False,
 ) -> BuildReport:
     """``assistant.kb.build_index`` with the configured engines: the embedders (``embedder``
     overrides the main one) and, with ``synthesize`` (default ``[kb] synthesize``), the LLM that
@@ -152,6 +153,7 @@ def build_index(
         view=view_loader(settings),
         synthesis=question_writing(settings, llm, progress=progress) if wanted else None,
         prior=prior,
+        synthetic_keys=synthetic_keys and wanted,
     )
 
 

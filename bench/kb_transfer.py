@@ -19,7 +19,8 @@ turn is judged:
 Systems (``SYSTEMS``): ``before``: the KB built without synthesis, scored with the calibration the
 code ships (fitted on other data, some of it from these sets: a baseline, not a result); ``prior``:
 built without synthesis, scored with a prior fitted across the *other* sets' synthetic questions;
-``self``: built with synthetic questions, calibrated on itself, starting from that same prior. A prior
+``self``: built with synthetic questions, calibrated on itself, starting from that same prior;
+``keys``: ``self``, with some synthetic questions indexed as extra phrasings too. A prior
 fitted on several KBs is only ever reported on a KB it was not fitted on (``leave_one_out_priors``).
 
 Also per set: recall@1 of the expected entry among the retrieved passages, and of a plain dense
@@ -37,6 +38,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -62,7 +64,7 @@ WORK = ROOT / "cache" / "kb_transfer"
 
 SET_LANGUAGE = {"banking77": "en", "debian-faq-en": "en", "debian-faq-zh": "zh", "debian-reference": "both", "sample": "both"}
 
-SYSTEMS = ("before", "prior", "self")
+SYSTEMS = ("before", "prior", "self", "keys")
 
 
 def _squash(text: str) -> str:
@@ -147,10 +149,16 @@ def settings_for(name: str, system: str) -> Settings:
 def build(name: str, system: str, *, llm: Any = None, prior: Any = None) -> tuple[Settings, dict[str, Any]]:
     settings = settings_for(name, system)
     kb = kb_sets.assemble(name, WORK / "kb" / name)
+    if system == "keys":  # the same questions as ``self``'s, not written twice
+        mine, theirs = Path(settings.kb.index_dir) / "questions.jsonl", WORK / "self" / name / "index" / "questions.jsonl"
+        if theirs.exists() and not mine.exists():
+            mine.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(theirs, mine)
     started = time.perf_counter()
     report = registry.build_index(
-        settings, [kb], progress=False, synthesize=system == "self", llm=llm, prior=prior
-    )
+        settings, [kb], progress=False, synthesize=system in ("self", "keys"), llm=llm, prior=prior,
+        synthetic_keys=system == "keys",
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     return settings, {
         "entries": report.entries,
@@ -171,8 +179,7 @@ def leave_one_out_priors(llm: Any) -> tuple[dict[str, Any], dict[str, Any], Any]
     synthesis first, so its questions are written and kept). Returns the priors, per set how many
     labelled queries it gave, and the prior fitted on all of them (what ships, ``--write-prior``)."""
     from assistant.kb import selfcal
-    from assistant.kb.build import held_out
-    from assistant.kb.synthesis import QuestionCache, fingerprint
+    from assistant.kb.synthesis import QuestionCache, fingerprint, roles
 
     groups: dict[str, Any] = {}
     counts: dict[str, Any] = {}
@@ -181,10 +188,10 @@ def leave_one_out_priors(llm: Any) -> tuple[dict[str, Any], dict[str, Any], Any]
         settings, _ = build(name, "self", llm=llm)
         kb = registry.open_retriever(settings).kb
         cache = QuestionCache(Path(settings.kb.index_dir))
-        questions = {
-            i: [q for j, q in enumerate(cache.get(fingerprint(r)) or []) if not held_out(i, j)]
-            for i, r in enumerate(kb.records)
-        }
+        questions = {}
+        for i, r in enumerate(kb.records):
+            qs = cache.get(fingerprint(r)) or []
+            questions[i] = [q for q, role in zip(qs, roles(i, qs, keys=False), strict=True) if role == "fit"]
         groups[name] = selfcal.labelled(kb, questions, offtopic)
         counts[name] = {g: len(v) for g, v in groups[name].items()}
     priors = {
@@ -328,7 +335,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = registry.load_settings(ROOT / "assistant.toml")
     llm = registry.language_model(settings)
     priors: dict[str, Any] = {}
-    if {"prior", "self"} & set(args.systems):
+    if {"prior", "self", "keys"} & set(args.systems):
         priors, counts, everything = await asyncio.to_thread(leave_one_out_priors, llm)
         print(f"leave-one-out priors fitted; labelled queries per set: {json.dumps(counts)}", file=sys.stderr)
         if args.write_prior:

@@ -208,9 +208,8 @@ def test_the_shipped_off_topic_set_is_bilingual() -> None:
 
 
 def test_kb_eval_without_a_file_reports_the_held_out_questions_and_confusable_entries(tmp_path: Path) -> None:
-    from assistant.kb.build import held_out
     from assistant.kb.evaluate import self_check
-    from assistant.kb.synthesis import QuestionCache, fingerprint
+    from assistant.kb.synthesis import QuestionCache, fingerprint, roles
     from assistant.routing import decide_route
 
     entries = [*ENTRIES, ("wifi-2", "What is the guest wifi password?", "Ask reception for today's guest password.")]
@@ -218,7 +217,10 @@ def test_kb_eval_without_a_file_reports_the_held_out_questions_and_confusable_en
     build_index(s, [write_kb(tmp_path / "kb", entries)], progress=False, embedder=HashEmbedder(), synthesize=True, llm=ParaphrasingLLM())
     kb = open_retriever(s, embedder=HashEmbedder()).kb
     cache = QuestionCache(tmp_path / "index")
-    questions = {i: [q.text for j, q in enumerate(cache.get(fingerprint(r)) or []) if held_out(i, j)] for i, r in enumerate(kb.records)}
+    questions = {}
+    for i, r in enumerate(kb.records):
+        qs = cache.get(fingerprint(r)) or []
+        questions[i] = [q.text for q, role in zip(qs, roles(i, qs, keys=False), strict=True) if role == "check"]
     questions = {i: qs for i, qs in questions.items() if qs}
     assert questions and sum(map(len, questions.values())) < sum(len(cache.get(fingerprint(r)) or []) for r in kb.records)
 
@@ -231,3 +233,20 @@ def test_kb_eval_without_a_file_reports_the_held_out_questions_and_confusable_en
     assert abs(sum(check.answerable.values()) - 1) < 0.01 and abs(sum(check.uncovered.values()) - 1) < 0.01
     # the two wifi entries ask the same question with different answers: which one is read is chance
     assert [(d["entry"], d["other"]) for d in check.duplicates] == [("wifi", "wifi-2")]
+
+
+def test_synthetic_phrasings_are_indexed_but_never_shown(tmp_path: Path) -> None:
+    s = settings_in(tmp_path)
+    report = build_index(
+        s, [write_kb(tmp_path / "kb")], progress=False, embedder=HashEmbedder(), synthesize=True, llm=ParaphrasingLLM(),
+        synthetic_keys=True,
+    )  # fmt: skip
+    retriever = open_retriever(s, embedder=HashEmbedder())
+    wifi = next(r for r in retriever.kb.records if r.id == "wifi")
+    # the first question in each language is an extra phrasing; the rest fit or check the calibration
+    assert wifi.extra_keys == ["guest wifi password please", "访客无线网密码"]
+    assert report.keys == sum(len(r.keys) + len(r.extra_keys) for r in retriever.kb.records)
+    (top,) = retriever.search_sync("访客无线网密码", k=1)  # a synthetic phrasing finds its entry...
+    assert top.id == "wifi" and top.text == "What is the guest wifi password?"  # ...and shows its own question
+    assert all(p.text != "guest wifi password please" for p in retriever.all_passages())
+    assert retriever.kb.manifest["synthetic_keys"] is True

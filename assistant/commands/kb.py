@@ -168,18 +168,18 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _self_check(args: argparse.Namespace, settings: Settings, retriever: Any) -> int:
-    from assistant.kb.build import held_out
     from assistant.kb.evaluate import self_check
-    from assistant.kb.synthesis import QuestionCache, fingerprint
+    from assistant.kb.synthesis import QuestionCache, fingerprint, roles
     from assistant.routing import decide_route
     from assistant.stages import RetrieveError
 
     kb = retriever.kb
     cache = QuestionCache(kb.generation.parent)
-    questions = {
-        i: [q.text for j, q in enumerate(cache.get(fingerprint(r)) or []) if held_out(i, j)]
-        for i, r in enumerate(kb.records)
-    }
+    keys = bool(kb.manifest.get("synthetic_keys"))
+    questions = {}
+    for i, r in enumerate(kb.records):
+        qs = cache.get(fingerprint(r)) or []
+        questions[i] = [q.text for q, role in zip(qs, roles(i, qs, keys=keys), strict=True) if role == "check"]
     questions = {i: qs for i, qs in questions.items() if qs}
     if not questions:
         raise RetrieveError(

@@ -13,7 +13,9 @@ Heavy libraries (faiss, bm25s, jieba) load inside these functions, never at impo
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +53,7 @@ def build_index(
     view: ViewLoader | None = None,
     synthesis: Synthesis | None = None,
     prior: Calibration | None = None,
+    synthetic_keys: bool = False,
 ) -> BuildReport:
     """Ingest ``paths`` (default ``[kb] paths``) into the index folder, incrementally and atomically.
 
@@ -77,13 +80,18 @@ def build_index(
             view=view,
             synthesis=synthesis,
             prior=prior,
+            synthetic_keys=synthetic_keys,
         )
     except OSError as err:  # a full disk, a read-only folder: the build published nothing
+        reason = f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}"
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(target if target.exists() else target.parent).free
+            if free < 64 * 2**20:  # some writers (numpy) say only "N requested and M written"
+                reason += f"; the disk holding it has {free // 1024} KiB free"
         raise RetrieveError(
             "kb-write",
-            f"the index could not be written to {target}: {err.strerror or err}"
-            f"{f' ({err.filename})' if err.filename else ''}. The previous index is unchanged and still "
-            "answers; free the space (or fix the folder's permissions) and build again",
+            f"the index could not be written to {target}: {reason}. The previous index is unchanged and "
+            "still answers; free the space (or fix the folder's permissions) and build again",
         ) from err
     if strict and report.skipped:
         listed = "; ".join(f"{s.file}: {s.reason}" for s in report.skipped)

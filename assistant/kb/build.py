@@ -13,6 +13,7 @@ generation, publish it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -39,7 +40,7 @@ from assistant.kb.store import (
     read_records,
     read_vectors,
 )
-from assistant.kb.synthesis import QuestionCache, Synthetic, fingerprint
+from assistant.kb.synthesis import QuestionCache, Synthetic, fingerprint, roles
 from assistant.kb.terms import distinctive_terms
 from assistant.stages import Embedder
 
@@ -153,12 +154,12 @@ class _Previous:
         for position, rec in enumerate(records):
             row = _Row(
                 rec,
-                vectors[offset : offset + len(rec.keys)],
+                vectors[offset : offset + len(rec.all_keys)],
                 answers[position] if answers is not None else None,
                 view[position] if view is not None else None,
             )
             out.rows.setdefault(rec.source, []).append(row)
-            offset += len(rec.keys)
+            offset += len(rec.all_keys)
         return out
 
 
@@ -176,6 +177,7 @@ def build(
     view: views.ViewLoader | None = None,
     synthesis: Synthesis | None = None,
     prior: calibration.Calibration | None = None,
+    synthetic_keys: bool = False,
 ) -> BuildReport:
     """Build (or update) the index in ``index_dir`` from ``paths``; see the module docstring.
 
@@ -185,7 +187,8 @@ def build(
     ``AssistantError`` (its model is not fetched) the build goes on without the view and says so
     in ``warnings``. ``synthesis`` writes the synthetic questions the index calibrates itself with
     (``assistant.kb.selfcal``); without it, or when it fails, the index keeps ``prior`` (default:
-    ``calibration.prior_for`` the embedder), and ``warnings`` says so.
+    ``calibration.prior_for`` the embedder), and ``warnings`` says so. ``synthetic_keys``: some of
+    the questions are also indexed as extra phrasings of their record (``synthesis.roles``).
     """
     started = time.perf_counter()
     report = BuildReport(index_dir=str(index_dir), embedder=embedder.identity)
@@ -198,6 +201,8 @@ def build(
         report.removed_files = sorted(set(previous.files) - set(files))
         records = [row.record for row in rows]
         questions = _synthetic(records, index_dir, synthesis, report) if synthesis is not None and records else {}
+        _extra_keys(rows, questions, synthetic_keys)
+        records = [row.record for row in rows]
         matrix = _key_matrix(embedder, rows, progress)
         report.files = len(files)
         report.entries = sum(1 for r in records if r.kind == "faq")
@@ -225,8 +230,12 @@ def build(
             _write_manifest(tmp, manifest)
             if questions:
                 started_fit = time.perf_counter()
-                fit, checks = _calibrate(tmp, embedder, encoder, questions, prior or calibration.prior_for(embedder.identity))
-                manifest.update(calibration=fit.to_json(), calibration_fit="self", self_check=checks)
+                fit, checks = _calibrate(
+                    tmp, embedder, encoder, questions, prior or calibration.prior_for(embedder.identity), synthetic_keys
+                )
+                manifest.update(
+                    calibration=fit.to_json(), calibration_fit="self", self_check=checks, synthetic_keys=synthetic_keys
+                )
                 report.calibration_s = time.perf_counter() - started_fit
                 report.calibrated = "self"
             report.seconds = time.perf_counter() - started
@@ -286,24 +295,34 @@ def _calibrate(
     view: Embedder | None,
     questions: Mapping[int, Sequence[Synthetic]],
     prior: calibration.Calibration,
+    synthetic_keys: bool,
 ) -> tuple[calibration.Calibration, dict[str, Any]]:
-    """Fit the new generation's own calibration on its synthetic questions (``selfcal``), keeping one
-    in five of them out of the fit to check it on."""
+    """Fit the new generation's own calibration on its synthetic questions (``selfcal``): those whose
+    role is ``fit`` (``synthesis.roles``)."""
     from assistant.kb import selfcal
     from assistant.kb.search import KnowledgeBase
 
     kb = KnowledgeBase(tmp, embedder, view=view)
-    fit_part = {r: [q for i, q in enumerate(qs) if not held_out(r, i)] for r, qs in questions.items()}
+    fit_part = {
+        r: [q for q, role in zip(qs, roles(r, qs, keys=synthetic_keys), strict=True) if role == "fit"]
+        for r, qs in questions.items()
+    }
     groups = selfcal.labelled(kb, fit_part, selfcal.offtopic_questions())
     fitted = selfcal.fit_own(prior, groups, source=f"fitted at build on this knowledge base's own questions ({time.strftime('%Y-%m-%d')})")
     counts = {name: len(g) for name, g in groups.items()}
     return fitted, {"queries": counts}
 
 
-def held_out(record: int, position: int) -> bool:
-    """Whether a record's ``position``-th synthetic question is kept out of the fit (one in five, the
-    same ones at every build): ``kb eval`` checks the calibration on these."""
-    return (record * 7 + position) % 5 == 4
+def _extra_keys(rows: Sequence[_Row], questions: Mapping[int, Sequence[Synthetic]], wanted: bool) -> None:
+    """Give each record its synthetic phrasings to index (``synthesis.roles``: none without
+    ``wanted``); a record whose extra phrasings changed is embedded again."""
+    for i, row in enumerate(rows):
+        qs = questions.get(i, ())
+        extra = [q.text for q, role in zip(qs, roles(i, qs, keys=wanted), strict=True) if role == "key"]
+        if extra != row.record.extra_keys:
+            row.record = dataclasses.replace(row.record, extra_keys=extra)
+            row.keys = None
+            row.view = None
 
 
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
@@ -365,12 +384,12 @@ def _collect(
 
 def _key_matrix(embedder: Embedder, rows: Sequence[_Row], progress: bool) -> np.ndarray:
     """Every key's vector in key order: new records' keys embedded in one batched pass."""
-    fresh = entries.embed_all(embedder, [k for row in rows if row.keys is None for k in row.record.keys], progress)
+    fresh = entries.embed_all(embedder, [k for row in rows if row.keys is None for k in row.record.all_keys], progress)
     cursor = 0
     for row in rows:
         if row.keys is None:
-            row.keys = fresh[cursor : cursor + len(row.record.keys)]
-            cursor += len(row.record.keys)
+            row.keys = fresh[cursor : cursor + len(row.record.all_keys)]
+            cursor += len(row.record.all_keys)
     parts = [row.keys for row in rows if row.keys is not None]
     return np.concatenate(parts) if parts else np.zeros((0, embedder.dimensions), dtype=np.float32)
 
@@ -419,7 +438,7 @@ def _write_generation(
                     "weight": views.VIEW_WEIGHT,
                 }
     trained = answers is not None and entries.train_classifier(records, matrix, answers, tmp / "classifier.npz", view_parts)
-    LexicalIndex.build([k for r in records for k in r.keys]).save(tmp / "lexical")
+    LexicalIndex.build([k for r in records for k in r.all_keys]).save(tmp / "lexical")
     if answers is not None:
         LexicalIndex.build([str(r.answer or "") for r in records if r.kind == "faq"]).save(tmp / "answers_lexical")
     with (tmp / "records.jsonl").open("w", encoding="utf-8") as f:

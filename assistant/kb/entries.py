@@ -31,7 +31,7 @@ class Row(Protocol):
 def classifier_trains(records: Sequence[Record]) -> bool:
     from assistant.kb import classifier
 
-    return classifier.should_train([len(r.keys) for r in records if r.kind == "faq"])
+    return classifier.should_train([len(r.all_keys) for r in records if r.kind == "faq"])
 
 
 def read_answers(generation: Path, n_records: int) -> np.ndarray | None:
@@ -73,7 +73,7 @@ def read_view(generation: Path, records: Sequence[Record]) -> list[tuple[np.ndar
     except (OSError, ValueError, KeyError):
         return None
     faq = [r for r in records if r.kind == "faq"]
-    if len(answers) != len(faq) or len(keys) != sum(len(r.keys) for r in faq):
+    if len(answers) != len(faq) or len(keys) != sum(len(r.all_keys) for r in faq):
         return None
     out: list[tuple[np.ndarray, np.ndarray] | None] = []
     row = entry = 0
@@ -81,8 +81,8 @@ def read_view(generation: Path, records: Sequence[Record]) -> list[tuple[np.ndar
         if r.kind != "faq":
             out.append(None)
             continue
-        out.append((keys[row : row + len(r.keys)], answers[entry]))
-        row += len(r.keys)
+        out.append((keys[row : row + len(r.all_keys)], answers[entry]))
+        row += len(r.all_keys)
         entry += 1
     return out
 
@@ -94,7 +94,7 @@ def view_vectors(
     entry), zeros for non-English text; with ``reuse``, kept rows where the entry's file did not
     change (the live generation read this view too)."""
     faq = [(row.record, row.view if reuse else None) for row in rows if row.record.kind == "faq"]
-    fresh = [t for r, v in faq if v is None for t in (*r.keys, str(r.answer or ""))]
+    fresh = [t for r, v in faq if v is None for t in (*r.all_keys, str(r.answer or ""))]
     english = [t for t in fresh if views.is_english(t)]
     embedded = iter(embed_all(view, english, progress))
     fresh_rows = iter([next(embedded) if views.is_english(t) else np.zeros(view.dimensions, dtype=np.float32) for t in fresh])
@@ -102,7 +102,7 @@ def view_vectors(
     answers: list[np.ndarray] = []
     for r, v in faq:
         if v is None:
-            vectors = [next(fresh_rows) for _ in range(len(r.keys) + 1)]
+            vectors = [next(fresh_rows) for _ in range(len(r.all_keys) + 1)]
             v = (np.stack(vectors[:-1]), vectors[-1])
         keys.append(v[0])
         answers.append(v[1])
@@ -133,10 +133,10 @@ def train_classifier(
 
     faq = [i for i, r in enumerate(records) if r.kind == "faq"]
     starts = np.zeros(len(records) + 1, dtype=np.int64)
-    np.cumsum([len(r.keys) for r in records], out=starts[1:])
+    np.cumsum([len(r.all_keys) for r in records], out=starts[1:])
     rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in faq])
     labels = np.concatenate([np.full(starts[i + 1] - starts[i], c) for c, i in enumerate(faq)])
-    texts = [k for i in faq for k in records[i].keys]
+    texts = [k for i in faq for k in records[i].all_keys]
     with_answer = [c for c, i in enumerate(faq) if records[i].answer]
     vectors = np.concatenate(
         [

@@ -47,6 +47,8 @@ class Record:
 
     ``keys`` are the texts that are embedded and indexed for this record: an FAQ entry's question and
     its alternates; a chunk's text (prefixed with its section so the heading's words count).
+    ``extra_keys``: synthetic phrasings written at build time (``assistant.kb.synthesis``), indexed
+    after ``keys`` but never shown: ``all_keys`` is what the index holds.
     """
 
     id: str
@@ -60,6 +62,11 @@ class Record:
     page: int | None = None
     language: str = ""
     keys: list[str] = field(default_factory=list)
+    extra_keys: list[str] = field(default_factory=list)
+
+    @property
+    def all_keys(self) -> list[str]:
+        return [*self.keys, *self.extra_keys]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +81,7 @@ class Record:
             "page": self.page,
             "language": self.language,
             "keys": self.keys,
+            "extra_keys": self.extra_keys,
         }
 
     @classmethod

@@ -71,7 +71,7 @@ class KnowledgeBase:
         embedder.embed(["warm-up"])
         if self.view is not None:
             self.view.embed(["warm-up"])
-        counts = np.fromiter((len(r.keys) for r in self.records), dtype=np.int64, count=len(self.records))
+        counts = np.fromiter((len(r.all_keys) for r in self.records), dtype=np.int64, count=len(self.records))
         self._key_start = np.zeros(len(self.records), dtype=np.int64)
         np.cumsum(counts[:-1], out=self._key_start[1:])
         self._key_count = counts
@@ -191,7 +191,7 @@ class KnowledgeBase:
         own: Counter[str] = Counter()
         for r in exclude:
             record = self.records[r]
-            for text in record.keys:
+            for text in record.all_keys:
                 own.update(set(tokenize(text)))
             if record.answer and self._answer_lexical is not None:
                 own.update(set(tokenize(record.answer)))

@@ -104,7 +104,7 @@ def read_records(generation: Path) -> list[Record]:
         raise damaged(generation, "records.jsonl", err) from err
     counts = read_manifest(generation)["counts"]
     expected = counts.get("entries", 0) + counts.get("chunks", 0)
-    keys = sum(len(r.keys) for r in records)
+    keys = sum(len(r.all_keys) for r in records)
     if len(records) != expected or keys != counts.get("keys", keys):
         raise damaged(
             generation, "records.jsonl", f"{len(records)} records with {keys} keys, the manifest says {expected} with {counts.get('keys')}"

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from assistant.errors import AssistantError
 from assistant.kb.ingest import Record
@@ -76,6 +76,25 @@ class Synthetic:
 
     text: str
     language: str
+
+
+Role = Literal["key", "fit", "check"]
+
+
+def roles(record: int, questions: Sequence[Synthetic], *, keys: bool) -> list[Role]:
+    """What each of a record's questions is for. With ``keys``, the first in each language becomes an
+    extra phrasing of the record, indexed beside its own (``Record.extra_keys``). Of the rest, one in
+    five (the same ones at every build, by record and position) is kept to ``check`` the calibration
+    (``kb eval``) and the others ``fit`` it: no question is both searched for and judged."""
+    out: list[Role] = []
+    seen: set[str] = set()
+    for position, q in enumerate(questions):
+        if keys and q.language not in seen:
+            out.append("key")
+        else:
+            out.append("check" if (record * 7 + position) % 5 == 4 else "fit")
+        seen.add(q.language)
+    return out
 
 
 def record_language(record: Record) -> str:
