@@ -152,7 +152,11 @@ async def test_repeated_origin_or_authorization_headers_are_a_bad_request(caplog
     settings.server.token = "s3cret"
     async with running_daemon(settings=settings) as d:
         port = d.server.port
-        for extra in ("Origin: http://a\r\nOrigin: http://b\r\n", "Authorization: Bearer x\r\nAuthorization: Bearer y\r\n"):
+        for extra in (
+            "Origin: http://a\r\nOrigin: http://b\r\n",
+            "Authorization: Bearer x\r\nAuthorization: Bearer y\r\n",
+            f"Host: 127.0.0.1:{port}\r\n",  # a second Host
+        ):
             got = await _raw_http(port, _upgrade(port, extra=extra))
             assert got.startswith(b"HTTP/1.1 400"), extra
         got = await _raw_http(port, f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"

@@ -389,6 +389,7 @@ class AssistantServer:
     def _route(self, request: Request) -> Response | None:
         url = urlsplit(request.path)
         query = parse_qs(url.query)
+        single_header(request, "Host")  # two Host headers: which one names us? neither
         if not self.host_ok(request):
             self.metrics.dropped.inc(reason="host")
             return self._response(421, "this daemon answers to its loopback names only\n", "text/plain; charset=utf-8")
