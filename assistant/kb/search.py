@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,21 @@ CLASSIFIER_CANDIDATES = 8
 ANSWER_CANDIDATES = 8
 """How many FAQ entries whose answers match best in BM25 become candidates."""
 HNSW_EF_SEARCH = 128
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What one query found in each part of the index, before candidates are chosen."""
+
+    records: np.ndarray
+    """The records of the nearest keys, nearest first."""
+    scores: np.ndarray
+    """Their keys' cosines."""
+    lexical: np.ndarray
+    """Per record, its best key's normalised BM25."""
+    answer_lexical: np.ndarray | None
+    probs: np.ndarray | None
+    """The FAQ classifier's probabilities, per entry class."""
 
 
 class KnowledgeBase:
@@ -115,29 +131,38 @@ class KnowledgeBase:
         name); ``q`` is the query's vector. ``exclude``: records to search as if they were not in
         the knowledge base (self-calibration's held-out questions): never candidates, and the
         classifier's probabilities are those of the remaining entries."""
+        return self._assemble(self._search(query, q), q, exclude)
+
+    def _search(self, query: str, q: np.ndarray) -> _Found:
+        """What the query finds in each part of the index (the costly part of a search)."""
         n_keys = len(self._vectors)
         with self._lock:
             found_scores, ids = self._index.search(q[None, :], min(DENSE_CANDIDATE_KEYS, n_keys))
         lexical_keys = self._lexical.normalized_scores(query)
         lexical_records = np.maximum.reduceat(lexical_keys, self._key_start) if n_keys else lexical_keys
         valid = ids[0] >= 0
-        dense_ids = ids[0][valid]
-        found_records = self._key_record[dense_ids]
-        cand = set(found_records.tolist())
-        if len(lexical_records):
-            top = np.argpartition(-lexical_records, min(LEXICAL_CANDIDATES, len(lexical_records) - 1))[:LEXICAL_CANDIDATES]
-            cand.update(int(i) for i in top if lexical_records[i] > 0)
         answer_lexical = None
         if self._answer_lexical is not None:
             answer_lexical = np.zeros(len(self.records), dtype=np.float32)
             answer_lexical[self._faq_records] = self._answer_lexical.normalized_scores(query)
-            top = np.argsort(-answer_lexical)[:ANSWER_CANDIDATES]
-            cand.update(int(i) for i in top if answer_lexical[i] > 0)
         probs = None
         if self._classifier is not None:
             probs = self._classifier.probabilities(self._classifier_input(query, q), query)
+        return _Found(self._key_record[ids[0][valid]], found_scores[0][valid], lexical_records, answer_lexical, probs)
+
+    def _assemble(self, found: _Found, q: np.ndarray, exclude: Collection[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        lexical_records, answer_lexical, probs = found.lexical, found.answer_lexical, found.probs
+        cand = set(found.records.tolist())
+        if len(lexical_records):
+            top = np.argpartition(-lexical_records, min(LEXICAL_CANDIDATES, len(lexical_records) - 1))[:LEXICAL_CANDIDATES]
+            cand.update(int(i) for i in top if lexical_records[i] > 0)
+        if answer_lexical is not None:
+            top = np.argsort(-answer_lexical)[:ANSWER_CANDIDATES]
+            cand.update(int(i) for i in top if answer_lexical[i] > 0)
+        if probs is not None and self._classifier is not None:
             if exclude:
                 gone = self._class_of[list(exclude)]
+                probs = probs.copy()
                 probs[gone[gone >= 0]] = 0.0
                 probs = probs / max(float(probs.sum()), 1e-12)
             top_classes = np.argsort(-probs)[:CLASSIFIER_CANDIDATES]
@@ -148,7 +173,7 @@ class KnowledgeBase:
         # sorted by score): its dense signal is exact without touching its other keys. Only records
         # that came from BM25 or the classifier alone are scored key by key.
         best_found: dict[int, float] = {}
-        for r, score in zip(found_records.tolist(), found_scores[0][valid].tolist(), strict=True):
+        for r, score in zip(found.records.tolist(), found.scores.tolist(), strict=True):
             if r not in best_found:
                 best_found[r] = score
         dense = np.empty(len(rec), dtype=np.float32)
@@ -197,12 +222,26 @@ class KnowledgeBase:
                 own.update(set(tokenize(record.answer)))
         return novelty(query, self._lexical, *others, unless=own)
 
-    def labelled_features(self, query: str, *, exclude: Collection[int] = ()) -> tuple[np.ndarray, np.ndarray, float]:
+    def labelled_features(
+        self, query: str, *, exclude: Collection[int] = (), q: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         """Candidate record ids, their calibration features and the query's novelty, with the
         ``exclude`` records held out (``candidates``): one labelled query of self-calibration."""
-        q = self.embedder.embed([query])[0]
-        rec, signals = self.candidates(query, q, exclude=exclude)
-        return rec, cal.feature_matrix(**signals), self.novelty(query, exclude=exclude)
+        (result,) = self.labelled_variants(query, [exclude], q=q)
+        return result
+
+    def labelled_variants(
+        self, query: str, excludes: Sequence[Collection[int]], *, q: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """``labelled_features`` for each of ``excludes``, searching once."""
+        if q is None:
+            q = self.embedder.embed([query])[0]
+        found = self._search(query, q)
+        out = []
+        for exclude in excludes:
+            rec, signals = self._assemble(found, q, exclude)
+            out.append((rec, cal.feature_matrix(**signals), self.novelty(query, exclude=exclude)))
+        return out
 
     def twins(self, cosine: float) -> dict[int, set[int]]:
         """Records that say the same thing as another (a translation, a repeated entry): the centres

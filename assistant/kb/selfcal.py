@@ -38,8 +38,9 @@ TWIN_COSINE = 0.85
 repeated entry): holding one out, the other still answers, so both are held out together."""
 PRIOR_STRENGTH = 20.0
 """How many queries' worth of evidence the prior counts for in a knowledge base's own fit."""
-MAX_QUERIES = 3000
-"""At most this many synthetic questions per group enter a fit (a large KB: an even sample)."""
+MAX_QUERIES = 600
+"""At most this many synthetic questions (and off-topic lines) enter a fit: an even sample of a large
+knowledge base's, which keeps a rebuild's fit to seconds."""
 
 
 @dataclass
@@ -73,17 +74,29 @@ def labelled(kb: object, questions: Mapping[int, Sequence[Synthetic]], offtopic:
     twins = kb.twins(TWIN_COSINE)
     groups = {name: Group() for name in GROUP_WEIGHTS}
     items = [(r, q.text) for r, qs in questions.items() for q in qs]
-    step = max(1, len(items) // MAX_QUERIES)
-    for record, text in items[::step]:
+    step = max(1, -(-len(items) // MAX_QUERIES))
+    items = items[::step]
+    vectors = _embed(kb, [text for _, text in items])
+    for (record, text), q in zip(items, vectors, strict=True):
         answers = {record, *twins.get(record, ())}
-        rec, x, novelty = kb.labelled_features(text)
+        (rec, x, novelty), (held_rec, held_x, held_novelty) = kb.labelled_variants(text, [(), answers], q=q)
         groups["match"].add(x, np.isin(rec, list(answers)).astype(np.float64), novelty)
-        rec, x, novelty = kb.labelled_features(text, exclude=answers)
-        groups["held_out"].add(x, np.zeros(len(rec)), novelty)
-    for text in offtopic[:MAX_QUERIES]:
-        rec, x, novelty = kb.labelled_features(text)
+        groups["held_out"].add(held_x, np.zeros(len(held_rec)), held_novelty)
+    off = list(offtopic[:MAX_QUERIES])
+    for text, q in zip(off, _embed(kb, off), strict=True):
+        rec, x, novelty = kb.labelled_features(text, q=q)
         groups["off_topic"].add(x, np.zeros(len(rec)), novelty)
     return groups
+
+
+def _embed(kb: object, texts: Sequence[str], batch: int = 256) -> np.ndarray:
+    """The texts' vectors, embedded in batches (a knowledge base's own encoder)."""
+    from assistant.kb.search import KnowledgeBase
+
+    assert isinstance(kb, KnowledgeBase)
+    if not texts:
+        return np.zeros((0, kb.embedder.dimensions), dtype=np.float32)
+    return np.concatenate([kb.embedder.embed(texts[i : i + batch]) for i in range(0, len(texts), batch)])
 
 
 def _weights(groups: Mapping[str, Group]) -> tuple[list[np.ndarray], list[np.ndarray], list[float], list[float]]:
