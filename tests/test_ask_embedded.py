@@ -26,7 +26,10 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "voices", tmp / "voices")
     cfg = tmp / "assistant.toml"
     cfg.write_text(
-        f'[general]\nmodels_dir = "{ROOT / "models"}"\ncache_dir = "cache"\n[asr]\nprompt_from_kb = true\n',
+        # synthetic questions off: the LLM writing them for the whole sample KB takes minutes (they are
+        # tested on a small KB in test_kb_selfcal.py)
+        f'[general]\nmodels_dir = "{ROOT / "models"}"\ncache_dir = "cache"\n[asr]\nprompt_from_kb = true\n'
+        "[kb]\nsynthesize = false\n",
         encoding="utf-8",
     )
     assert main(["kb", "build", "--config", str(cfg)]) == 0

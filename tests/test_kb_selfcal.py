@@ -250,3 +250,29 @@ def test_synthetic_phrasings_are_indexed_but_never_shown(tmp_path: Path) -> None
     assert top.id == "wifi" and top.text == "What is the guest wifi password?"  # ...and shows its own question
     assert all(p.text != "guest wifi password please" for p in retriever.all_passages())
     assert retriever.kb.manifest["synthetic_keys"] is True
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_the_embedded_llm_writes_usable_questions(tmp_path: Path, models_dir: Path) -> None:
+    """The default model (Qwen2.5 0.5B through llama.cpp) writes questions the parser keeps, in both
+    languages, for an FAQ entry and a document chunk, and the build calibrates on them."""
+    from assistant.registry import language_model
+
+    if not (models_dir / "qwen2.5-0.5b" / "model.gguf").exists():
+        pytest.skip("run `assistant models fetch` first (make test does)")
+    s = settings_in(tmp_path)
+    s.general.models_dir = str(models_dir)
+    kb = write_kb(tmp_path / "kb", ENTRIES[:3])
+    (kb / "guide.md").write_text("# Visitors\n\nVisitors sign in at the front desk and get a badge.\n", encoding="utf-8")
+    llm = language_model(s)
+    try:
+        report = build_index(s, [kb], progress=False, synthesize=True, llm=llm)
+    finally:
+        llm.close()  # type: ignore[attr-defined]
+    assert report.calibrated == "self" and report.questions_written == 4
+    cache = QuestionCache(tmp_path / "index")
+    written = [cache.get(line) for line in {json.loads(x)["fp"].split(":")[0] for x in (tmp_path / "index" / "questions.jsonl").read_text(encoding="utf-8").splitlines()}]
+    assert all(qs for qs in written)
+    languages = {q.language for qs in written for q in qs or []}
+    assert languages == {"en", "zh"}
