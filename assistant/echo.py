@@ -8,7 +8,8 @@
   ``ECHO_TAIL_MS`` after (``EchoGuard.gated``);
 - the echo filter (``EchoGuard.is_echo``): a transcript is our own voice only when the speech it
   came from was heard *while the speaker was sounding* (or within ``ECHO_REVERB_MS`` after), and
-  its words are a fragment of what was being played then. Both, never the words alone: a visitor's
+  its words are a fragment of what was being played then (or it is too short to be a question at
+  all, ``FRAGMENT_CHARS``). Never by the words alone: a visitor's
   short question shares words with a long answer by chance ("How often does the shuttle run?"
   after the shuttle answer scored 0.80 on the words alone and was dropped), but it is asked after
   the answer, when nothing sounds.
@@ -40,8 +41,9 @@ ECHO_MEMORY_S = 30.0
 """Sounding spans and texts are kept this long."""
 ECHO_SIMILARITY = 0.6
 """A transcript this similar (0..1) to what was playing while it was heard is our own voice."""
-MIN_CHARS = 4
-"""Short transcripts ("yes", "好") match by chance: only ones with at least this many letters are judged."""
+FRAGMENT_CHARS = 12
+"""A transcript this short (letters) heard inside our own playback is no question: the residue of our
+voice ("the I.") or Whisper's guess on it ("Sorry."), or a "stop" that barge-in has already obeyed."""
 MIN_BLOCK_CHARS = 3
 """Only runs of at least this many characters in common count as shared words (single letters of a
 short question are found in any long answer)."""
@@ -138,11 +140,12 @@ class EchoGuard:
         end = now if end_s is None else end_s
         start = end if start_s is None else min(start_s, end)
         self._forget(now)
-        if len(_normalise(heard)) < MIN_CHARS:
-            return False
+        letters = len(_normalise(heard))
         share, began = self.overlap(start, end)
         if began is None or share < ECHO_OVERLAP:
             return False  # nothing of ours was sounding: a visitor's words, even if they match ours
+        if letters <= FRAGMENT_CHARS:
+            return letters > 0
         playing = [text for t, text in self._said if began - ECHO_LEAD_S <= t <= end]
         return any(echo_similarity(heard, text) >= self.threshold for text in playing)
 

@@ -112,10 +112,10 @@ class WordsOnlyGuard:
         return sum(block.size for block in match.get_matching_blocks()) / len(h)
 
     def is_echo(self, heard: str, **_: Any) -> bool:
-        from assistant.echo import MIN_CHARS, _normalise
+        from assistant.echo import _normalise
 
         now = self.guard._clock()
-        if len(_normalise(heard)) < MIN_CHARS:
+        if len(_normalise(heard)) < 4:  # its MIN_CHARS: shorter ones were never judged
             return False
         return any(now - t <= 30.0 and self.similarity(heard, text) >= 0.6 for t, text in self.guard._said)
 

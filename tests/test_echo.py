@@ -57,6 +57,10 @@ def test_own_voice_heard_while_the_speaker_sounds_is_an_echo() -> None:
     assert echo.is_echo("the guest wifi is acme guest", start_s=end - 0.5, end_s=end + 0.4)
     # a visitor speaking over the reply (full duplex) with other words is not
     assert not echo.is_echo("where is the toilet please", start_s=start + 1.0, end_s=start + 2.5)
+    # a scrap heard inside our own playback is no question: the residue of our voice, or Whisper's
+    # guess on it (bench/echo.py, full duplex: "Sorry." started a turn of its own)
+    assert echo.is_echo("Sorry.", start_s=start + 1.0, end_s=start + 1.6)
+    assert echo.is_echo("the I.", start_s=end - 0.3, end_s=end + 0.2)
     assert echo_similarity("出差需提前三个工作日", "出差需提前三个工作日在OA提交申请。") == 1.0
     assert echo_similarity("", "anything") == 0.0
 
@@ -82,8 +86,9 @@ def test_a_question_asked_after_the_answer_is_never_an_echo(answer: str, questio
     start = clock.now - 0.3  # the endpointer's pre-roll reaches a little before the voice
     quiet(echo, clock, 1.8)
     assert not echo.is_echo(question, start_s=start, end_s=clock.now)
-    # and a partial transcript of it while it is being said
+    # and a partial transcript of it while it is being said; short ones too ("好", "yes")
     assert not echo.is_echo(question)
+    assert not echo.is_echo("Sorry.", start_s=start, end_s=start + 0.6) and not echo.is_echo("好")
 
 
 def test_short_shared_words_are_not_a_fragment_of_the_reply() -> None:
