@@ -4,7 +4,7 @@ None of it is needed for a right answer; all of it is speculative or idle-time w
 delay a turn:
 
 - at start-up, one tiny call through each engine (``preload``), so the first visitor does not pay
-  for lazy loading;
+  for lazy loading (the voices are loaded before, strictly, by the daemon's start-up check);
 - while the visitor talks and at each pause (``Preparer``, the listener's ``prepare`` hook): the
   answer is planned on the transcript so far (retrieval, route), the LLM prefills the grounded
   prompt (``prefill``, ``prefill_guess``), and an FAQ question ends the turn early (``early_faq``);
@@ -34,7 +34,6 @@ from assistant.stages import (
     Engines,
     Message,
     Passage,
-    Preloading,
     SpeechPrerenderer,
     Transcript,
     Utterance,
@@ -74,8 +73,6 @@ async def preload(engines: Engines, settings: Settings | None = None) -> None:
                 pass
 
     await _step("llm", llm())
-    if isinstance(engines.synthesizer, Preloading):
-        await _step("tts", engines.synthesizer.preload())
     log.info("engines loaded in %.1f s", time.monotonic() - t0)
 
 
@@ -189,7 +186,8 @@ async def prerender_faq(
 
     if not settings.ahead.faq_audio:
         return 0
-    texts = [*faq_answers(settings), prompts.fallback_line("zh"), prompts.fallback_line("en")]
+    answers = await asyncio.to_thread(faq_answers, settings)  # reads the index's records from disk
+    texts = [*answers, prompts.fallback_line("zh"), prompts.fallback_line("en")]
     return await prerenderer.prerender(texts, wait_idle=wait_idle)
 
 

@@ -378,12 +378,15 @@ def load(path: str | Path | None = None, *, environ: typing.Mapping[str, str] | 
         raise ConfigError(f"config file {cfg_path} does not exist")
     else:
         root = Path.cwd()
+    # Keys an older version kept elsewhere move first, in the file and in the environment apart, so
+    # that an old-named variable still overrides the file as any variable does.
+    moved = _move_keys(data, str(cfg_path))
     overrides = _env_overrides(environ)
+    moved += _move_keys(overrides, "the environment")
     for section, values in overrides.items():
         data.setdefault(section, {})
         if isinstance(data[section], dict):
             data[section].update(values)
-    moved = _move_keys(data)
     auto = _take_auto(data, str(cfg_path), frozenset(overrides.get("answer", {})))
     hints = typing.get_type_hints(Settings)
     sections = {f.name for f in dataclasses.fields(Settings)} - {"root", "auto", "moved"}
@@ -411,18 +414,26 @@ MOVED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
 of time came together in ``[ahead]``; an old file keeps working."""
 
 
-def _move_keys(data: dict[str, Any]) -> tuple[str, ...]:
-    """Move ``MOVED_KEYS`` found in ``data`` to their new place (a value already there wins);
-    returns a note for each."""
+def _move_keys(data: dict[str, Any], source: str) -> tuple[str, ...]:
+    """Move ``MOVED_KEYS`` found in ``data`` (one source: the file, or the environment) to their new
+    place; returns a note for each. The same source setting both names to different values is an
+    error that says so."""
     notes = []
     for (section, key), (new_section, new_key) in MOVED_KEYS.items():
         table = data.get(section)
         if not isinstance(table, dict) or key not in table:
             continue
         value = table.pop(key)
+        if not table:
+            del data[section]
         target = data.setdefault(new_section, {})
         if isinstance(target, dict):
-            target.setdefault(new_key, value)
+            if new_key in target and target[new_key] != value:
+                raise ConfigError(
+                    f"{source}: [{section}] {key} = {value!r} and [{new_section}] {new_key} = {target[new_key]!r} "
+                    f"name one setting (it moved to [{new_section}] {new_key}); keep only the new one"
+                )
+            target[new_key] = value
         notes.append(f"[{section}] {key} is now [{new_section}] {new_key}")
     return tuple(notes)
 

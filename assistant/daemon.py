@@ -40,7 +40,7 @@ from assistant.events import (
 from assistant.listening import Listener
 from assistant.metrics import DaemonMetrics
 from assistant.session import LocalAudio, Session, SessionKind
-from assistant.sharing import Gate, share
+from assistant.sharing import share
 from assistant.stages import SAMPLE_RATE_HZ, Engines
 from assistant.turn import TurnResult
 
@@ -276,5 +276,3 @@ class Daemon:
         if self._orphans:
             await asyncio.wait(list(self._orphans), timeout=1.0)
 
-    def gate_report(self) -> list[Gate]:
-        return self.gates

@@ -137,7 +137,8 @@ class ReplyDelta(Event):
 @dataclass(kw_only=True)
 class ReplyEnd(Event):
     text: str = ""
-    """The whole reply as written (or, when interrupted, as far as it was heard)."""
+    """The whole reply as written. (An interrupted turn ends with ``Interrupted`` instead, whose
+    ``heard_text`` is as far as it was heard.)"""
     route: Route = "generated"
 
 

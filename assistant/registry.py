@@ -25,7 +25,6 @@ from assistant.stages import (
     Engines,
     LanguageModel,
     Message,
-    Retriever,
     Synthesizer,
     TermsPrompted,
     Transcriber,
@@ -190,10 +189,6 @@ def open_retriever(
     )
 
 
-def retriever(settings: Settings, index_dir: str | None = None) -> Retriever:
-    return open_retriever(settings, index_dir)
-
-
 def synthesizer(settings: Settings) -> VoiceRouter:
     """The voice router: dispatches each sentence to the engine its voice names (see assistant.tts)."""
     from assistant.tts.router import VoiceRouter
@@ -206,15 +201,16 @@ def synthesizer_engine(settings: Settings, name: str) -> Synthesizer:
     return _load(SYNTHESIZERS, name, "TTS").from_settings(settings)  # type: ignore[no-any-return]
 
 
-def engines(settings: Settings, *, asr: bool = True, tts: bool = True, lazy_llm: bool = False) -> Engines:
-    """Every engine a turn needs, with their capabilities. ``lazy_llm``: load the LLM on its first
-    use (``assistant ask``: an FAQ or fallback answer never waits for it; no prefill, no cache)."""
-    synth = synthesizer(settings) if tts and settings.tts.enabled else None
+def engines(settings: Settings, *, asr: bool = True, tts: bool | None = None, lazy_llm: bool = False) -> Engines:
+    """Every engine a turn needs, with their capabilities. ``tts``: speak (default: ``[tts] enabled``;
+    a command asked for audio passes True). ``lazy_llm``: load the LLM on its first use (``assistant
+    ask``: an FAQ or fallback answer never waits for it; no prefill, no cache)."""
+    speak = settings.tts.enabled if tts is None else tts
     return Engines.of(
-        retriever=retriever(settings),
+        retriever=open_retriever(settings),
         llm=LazyLanguageModel(settings) if lazy_llm else language_model(settings),
         transcriber=transcriber(settings) if asr else None,
-        synthesizer=synth,
+        synthesizer=synthesizer(settings) if speak else None,
     )
 
 

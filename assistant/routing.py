@@ -81,8 +81,8 @@ def answer_language(transcript: Transcript) -> str:
 @dataclass(frozen=True)
 class Plan:
     """Everything a question leads to before the reply is written: retrieval, the route, and on the
-    ``generated`` route the LLM's messages. Made by the turn, or ahead of it (the daemon plans on
-    the transcript at a pause, to prefill the LLM and to recognise a question it can answer)."""
+    ``generated`` route the LLM's messages. Made by the turn, or ahead of it (``assistant.ahead`` plans
+    on the transcript at a pause, to prefill the LLM and to recognise a question it can answer)."""
 
     transcript: str
     language: str

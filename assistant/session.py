@@ -183,7 +183,7 @@ class Session:
         self,
         question: Question,
         *,
-        end_of_speech_ms: float | None = None,
+        speech_end_clock_ms: float | None = None,
         endpoint_ms: float | None = None,
         transcript_ms: float | None = None,
         plan: Plan | None = None,
@@ -212,20 +212,20 @@ class Session:
                 self.local.new_reply()
             self.turn = turn
             self.task = asyncio.create_task(
-                self._run(turn, question, end_of_speech_ms, marks, plan), name=f"turn-{self.id}-{number}"
+                self._run(turn, question, speech_end_clock_ms, marks, plan), name=f"turn-{self.id}-{number}"
             )
 
     async def _run(
         self,
         turn: Turn,
         question: Question,
-        end_of_speech_ms: float | None,
+        speech_end_clock_ms: float | None,
         marks: dict[str, float | None],
         plan: Plan | None,
     ) -> TurnResult | None:
         metrics = self.host.metrics
         try:
-            result = await turn.run(question, end_of_speech_ms=end_of_speech_ms, marks=marks, plan=plan)
+            result = await turn.run(question, speech_end_clock_ms=speech_end_clock_ms, marks=marks, plan=plan)
         except asyncio.CancelledError:
             heard = turn.heard_text(self._played(turn.number))
             self._remember(turn.result, heard)
@@ -407,11 +407,11 @@ class Session:
             self._dropped(upcoming)
             return
         eos_ms = self._stream_to_clock(heard.utterance.end_of_speech_ms)
-        endpoint_ms = max(0.0, heard.decided_ms - heard.utterance.end_of_speech_ms)
+        endpoint_ms = max(0.0, heard.decided_stream_ms - heard.utterance.end_of_speech_ms)
         self.emit(ev.TranscriptEvent(turn=upcoming, text=transcript.text, language=transcript.language, final=True))
         await self.ask(
             transcript,
-            end_of_speech_ms=eos_ms,
+            speech_end_clock_ms=eos_ms,
             endpoint_ms=endpoint_ms,
             transcript_ms=max(endpoint_ms, self.clock_ms() - eos_ms),
             plan=plan,
@@ -448,4 +448,4 @@ class Session:
         utt = Utterance(pcm=pcm, end_of_speech_ms=self._fed_ms)
         self.emit(ev.SpeechEnd(turn=upcoming, duration_ms=round(utt.duration_s * 1000.0, 1)))
         # the button's release is the end of speech: no endpointing wait at all
-        await self.ask(utt, end_of_speech_ms=self.clock_ms(), endpoint_ms=0.0)
+        await self.ask(utt, speech_end_clock_ms=self.clock_ms(), endpoint_ms=0.0)

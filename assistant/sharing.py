@@ -3,12 +3,9 @@
 Every session's turn uses the same model instances. Each stage gets a FIFO gate: a call waits its
 turn instead of failing, and waiters are served in arrival order, so no session starves. The gate
 is held per unit of work the engine can do alone: one transcription, one search, one whole LLM
-stream (a model generates one reply at a time unless the engine says otherwise), one sentence of
-speech (so two sessions speaking interleave sentence by sentence). Stages still overlap across
-sessions: one session's reply is synthesised while another's is generated.
-
-An engine that serves several callers at once itself (a remote server, a batched model) says so
-(``assistant.stages.Concurrent``); its gate then admits that many.
+stream (a model generates one reply at a time), one sentence of speech (so two sessions speaking
+interleave sentence by sentence). Stages still overlap across sessions: one session's reply is
+synthesised while another's is generated.
 
 Capabilities pass through explicitly (``share``): the prefiller is wrapped so that it pauses while
 speech recognition has work; the others (voices, the passage catalog, the prompt cache, the
@@ -18,13 +15,11 @@ prerenderer) need no gate and are handed on as they are.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 
 from assistant.stages import (
     AudioChunk,
-    Concurrent,
     Engines,
     LanguageModel,
     Message,
@@ -41,25 +36,22 @@ from assistant.stages import (
 
 
 class Gate:
-    """A FIFO semaphore that also counts how long callers waited (for /metrics and the benchmark)."""
+    """A FIFO semaphore that knows whether anyone holds it or waits for it, and how many got in."""
 
     def __init__(self, name: str, capacity: int = 1) -> None:
         self.name = name
         self.capacity = max(1, capacity)
         self._sem = asyncio.Semaphore(self.capacity)
         self.waiting = 0
-        self.wait_ms_total = 0.0
         self.entries = 0
 
     async def __aenter__(self) -> None:
         self.waiting += 1
-        started = time.monotonic()
         try:
             await self._sem.acquire()
         finally:
             self.waiting -= 1
         self.entries += 1
-        self.wait_ms_total += (time.monotonic() - started) * 1000.0
 
     async def __aexit__(self, *exc: object) -> None:
         self._sem.release()
@@ -70,15 +62,10 @@ class Gate:
         return self.waiting > 0 or self._sem.locked()
 
 
-def _gate(name: str, engine: object) -> Gate:
-    capacity = engine.max_concurrency if isinstance(engine, Concurrent) else 1
-    return Gate(name, capacity if isinstance(capacity, int) and capacity > 0 else 1)
-
-
 class FairTranscriber:
     def __init__(self, inner: Transcriber) -> None:
         self.inner = inner
-        self.gate = _gate("asr", inner)
+        self.gate = Gate("asr")
 
     async def transcribe(self, utterance: Utterance) -> Transcript:
         async with self.gate:
@@ -88,7 +75,7 @@ class FairTranscriber:
 class FairRetriever:
     def __init__(self, inner: Retriever) -> None:
         self.inner = inner
-        self.gate = _gate("retrieve", inner)
+        self.gate = Gate("retrieve")
 
     async def search(self, query: str, *, k: int) -> list[Passage]:
         async with self.gate:
@@ -98,7 +85,7 @@ class FairRetriever:
 class FairLanguageModel:
     def __init__(self, inner: LanguageModel) -> None:
         self.inner = inner
-        self.gate = _gate("llm", inner)
+        self.gate = Gate("llm")
 
     async def stream(
         self, messages: list[Message], *, max_tokens: int, temperature: float | None = None
@@ -133,7 +120,7 @@ class YieldingPrefiller:
 class FairSynthesizer:
     def __init__(self, inner: Synthesizer) -> None:
         self.inner = inner
-        self.gate = _gate("tts", inner)
+        self.gate = Gate("tts")
 
     async def synthesize(self, sentence: str, *, voice: Voice) -> AsyncIterator[AudioChunk]:
         async with self.gate:

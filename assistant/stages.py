@@ -322,14 +322,6 @@ class TermsPrompted(Protocol):
 
 
 @runtime_checkable
-class Concurrent(Protocol):
-    """An engine that serves several callers at once itself (a remote server, a batched model)."""
-
-    @property
-    def max_concurrency(self) -> int: ...
-
-
-@runtime_checkable
 class Closing(Protocol):
     """An engine holding threads, processes or native memory to release at shutdown."""
 
@@ -360,6 +352,8 @@ class Engines:
     prompt_cache: PromptCache | None = None
     catalog: PassageCatalog | None = None
     prerenderer: SpeechPrerenderer | None = None
+    preloader: Preloading | None = None
+    """Loads the synthesizer's voices now (their models load lazily otherwise)."""
 
     @classmethod
     def of(
@@ -381,4 +375,5 @@ class Engines:
             prompt_cache=llm if isinstance(llm, PromptCache) and llm.caches_prompts else None,
             catalog=retriever if isinstance(retriever, PassageCatalog) else None,
             prerenderer=synthesizer if isinstance(synthesizer, SpeechPrerenderer) else None,
+            preloader=synthesizer if isinstance(synthesizer, Preloading) else None,
         )

@@ -7,7 +7,7 @@ an ``interrupted`` event says what was heard, and ``heard_text(played_ms)`` tell
 keep in the history.
 
 Every step emits a typed event (assistant/events.py) through ``emit``, stamped with the turn number
-and the session clock. ``emit`` must not block (the daemon puts events on bounded queues).
+and the session clock. ``emit`` must not block (the session hands events to every client's bounded queue).
 """
 
 from __future__ import annotations
@@ -129,17 +129,17 @@ class Turn:
         self,
         question: str | Utterance | Transcript,
         *,
-        end_of_speech_ms: float | None = None,
+        speech_end_clock_ms: float | None = None,
         marks: Mapping[str, float | None] | None = None,
         plan: Plan | None = None,
     ) -> TurnResult:
-        """Run the turn. ``end_of_speech_ms`` (session clock) is when the visitor stopped talking;
+        """Run the turn. ``speech_end_clock_ms`` (session clock) is when the visitor stopped talking;
         the latency trace counts from it (default: now). ``marks`` are stages measured before the
         turn existed, in ms after the end of speech: ``endpoint`` (the endpointer decided) and
         ``transcript`` (the listener's final transcript). ``plan``: retrieval and routing done
         ahead on a speculative transcript; used only if it was made for this very question and
         history."""
-        self._reference_ms = self._clock_ms() if end_of_speech_ms is None else end_of_speech_ms
+        self._reference_ms = self._clock_ms() if speech_end_clock_ms is None else speech_end_clock_ms
         for name, value in (marks or {}).items():
             if value is not None:
                 self.result.timings_ms[name] = round(value, 1)

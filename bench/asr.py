@@ -138,7 +138,7 @@ async def one_pass(transcriber: FasterWhisperTranscriber, settings: Settings, pc
     return {
         "heard": len(heard),
         "latency_ms": round((t_final - eos_wall) * 1000, 1),
-        "endpoint_ms": round(first.decided_ms - first.utterance.end_of_speech_ms, 1),
+        "endpoint_ms": round(first.decided_stream_ms - first.utterance.end_of_speech_ms, 1),
         "endpoint": first.endpoint,
         "pieces": first.pieces,
         "partials": partials,

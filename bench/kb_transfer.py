@@ -148,7 +148,10 @@ def settings_for(name: str, system: str) -> Settings:
 
 def build(name: str, system: str, *, llm: Any = None, prior: Any = None) -> tuple[Settings, dict[str, Any]]:
     settings = settings_for(name, system)
-    kb = kb_sets.assemble(name, WORK / "kb" / name)
+    dest = WORK / "kb" / name
+    if dest.exists():  # assembled again each run: the set's sources may have changed
+        shutil.rmtree(dest)
+    kb = kb_sets.assemble(name, dest)
     if system == "keys":  # the same questions as ``self``'s, not written twice
         mine, theirs = Path(settings.kb.index_dir) / "questions.jsonl", WORK / "self" / name / "index" / "questions.jsonl"
         if theirs.exists() and not mine.exists():

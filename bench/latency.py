@@ -192,7 +192,7 @@ async def label_check(settings: Settings, questions: list[dict[str, Any]]) -> li
     from assistant.routing import plan_answer
     from assistant.stages import Engines, Transcript
 
-    engines = Engines(retriever=registry.retriever(settings), llm=None)  # type: ignore[arg-type]
+    engines = Engines(retriever=registry.open_retriever(settings), llm=None)  # type: ignore[arg-type]
     drifted = []
     for q in questions:
         plan = await plan_answer(Transcript(q["text"], q["language"]), [], engines=engines, settings=settings)

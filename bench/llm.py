@@ -52,7 +52,7 @@ async def grounded_prompts(n: int) -> list[list[dict[str, str]]]:
     from assistant.stages import Transcript
 
     settings = load(None)
-    retriever = registry.retriever(settings)
+    retriever = registry.open_retriever(settings)
     out: list[list[dict[str, str]]] = []
     for line in (ROOT / "bench" / "faithfulness.jsonl").read_text(encoding="utf-8").splitlines():
         if not line.strip():

@@ -160,3 +160,23 @@ def test_doctor_says_which_answer_thresholds_apply_and_why(tmp_path: Path, capsy
     assert checks["answer"]["detail"] == (
         "relevance_threshold 0.15 (measured for qwen2.5-1.5b), verify_faq_below 0.5 (set explicitly)"
     )
+
+
+@pytest.mark.parametrize("ahead_section", [True, False])
+def test_keys_that_moved_to_ahead_still_apply_from_the_file_and_the_environment(tmp_path: Path, ahead_section: bool) -> None:
+    text = "[ahead]\nprefill = \"speech\"\nwarm_prompts = true\n" if ahead_section else ""
+    p = write(tmp_path, text + "[llm]\nprefill_guess = 0.3\n[tts]\nfaq_cache = false\n")
+    s = load(p, environ={"ASSISTANT__LLM__WARM_PASSAGES": "false", "ASSISTANT__VAD__EARLY_FAQ": "false"})
+    assert s.ahead.prefill_guess == 0.3 and s.ahead.faq_audio is False  # the file's old keys
+    assert s.ahead.warm_prompts is False and s.ahead.early_faq is False  # the environment's win over the file
+    assert set(s.moved) == {
+        "[llm] prefill_guess is now [ahead] prefill_guess",
+        "[tts] faq_cache is now [ahead] faq_audio",
+        "[llm] warm_passages is now [ahead] warm_prompts",
+        "[vad] early_faq is now [ahead] early_faq",
+    }
+
+
+def test_an_old_and_a_new_name_disagreeing_in_one_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[llm\] prefill = 'off' and \[ahead\] prefill = 'speech' name one setting"):
+        load(write(tmp_path, '[llm]\nprefill = "off"\n[ahead]\nprefill = "speech"\n'), environ={})

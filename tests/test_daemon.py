@@ -186,7 +186,11 @@ async def test_partial_transcripts_while_talking() -> None:
         types = got.types()
         partials = [e for e in got.of("transcript") if not e["final"]]
         assert partials and types.index("transcript") < types.index("speech-end")
-        assert got.of("transcript")[-1]["final"] is True and got.of("reply-end")[0]["route"] == "faq"
+        final = got.of("transcript")[-1]
+        assert final["final"] is True and final["text"] == d.engines.transcriber.text  # type: ignore[attr-defined]
+        last_transcript = max(i for i, t in enumerate(types) if t == "transcript")
+        assert last_transcript < types.index("state:thinking")  # the final transcript, then the thinking
+        assert got.of("reply-end")[0]["route"] == "faq"
 
 
 async def test_push_to_talk_uses_the_button_not_the_vad() -> None:

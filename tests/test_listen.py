@@ -63,8 +63,6 @@ def names(items: list[object]) -> list[str]:
     for item in items:
         if isinstance(item, Partial):
             out.append("partial")
-        elif isinstance(item, Heard):
-            out += ["final", "Heard"]  # the final transcript comes with the utterance
         else:
             out.append(type(item).__name__)
     return out
@@ -80,17 +78,17 @@ async def test_a_complete_sentence_ends_the_turn_early_with_its_transcript_ready
     pcm = with_silence(recording("librivox/sense_and_sensibility_01_austen_64kb-0930.wav"), 500, 1500)
     items = await listen(fake, settings(), pcm)
     seq = names(items)
-    assert seq[0] == "VoiceStart" and seq[-3:] == ["VoiceEnd", "final", "Heard"]
+    assert seq[0] == "VoiceStart" and seq[-2:] == ["VoiceEnd", "Heard"]
     assert "partial" in seq[1:-3]  # partials while talking
     heard = items[-1]
     assert isinstance(heard, Heard) and heard.endpoint == "early"
     # Decided after early_silence_ms, not silence_ms (the transcript was already there).
-    waited = heard.decided_ms - heard.utterance.end_of_speech_ms
+    waited = heard.decided_stream_ms - heard.utterance.end_of_speech_ms
     assert 250 <= waited < 500
     final = heard.transcript
     assert final.final and final.text
     partials = [i for i in items if isinstance(i, Partial)]
-    assert all(p.stream_ms <= heard.ready_ms for p in partials)
+    assert all(p.stream_ms <= heard.ready_stream_ms for p in partials)
 
 
 async def test_partials_are_drafts_and_the_transcript_that_ends_the_turn_is_not() -> None:
@@ -113,7 +111,7 @@ async def test_an_unfinished_sentence_waits_for_the_full_silence() -> None:
     items = await listen(fake, settings(), pcm)
     heard = items[-1]
     assert isinstance(heard, Heard) and heard.endpoint == "silence"
-    assert heard.decided_ms - heard.utterance.end_of_speech_ms == pytest.approx(500, abs=40)
+    assert heard.decided_stream_ms - heard.utterance.end_of_speech_ms == pytest.approx(500, abs=40)
     # The transcription made at the pause covered every voiced sample: reused, nothing new after the end.
     assert f"chunk{len(fake.calls)} " in heard.transcript.text
 
@@ -176,9 +174,10 @@ async def test_without_partials_the_whole_utterance_is_transcribed_after_the_sil
     fake = FakeTranscriber(suffix=".")
     speech = recording("librivox/sense_and_sensibility_01_austen_64kb-0930.wav")
     items = await listen(fake, settings(partials=False), with_silence(speech, 500, 1500))
-    assert names(items) == ["VoiceStart", "VoiceEnd", "final", "Heard"]
+    assert names(items) == ["VoiceStart", "VoiceEnd", "Heard"]
     heard = items[-1]
     assert isinstance(heard, Heard) and heard.endpoint == "silence" and heard.pieces == 1
+    assert heard.transcript.final and heard.transcript.text.endswith(".")  # the fake's one transcription
     assert len(fake.calls) == 1 and fake.calls[0][0] == pytest.approx(heard.utterance.duration_s)
     assert 2.5 < fake.calls[0][0] < len(speech) / 16_000 + 0.5  # the voiced part, + pre/post roll
 
@@ -305,7 +304,7 @@ async def test_an_answerable_question_ends_early_without_punctuation() -> None:
     items = await listen_ahead(fake, settings(), pcm, hook)
     heard = items[-1]
     assert isinstance(heard, Heard) and heard.endpoint == "early"
-    assert 250 <= heard.decided_ms - heard.utterance.end_of_speech_ms < 450
+    assert 250 <= heard.decided_stream_ms - heard.utterance.end_of_speech_ms < 450
     # the hook saw the very transcript the turn gets
     assert hook.seen[-1] == heard.transcript.text
 

@@ -68,7 +68,7 @@ def test_binding_beyond_loopback_needs_a_token() -> None:
     settings = settings_for_tests()
     settings.server.host = "0.0.0.0"
     with pytest.raises(AssistantError) as err:
-        AssistantServer(settings, hub=None)  # type: ignore[arg-type]
+        AssistantServer(settings, hub=None, metrics=DaemonMetrics())  # type: ignore[arg-type]
     assert err.value.code == "server-token"
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")

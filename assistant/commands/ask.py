@@ -45,7 +45,7 @@ def ask(args: argparse.Namespace, settings: Settings) -> int:
         printer(event)
 
     turn = Turn(1, engines=engines, settings=settings, emit=emit)
-    result = asyncio.run(turn.run(question, end_of_speech_ms=0.0 if args.wav else None))
+    result = asyncio.run(turn.run(question, speech_end_clock_ms=0.0 if args.wav else None))
     if args.out and audio:
         write_wav(Path(args.out), audio)
     if args.json:

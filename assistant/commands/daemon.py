@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from assistant import config
 from assistant.config import Settings
-from assistant.stages import AsyncClosing, Closing, Engines, Preloading
+from assistant.stages import AsyncClosing, Closing, Engines
 
 log = logging.getLogger("assistant.daemon")
 
@@ -32,10 +32,10 @@ async def check_ready(engines: Engines) -> None:
     missing voice stops ``run`` before it serves instead of failing every turn after it. (Models
     and the index are loaded by ``registry.engines`` itself: a missing or damaged one raises there.)
     Raises ``AssistantError``."""
-    if isinstance(engines.synthesizer, Preloading):
+    if engines.preloader is not None:
         # the configured voices ([tts] voice, voice_zh) and their engines; a voice with a fallback
         # that is there falls back (with a warning) instead of failing
-        await engines.synthesizer.preload()
+        await engines.preloader.preload()
 
 
 async def serve(

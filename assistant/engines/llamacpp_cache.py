@@ -11,7 +11,8 @@ kept: the slot, saved at the next request, still starts with it.
 the ones taken over. It is a mirror of a private rule of llama.cpp's (``server_context::
 get_available_slot`` and ``prompt_cache::load`` in its ``tools/server``): if a llama.cpp update
 changes the rule, the book is wrong in the safe direction for a re-warm with ``again`` (which
-processes everything), and the tests in tests/test_llm_llamacpp.py that warm a real model say so.
+processes everything), and the tests in tests/test_llm_llamacpp.py that warm a real model say so;
+tests/test_llamacpp_cache.py checks the mirror itself.
 """
 
 from __future__ import annotations

@@ -157,9 +157,9 @@ def domain_terms(settings: Settings, limit: int = 50, index_dir: str | Path | No
 
     Cheap: read from the manifest, no model loads. Empty when there is no index yet.
     """
-    from assistant.kb.terms import domain_terms as terms_of
+    from assistant.kb.terms import stored_terms
 
-    return terms_of(index_path(settings, index_dir), limit)
+    return stored_terms(index_path(settings, index_dir), limit)
 
 
 def faq_answers(settings: Settings, index_dir: str | Path | None = None) -> list[str]:

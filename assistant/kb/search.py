@@ -83,10 +83,10 @@ class KnowledgeBase:
         self._vectors = flat_view(self._index)
         self._lexical = LexicalIndex.load(generation / "lexical")
         # Load jieba's dictionary and the embedder's weights now (~3 s), not on the first visitor's turn.
-        self._lexical.normalized_scores("预热 warm-up")
-        embedder.embed(["warm-up"])
+        self._lexical.normalized_scores("预加载 preload")
+        embedder.embed(["preload"])
         if self.view is not None:
-            self.view.embed(["warm-up"])
+            self.view.embed(["preload"])
         counts = np.fromiter((len(r.all_keys) for r in self.records), dtype=np.int64, count=len(self.records))
         self._key_start = np.zeros(len(self.records), dtype=np.int64)
         np.cumsum(counts[:-1], out=self._key_start[1:])

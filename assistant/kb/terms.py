@@ -61,7 +61,7 @@ def distinctive_terms(records: Sequence[Record], limit: int = 200) -> list[str]:
     return merged[:limit]
 
 
-def domain_terms(index_dir: Path, limit: int = 50) -> list[str]:
+def stored_terms(index_dir: Path, limit: int = 50) -> list[str]:
     """The live generation's terms in ``index_dir``, most distinctive first; empty without an index."""
     generation = current_generation(index_dir)
     if generation is None:

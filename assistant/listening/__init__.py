@@ -5,7 +5,15 @@
 """
 
 from assistant.audio.vad import VoiceEnd, VoiceStart
-from assistant.listening.listener import Heard, Listener, ListenItem, NotHeard, Partial, Prepare, transcribe_stream
+from assistant.listening.listener import (
+    Heard,
+    Listener,
+    ListenItem,
+    NotHeard,
+    Partial,
+    PrepareHook,
+    transcribe_stream,
+)
 from assistant.listening.policy import ends_sentence
 
 __all__ = [
@@ -14,7 +22,7 @@ __all__ = [
     "Listener",
     "NotHeard",
     "Partial",
-    "Prepare",
+    "PrepareHook",
     "VoiceEnd",
     "VoiceStart",
     "ends_sentence",

@@ -52,16 +52,16 @@ class Heard:
 
     ``endpoint``: what ended it (``silence``: [vad] silence_ms; ``early``: a complete sentence, or
     an answerable question, and early_silence_ms; ``max``: max_utterance_s; ``flush``: the stream
-    ended). ``decided_ms``: stream time of the endpoint decision; ``ready_ms``: of the final
+    ended). ``decided_stream_ms``: stream time of the endpoint decision; ``ready_stream_ms``: of the final
     transcript. ``pieces``: transcriptions joined.
     """
 
     utterance: Utterance
     transcript: Transcript
     endpoint: EndpointKind
-    decided_ms: float
+    decided_stream_ms: float
     pieces: int
-    ready_ms: float = 0.0
+    ready_stream_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class NotHeard:
 
 ListenItem = VoiceStart | Partial | VoiceEnd | Heard | NotHeard
 
-Prepare = Callable[[Transcript, Callable[[], None] | None], Awaitable[None]]
+PrepareHook = Callable[[Transcript, Callable[[], None] | None], Awaitable[None]]
 """``prepare(transcript, answerable)``: the work ahead (``assistant.ahead``), called with the whole
 transcript so far each time one is ready while the visitor may still be talking.
 
@@ -119,10 +119,10 @@ class Listener:
         settings: Settings,
         *,
         endpointer: Endpointer | None = None,
-        prepare: Prepare | None = None,
+        prepare: PrepareHook | None = None,
         clock: Clock | None = None,
     ) -> None:
-        """``prepare``: see ``Prepare`` (only with ``[asr] partials``). ``clock``: measures how long
+        """``prepare``: see ``PrepareHook`` (only with ``[asr] partials``). ``clock``: measures how long
         transcriptions take (default: the event loop's)."""
         self.transcriber = transcriber
         self.prepare = prepare
@@ -312,7 +312,7 @@ class Listener:
 
     # -- the final transcript ------------------------------------------------------------------
 
-    async def _finalize(self, hearing: Hearing, utterance: Utterance, kind: EndpointKind, decided_ms: float) -> None:
+    async def _finalize(self, hearing: Hearing, utterance: Utterance, kind: EndpointKind, decided_stream_ms: float) -> None:
         eos_sample = round(utterance.end_of_speech_ms * SAMPLE_RATE_HZ / 1000)
         start_sample = round(utterance.start_ms * SAMPLE_RATE_HZ / 1000)
         try:
@@ -353,7 +353,7 @@ class Listener:
             self._out.put_nowait(NotHeard(err.code, err.message, self.endpointer.stream_ms))
             return
         final = Transcript(transcript.text, transcript.language, final=True)
-        self._out.put_nowait(Heard(utterance, final, kind, decided_ms, pieces, self.endpointer.stream_ms))
+        self._out.put_nowait(Heard(utterance, final, kind, decided_stream_ms, pieces, self.endpointer.stream_ms))
 
 
 async def transcribe_stream(

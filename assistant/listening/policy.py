@@ -224,9 +224,7 @@ class Hearing:
         piece = self.piece
         if piece is None or not piece.done:
             return
-        if piece.result is not None and piece.result.text and piece.from_sample == self.commit_sample:
-            # Cut mid-sentence: Whisper's full stop at the cut is not the speaker's.
-            self._commit(Transcript(piece.result.text.rstrip(".。"), piece.result.language), piece.to_sample)
+        self.commit_piece(piece)
         self.piece = None
 
     def _commit(self, result: Transcript, to_sample: int) -> None:
@@ -299,6 +297,8 @@ class Hearing:
         return spec
 
     def commit_piece(self, piece: Job) -> None:
-        """A piece cut at a dip finished after the end of the utterance: commit it if it follows on."""
+        """A piece cut at a dip finished (now, or after the end of the utterance): commit it if it
+        follows on from what is committed."""
         if piece.result is not None and piece.result.text and piece.from_sample == self.commit_sample:
+            # Cut mid-sentence: Whisper's full stop at the cut is not the speaker's.
             self._commit(Transcript(piece.result.text.rstrip(".。"), piece.result.language), piece.to_sample)

@@ -58,10 +58,6 @@ class ModelPack:
     online_only: bool = False
     """Fetched from its URLs over the internet; never part of the default fetch."""
 
-    @property
-    def main_file(self) -> ModelFile:
-        return self.files[0]
-
 
 _XTTS_BASE = "https://huggingface.co/coqui/XTTS-v2/resolve/main"
 

@@ -26,7 +26,7 @@ from typing import IO, Any, Literal
 
 from assistant.config import Settings
 from assistant.models.catalogue import EMBEDDED_DEFAULTS, ModelFetchError, ModelFile, ModelPack, pack
-from assistant.models.store import BLOCK_BYTES, _file_states, _record, model_path
+from assistant.models.store import BLOCK_BYTES, file_states, record_digest, model_path
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _locked(folder: Path) -> Iterator[None]:
 
 def _fetch_one(p: ModelPack, folder: Path, cache: Path, *, progress: bool) -> FetchResult:
     todo = []
-    for f, state in _file_states(folder, p, hash_unknown=True):
+    for f, state in file_states(folder, p, hash_unknown=True):
         if state == "failed":
             log.warning("%s/%s failed sha256 verification; removing it and assembling it again", p.name, f.name)
             (folder / f.name).unlink(missing_ok=True)
@@ -250,7 +250,7 @@ def _write_verified(f: ModelFile, folder: Path, total: int | None, write: _Write
         if f.size_bytes is not None and size != f.size_bytes:
             raise ModelFetchError("model-checksum", f"{label}: {size:,} bytes, expected {f.size_bytes:,}; refused")
         os.replace(tmp, folder / f.name)
-        _record(folder, f.name, digest)
+        record_digest(folder, f.name, digest)
         log.info("%s: %s, sha256 %s", label, _human(size), "verified" if f.sha256 else f"{digest} (unpinned)")
     finally:
         bar.close()

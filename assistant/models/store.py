@@ -50,7 +50,7 @@ def model_dir(settings: Settings, name: str) -> Path:
         )
     p = PACKS[name]
     hint = f"run `assistant models fetch {name}`"
-    for f, state in _file_states(path, p, hash_unknown=True):
+    for f, state in file_states(path, p, hash_unknown=True):
         if state == "missing" and not f.optional:
             raise ModelMissingError(name, path / f.name, fetch_hint=hint)
         if state == "failed":
@@ -92,7 +92,7 @@ def status(settings: Settings, name: str, *, hash_unknown: bool = True) -> PackS
     p = pack(name)
     path = model_path(settings, name)
     files: list[FileStatus] = []
-    for f, state in _file_states(path, p, hash_unknown=hash_unknown):
+    for f, state in file_states(path, p, hash_unknown=hash_unknown):
         size = (path / f.name).stat().st_size if state != "missing" else None
         files.append(FileStatus(f.name, state, size, f.size_bytes))
     optional = {f.name for f in p.files if f.optional}
@@ -112,7 +112,7 @@ def status(settings: Settings, name: str, *, hash_unknown: bool = True) -> PackS
     )
 
 
-def _file_states(folder: Path, p: ModelPack, *, hash_unknown: bool) -> Iterator[tuple[ModelFile, FileState]]:
+def file_states(folder: Path, p: ModelPack, *, hash_unknown: bool) -> Iterator[tuple[ModelFile, FileState]]:
     cache = _read_cache(folder)
     changed = False
     for f in p.files:
@@ -171,7 +171,7 @@ def _write_cache(folder: Path, cache: dict[str, dict[str, object]]) -> None:
         log.debug("cannot write the verification cache in %s: %s", folder, err)
 
 
-def _record(folder: Path, name: str, digest: str) -> None:
+def record_digest(folder: Path, name: str, digest: str) -> None:
     st = (folder / name).stat()
     cache = _read_cache(folder)
     cache[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}

@@ -65,6 +65,9 @@ CLOSE_DEADLINE_S = 2.0
 class Hub(Protocol):
     """What the server needs from the daemon."""
 
+    metrics: DaemonMetrics
+    """One registry for both: the daemon counts turns, the server counts clients and bad input."""
+
     def attach(self, client: Client, role: Role) -> None:
         """A client connected (and was sent nothing yet): greet it and subscribe it to a session."""
 
@@ -247,8 +250,7 @@ class AssistantServer:
     ) -> None:
         self.settings = settings
         self.hub = hub
-        # one registry for both: the daemon counts turns, the server counts clients and bad input
-        self.metrics = metrics or getattr(hub, "metrics", None) or DaemonMetrics()
+        self.metrics = metrics if metrics is not None else hub.metrics
         self.host = host if host is not None else settings.server.host
         self.port = port if port is not None else settings.server.port
         self.web_dir = web_dir.resolve()
