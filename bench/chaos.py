@@ -51,12 +51,26 @@ GOOD_QUESTION = {"type": "text", "text": "请问商旅的出差制度"}
 # --- the daemon in a child process ------------------------------------------------------------------
 
 
+class Discard(list):  # type: ignore[type-arg]
+    """A list that keeps nothing (for the fakes' call records)."""
+
+    def append(self, item: object) -> None:
+        pass
+
+
 def serve_child(port_file: str) -> None:
     """``--serve``: the daemon with fake engines on a free port (written to ``port_file``)."""
     import logging
 
     from daemon_support import EnergyDetector
-    from fakes import FakeSynthesizer, fake_engines, settings_for_tests
+    from fakes import (
+        FakeLanguageModel,
+        FakeRetriever,
+        FakeSynthesizer,
+        FakeTranscriber,
+        fake_engines,
+        settings_for_tests,
+    )
 
     from assistant.daemon import Daemon
     from assistant.server.app import AssistantServer
@@ -67,8 +81,14 @@ def serve_child(port_file: str) -> None:
         settings = settings_for_tests()
         settings.server.max_message_bytes = MAX_MESSAGE_BYTES
         settings.server.max_clients = 1000
+        # The fakes record every call for the tests' assertions (an utterance's audio, each prompt):
+        # here that would be the fakes' memory growing, not the daemon's.
+        transcriber = FakeTranscriber(calls=Discard())
+        retriever = FakeRetriever(queries=Discard())
+        llm = FakeLanguageModel(calls=Discard(), temperatures=Discard())
         # replies long enough that a client which never reads falls behind (~0.5 MB of audio each)
-        engines = fake_engines(synthesizer=FakeSynthesizer(ms_per_char=400, chunks_per_sentence=20))
+        synthesizer = FakeSynthesizer(ms_per_char=400, chunks_per_sentence=20, calls=Discard())
+        engines = fake_engines(transcriber=transcriber, retriever=retriever, llm=llm, synthesizer=synthesizer)
         daemon = Daemon(settings, engines, detector_factory=EnergyDetector)
         server = AssistantServer(settings, daemon, host="127.0.0.1", port=0)
         await server.start()
@@ -162,7 +182,7 @@ def fuzzed_text(rng: random.Random) -> str:
     if pick == 0:
         return "".join(chr(rng.randint(1, 0x7F)) for _ in range(rng.randrange(60)))  # not JSON
     if pick == 1:
-        return "[" * rng.randint(1, 50_000)  # deep nesting
+        return "[" * rng.randint(1, MAX_MESSAGE_BYTES - 1)  # deep nesting, under the size limit
     if pick == 2:
         return value(rng)  # JSON but not an object
     kind = rng.choice([*TYPES, "shout", "", "TEXT"]) if rng.random() < 0.9 else None
