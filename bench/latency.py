@@ -2,7 +2,7 @@
 
     flock /tmp/bench.lock .venv/bin/python bench/latency.py [--config assistant.toml] [--port 8799]
         [--variants before,after] [--repeat N] [--only faq,generated] [--skip-load] [--skip-sequential]
-        [--url ws://...]
+        [--url ws://...] [--peer pipecat]
 
 What it does, all on loopback, every loop bounded:
 
@@ -28,6 +28,15 @@ What it does, all on loopback, every loop bounded:
    binary audio frame received - wall time the last voiced sample was sent. The daemon's own
    ``trace`` gives the per-stage split (ms after the end of speech); ``speech_end_ms`` is when the
    client saw the endpoint (negative: the daemon cut the visitor off, a false early end).
+   With ``--peer pipecat``: the same recordings, frames and clock go to a pipecat 1.14 kiosk on the
+   same model files (bench/peers/pipecat_kiosk.py, in its own venv from bench/peers/setup-pipecat,
+   with llama.cpp's server on our GGUF and our retrieval as a service), in the same alternation; it
+   is asked the English questions (its one voice is our English one). Latency = first audio frame
+   received - last voiced sample sent, as for ours. ``peers``: ours (the last variant) against it on
+   those questions, per route (each side grouped by the route our routing gave its own transcript;
+   the peer has no FAQ route: its LLM phrases an FAQ question's answer from that one entry) and per
+   question label, with its end-of-turn decisions (smart-turn complete / incomplete, ended by
+   ``stop_secs``) and every pipecat setting changed from its defaults.
 4. The sequential baseline on the same models and routing, in this process while no daemon runs:
    wait ``[vad] silence_ms`` for the end of speech, transcribe the whole utterance, retrieve,
    generate the whole reply, synthesise the whole reply; latency = when the first audio exists.
@@ -36,7 +45,7 @@ What it does, all on loopback, every loop bounded:
 6. 300 idle connections: the daemon's resident memory before and after.
 
 Writes bench/results/latency.json (``compare``: per variant and route; ``streaming``: the last
-variant's, the headline) and bench/results/latency.png.
+variant's, the headline; ``peers``: the side-by-side) and bench/results/latency.png.
 """
 
 from __future__ import annotations
@@ -253,7 +262,9 @@ class DaemonProcess:
             return None
 
 
-async def wait_ready(http: str, timeout_s: float = 900) -> dict[str, Any]:
+async def wait_ready(http: str, timeout_s: float = 2400) -> dict[str, Any]:
+    """/healthz until the FAQ audio is rendered and the prompt cache warm (353 passage prompts of the
+    sample knowledge base: ~5 minutes on an idle 2-core host, over 20 on a busy one)."""
     import httpx
 
     deadline = time.monotonic() + timeout_s
@@ -351,6 +362,220 @@ async def voice_turn(url: str, question: dict[str, Any]) -> dict[str, Any]:
         speech_end_ms=round((speech_end[0] - eos_wall) * 1000, 1) if speech_end else None,
         trace={k: v for k, v in (trace or {}).items() if k.endswith("_ms") and k != "t_ms"},
         errors=[e["code"] for e in errors] + (["bench-timeout"] if timed_out else []),
+    )
+    return result
+
+
+# --- the peer: pipecat on the same models (bench/peers/pipecat_kiosk.py) ---------------------------
+
+PEER_PYTHON = ROOT / "bench" / "peers" / ".venv-pipecat" / "bin" / "python"
+PEER_LANGUAGES = ("en",)
+"""The peer speaks with our English voice only (Piper joe; pipecat has no service for our Chinese
+one): it is asked the English questions, and the comparison is on those."""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _pb_fields(data: bytes) -> dict[int, Any]:
+    """The fields of one protobuf message (varints and length-delimited values; the last of each)."""
+    fields: dict[int, Any] = {}
+    i = 0
+    while i < len(data):
+        key, shift = 0, 0
+        while True:
+            key |= (data[i] & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not data[i - 1] & 0x80:
+                break
+        field, wire = key >> 3, key & 7
+        value: Any = 0
+        if wire in (0, 2):
+            shift = 0
+            while True:
+                value |= (data[i] & 0x7F) << shift
+                shift += 7
+                i += 1
+                if not data[i - 1] & 0x80:
+                    break
+            if wire == 2:
+                value, i = data[i : i + value], i + value
+        else:  # fixed 64 / 32 bits: pipecat's frames have none
+            i += 8 if wire == 1 else 4
+        fields[field] = value
+    return fields
+
+
+def pipecat_audio_frame(pcm: bytes, sample_rate_hz: int) -> bytes:
+    """pipecat's ``Frame{audio: AudioRawFrame{audio, sample_rate, num_channels}}`` (frames.proto),
+    what its ProtobufFrameSerializer reads as an InputAudioRawFrame."""
+    inner = b"\x1a" + _varint(len(pcm)) + pcm + b"\x20" + _varint(sample_rate_hz) + b"\x28" + _varint(1)
+    return b"\x12" + _varint(len(inner)) + inner
+
+
+def pipecat_frame(data: bytes) -> tuple[str, dict[int, Any]]:
+    """A serialized pipecat frame: its kind (text, audio, transcription, message, interruption) and fields."""
+    outer = _pb_fields(data)
+    for number, kind in ((2, "audio"), (4, "message"), (1, "text"), (3, "transcription"), (5, "interruption")):
+        if number in outer:
+            return kind, _pb_fields(outer[number])
+    return "unknown", {}
+
+
+class PeerProcess:
+    """The pipecat peer and what it talks to, each in its own process: llama.cpp's OpenAI-compatible
+    server on our GGUF (our venv), our retrieval as a service (our venv) and the pipecat kiosk
+    (bench/peers/.venv-pipecat). Ports: ``port`` (the kiosk), ``port + 1`` (llama.cpp), ``port + 2``
+    (retrieval)."""
+
+    def __init__(self, config: str | None, port: int, settings: Settings) -> None:
+        self.config = config
+        self.port = port
+        self.settings = settings
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.logs: dict[str, str] = {}
+        self.info: dict[str, Any] = {}
+        self.rss_end_mb: dict[str, float | None] = {}
+
+    def _spawn(self, name: str, cmd: list[str], ready: str) -> str:
+        log = self.logs[name] = f"/tmp/bench-latency-peer-{name}.log"
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+        self.procs[name] = proc
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                raise SystemExit(f"the peer's {name} exited ({proc.returncode}); see {log}")
+            if ready in line:
+                return line
+        raise SystemExit(f"the peer's {name} did not start within 300 s; see {log}")
+
+    def start(self) -> str:
+        if not PEER_PYTHON.exists():
+            raise SystemExit(f"{PEER_PYTHON} is missing: run bench/peers/setup-pipecat first")
+        llm, port, peers = self.settings.llm, self.port, ROOT / "bench" / "peers"
+        model = self.settings.models_dir / llm.model / "model.gguf"
+        server = [sys.executable, "-m", "assistant.engines.llamacpp_server", str(model), "--port", str(port + 1)]
+        server += ["--threads", str(llm.threads), "--context-tokens", str(llm.context_tokens)]
+        self._spawn("llamacpp", server, "listening on")
+        service = [sys.executable, str(peers / "retrieval_service.py"), "--port", str(port + 2)]
+        self._spawn("retrieval", service + (["--config", self.config] if self.config else []), "serving on")
+        kiosk = [str(PEER_PYTHON), str(peers / "pipecat_kiosk.py"), "--port", str(port)]
+        kiosk += ["--llm-url", f"http://127.0.0.1:{port + 1}", "--retrieval-url", f"http://127.0.0.1:{port + 2}"]
+        kiosk += ["--whisper", str(self.settings.models_dir / self.settings.asr.model)]
+        self.info = json.loads(self._spawn("pipecat", kiosk, '"serving"'))
+        self.info["llamacpp"] = {"model": str(model), "threads": llm.threads, "context_tokens": llm.context_tokens}
+        return str(self.info["serving"])
+
+    @property
+    def pid(self) -> int | None:
+        return self.procs["pipecat"].pid if "pipecat" in self.procs else None
+
+    def stop(self) -> dict[str, int | None]:
+        codes: dict[str, int | None] = {}
+        self.rss_end_mb = {name: rss_mb(proc.pid) for name, proc in self.procs.items()}
+        for name, proc in self.procs.items():
+            proc.terminate()
+            try:
+                codes[name] = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = None
+        return codes
+
+
+async def peer_voice_turn(url: str, question: dict[str, Any]) -> dict[str, Any]:
+    """``voice_turn`` for the pipecat peer: the same recording, frames and clock; pipecat's protobuf
+    frames instead of ours. Its RTVI messages (and the peer's ``peer-plan``) give, on the client's
+    clock, when the turn ended, the transcript, the route our routing gave it, the first token."""
+    from websockets.asyncio.client import connect
+
+    pcm = np.concatenate([np.zeros(SAMPLE_RATE_HZ * 3 // 10, dtype=np.int16), question["pcm"]])
+    eos_sample = question["eos_sample"] + SAMPLE_RATE_HZ * 3 // 10
+    step = SAMPLE_RATE_HZ * FRAME_MS // 1000
+    result: dict[str, Any] = {"kind": question["kind"], "question": question["text"]}
+    seen: dict[str, float] = {}  # message type -> when it first arrived
+    texts: dict[str, list[str]] = {"user-transcription": [], "bot-tts-text": [], "bot-llm-text": []}
+    plan: dict[str, Any] = {}
+    first_audio: list[float] = []
+    first_silent: list[bool] = []  # was the first audio frame all zeros (then it would not be the reply)?
+    done = asyncio.Event()
+    async with connect(url, max_size=None) as ws:
+
+        async def receive() -> None:
+            async for frame in ws:
+                if not isinstance(frame, bytes):
+                    continue
+                kind, fields = pipecat_frame(frame)
+                if kind == "audio" and not first_audio:
+                    first_audio.append(time.monotonic())
+                    first_silent.append(not any(fields.get(3, b"")))
+                if kind != "message":
+                    continue
+                message = json.loads(fields.get(1, b"{}"))
+                type_ = str(message.get("type", ""))
+                seen.setdefault(type_, time.monotonic())
+                data = message.get("data") or {}
+                if type_ == "peer-plan":
+                    plan.update(message)
+                elif type_ == "user-transcription" and data.get("final"):
+                    texts[type_].append(str(data.get("text", "")))
+                elif type_ in ("bot-tts-text", "bot-llm-text"):
+                    texts[type_].append(str(data.get("text", "")))
+                elif type_ == "bot-stopped-speaking" and first_audio:
+                    done.set()
+                    return
+
+        receiver = asyncio.create_task(receive())
+        t0 = time.monotonic()
+        eos_wall = t0 + eos_sample / SAMPLE_RATE_HZ
+        total = len(pcm) + int(TRAILING_SILENCE_S * SAMPLE_RATE_HZ)
+        sent = 0
+        while sent < total and not first_audio:
+            chunk = pcm[sent : sent + step] if sent < len(pcm) else np.zeros(step, dtype=np.int16)
+            await ws.send(pipecat_audio_frame(chunk.astype("<i2").tobytes(), SAMPLE_RATE_HZ))
+            sent += step
+            delay = t0 + sent / SAMPLE_RATE_HZ - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        timed_out = False
+        try:
+            await asyncio.wait_for(done.wait(), 60 if first_audio else 1)
+        except TimeoutError:
+            timed_out = True
+        finally:
+            receiver.cancel()
+    ms = lambda t: None if t is None else round((t - eos_wall) * 1000, 1)  # noqa: E731
+    llm_text = "".join(texts["bot-llm-text"])
+    result.update(
+        route=plan.get("route"),
+        transcript=plan.get("transcript") or " ".join(texts["user-transcription"]).strip() or None,
+        reply=llm_text.strip() or " ".join(texts["bot-tts-text"]).strip() or None,
+        first_audio_ms=ms(first_audio[0]) if first_audio else None,
+        # pipecat's end of the user's turn (smart-turn said complete and the transcript came)
+        speech_end_ms=ms(seen.get("user-stopped-speaking")),
+        # when each message reached the client (ours: the daemon's own trace), ms after the end of speech
+        trace={
+            "endpoint_ms": ms(seen.get("user-stopped-speaking")),
+            "transcript_ms": ms(seen.get("user-transcription")),
+            "retrieve_ms": ms(seen.get("peer-plan")),
+            "first_token_ms": ms(seen.get("bot-llm-text")),
+            "first_sentence_ms": ms(seen.get("bot-tts-started")),
+            "first_audio_ms": ms(first_audio[0]) if first_audio else None,
+        },
+        sources=[s["id"] for s in plan.get("sources", [])],
+        first_audio_silent=first_silent[0] if first_silent else None,
+        errors=(["peer-timeout"] if timed_out and first_audio else [])
+        + ([] if first_audio else ["no-audio"])
+        + (["error"] if "error" in seen else []),
     )
     return result
 
@@ -622,6 +847,56 @@ def route_report(turns: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def peer_report(ours: list[dict[str, Any]], theirs: list[dict[str, Any]], peer: PeerProcess, exit_codes: Any) -> dict[str, Any]:
+    """Ours (the last variant) against the peer on the questions the peer was asked, end of speech ->
+    first audio: ``by_route`` groups each side's turns by the route our routing gave its own
+    transcript (the peer has no FAQ route: on ``faq`` it has the LLM phrase the answer from the one
+    FAQ entry that ours reads out); ``by_label`` by the question's label, the same recordings on
+    both sides. ``ratio_median``: ours / the peer's."""
+    asked = {t["question"] for t in theirs}
+    mine = [t for t in ours if t["question"] in asked]
+
+    def side_by_side(key: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for group in ("faq", "generated", "fallback"):
+            a = summary([t["first_audio_ms"] for t in mine if t[key] == group])
+            b = summary([t["first_audio_ms"] for t in theirs if t[key] == group])
+            if a["n"] or b["n"]:
+                ratio = round(a["median"] / b["median"], 2) if a["median"] and b["median"] else None
+                out[group] = {
+                    "ours": a,
+                    "peer": b,
+                    "ratio_median": ratio,
+                    "ours_end_of_turn_ms": summary([t.get("speech_end_ms") for t in mine if t[key] == group]),
+                    "peer_end_of_turn_ms": summary([t.get("speech_end_ms") for t in theirs if t[key] == group]),
+                }
+        return out
+
+    # pipecat's own log: what smart-turn decided at each VAD stop, and the turns its stop_secs ended
+    log = Path(peer.logs["pipecat"]).read_text(errors="replace")
+    eot = {
+        "vad_params": next((ln.split(" - ", 1)[1] for ln in log.splitlines() if "Setting VAD params" in ln), None),
+        "smart_turn_complete": log.count("End of Turn result: EndOfTurnState.COMPLETE"),
+        "smart_turn_incomplete": log.count("End of Turn result: EndOfTurnState.INCOMPLETE"),
+        "ended_by_stop_secs": log.count("End of Turn complete due to stop_secs"),
+        "end_of_turn_ms": summary([t.get("speech_end_ms") for t in theirs]),
+        "defaults": "VADParams(confidence=0.7, start_secs=0.2, stop_secs=0.2, min_volume=0.6); "
+        "SmartTurnParams(stop_secs=3, pre_speech_ms=500, max_duration_secs=8); "
+        "TurnAnalyzerUserTurnStopStrategy waits for the transcript (Whisper's segments are final)",
+    }
+    return {
+        "settings": peer.info,
+        "languages": list(PEER_LANGUAGES),
+        "questions": len(asked),
+        "by_route": side_by_side("route"),
+        "by_label": side_by_side("kind"),
+        "end_of_turn": eot,
+        "rss_end_mb": peer.rss_end_mb,
+        "exit_codes": exit_codes,
+        "note": "peer stage times are when its messages reached the client; ours are the daemon's trace",
+    }
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="settings file (default ./assistant.toml)")
@@ -649,6 +924,14 @@ async def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latency.json"))
     parser.add_argument("--skip-sequential", action="store_true")
     parser.add_argument("--skip-load", action="store_true", help="skip the concurrency and idle-connection checks")
+    parser.add_argument(
+        "--peer",
+        choices=["pipecat"],
+        action="append",
+        default=[],
+        help="also drive a peer on the same models, in alternation with the variants: pipecat "
+        "(bench/peers/pipecat_kiosk.py; run bench/peers/setup-pipecat first); it is asked the English questions",
+    )
     args = parser.parse_args()
     settings = load(args.config)
     # other work on the machine takes CPU from the models: the report says how busy it was
@@ -666,8 +949,9 @@ async def main() -> int:
         trees[name] = (Path(path), dict(kv.split("=", 1) for kv in env.split(",") if kv))
     names = ["given"] if args.url else [v.strip() for v in args.variants.split(",") if v.strip()]
     daemons: dict[str, DaemonProcess] = {}
+    peers: dict[str, PeerProcess] = {}
     urls: dict[str, str] = {}
-    turns: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    turns: dict[str, list[dict[str, Any]]] = {name: [] for name in [*names, *args.peer]}
     try:
         for i, name in enumerate(names):
             if args.url:
@@ -681,6 +965,10 @@ async def main() -> int:
                 urls[name] = daemons[name].start()
             health = await wait_ready(urls[name].replace("ws://", "http://").rsplit("/ws", 1)[0])
             print(f"daemon {name} ready: {health}", file=sys.stderr)
+        for i, name in enumerate(args.peer):
+            peers[name] = PeerProcess(args.config, args.port + 10 + 3 * i, settings)
+            urls[name] = peers[name].start()
+            print(f"peer {name} ready: {urls[name]}", file=sys.stderr)
         last = names[-1]
         url = urls[last]
         http = url.replace("ws://", "http://").rsplit("/ws", 1)[0]
@@ -689,9 +977,10 @@ async def main() -> int:
         for round_ in range(args.repeat):
             for q in questions:
                 # alternate the variants (and their order) so drifting load on a shared machine hits all alike
-                order = names if (round_ + questions.index(q)) % 2 == 0 else names[::-1]
+                asked = [*names, *(p for p in args.peer if q["language"] in PEER_LANGUAGES)]
+                order = asked if (round_ + questions.index(q)) % 2 == 0 else asked[::-1]
                 for name in order:
-                    r = await voice_turn(urls[name], q)
+                    r = await (peer_voice_turn if name in peers else voice_turn)(urls[name], q)
                     r["variant"] = name
                     print(
                         f"  {name:7s} {r['kind']:9s} route={r['route']!s:9s} first audio {r['first_audio_ms']} ms"
@@ -710,6 +999,7 @@ async def main() -> int:
         rss_peak = rss_mb(pid)
     finally:
         exit_codes = {name: d.stop() for name, d in daemons.items()}
+        peer_exit_codes = {name: p.stop() for name, p in peers.items()}
     seq = [] if args.skip_sequential else await sequential(settings, questions)
 
     report: dict[str, Any] = {
@@ -742,7 +1032,7 @@ async def main() -> int:
             for q in questions
         ],
         "label_check": {"drifted": drifted},
-        "compare": {name: route_report(turns[name]) for name in names},
+        "compare": {name: route_report(turns[name]) for name in [*names, *args.peer]},
         "streaming": {},
         "sequential": {},
         "turns": [t for name in names for t in turns[name]],
@@ -776,6 +1066,11 @@ async def main() -> int:
         targets["concurrent_no_errors_no_mixups"] = not (
             conc["errors"] or conc["exceptions"] or conc["mixed_up"] or conc["inconsistent"]
         )
+    for name, peer in peers.items():
+        report.setdefault("peers", {})[name] = peer_report(turns[last], turns[name], peer, peer_exit_codes[name])
+        for route, row in report["peers"][name]["by_route"].items():
+            ratio = row["ratio_median"]
+            targets[f"{route}_le_half_of_{name}"] = None if ratio is None else ratio <= 0.5
     report["targets_met"] = targets
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -793,6 +1088,10 @@ async def main() -> int:
                 "streaming": report["streaming"],
                 "sequential": report["sequential"],
                 "speedup": report.get("speedup_generated_vs_sequential"),
+                "peers": {
+                    name: {k: p[k] for k in ("by_route", "by_label", "end_of_turn")}
+                    for name, p in report.get("peers", {}).items()
+                },
                 "targets": targets,
             },
             indent=1,
