@@ -471,6 +471,7 @@ class PeerProcess:
         kiosk = [str(PEER_PYTHON), str(peers / "pipecat_kiosk.py"), "--port", str(port)]
         kiosk += ["--llm-url", f"http://127.0.0.1:{port + 1}", "--retrieval-url", f"http://127.0.0.1:{port + 2}"]
         kiosk += ["--whisper", str(self.settings.models_dir / self.settings.asr.model)]
+        kiosk += ["--temperature", str(llm.temperature), "--max-tokens", str(self.settings.answer.max_tokens)]
         self.info = json.loads(self._spawn("pipecat", kiosk, '"serving"'))
         self.info["llamacpp"] = {"model": str(model), "threads": llm.threads, "context_tokens": llm.context_tokens}
         return str(self.info["serving"])

