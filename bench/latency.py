@@ -954,6 +954,11 @@ async def main() -> int:
     urls: dict[str, str] = {}
     turns: dict[str, list[dict[str, Any]]] = {name: [] for name in [*names, *args.peer]}
     try:
+        # the peers first: they are ready in a minute, ours after warming its prompt cache (minutes)
+        for i, name in enumerate(args.peer):
+            peers[name] = PeerProcess(args.config, args.port + 10 + 3 * i, settings)
+            urls[name] = peers[name].start()
+            print(f"peer {name} ready: {urls[name]}", file=sys.stderr)
         for i, name in enumerate(names):
             if args.url:
                 urls[name] = args.url
@@ -966,10 +971,6 @@ async def main() -> int:
                 urls[name] = daemons[name].start()
             health = await wait_ready(urls[name].replace("ws://", "http://").rsplit("/ws", 1)[0])
             print(f"daemon {name} ready: {health}", file=sys.stderr)
-        for i, name in enumerate(args.peer):
-            peers[name] = PeerProcess(args.config, args.port + 10 + 3 * i, settings)
-            urls[name] = peers[name].start()
-            print(f"peer {name} ready: {urls[name]}", file=sys.stderr)
         last = names[-1]
         url = urls[last]
         http = url.replace("ws://", "http://").rsplit("/ws", 1)[0]

@@ -31,8 +31,7 @@ sys.path.insert(0, str(ROOT))
 from aiohttp import web  # noqa: E402
 
 from assistant import prompts  # noqa: E402
-from assistant.registry import load_settings  # noqa: E402
-from assistant.registry import retriever as open_retriever  # noqa: E402
+from assistant.registry import load_settings, open_retriever  # noqa: E402
 from assistant.routing import plan_answer  # noqa: E402
 from assistant.stages import Engines, Transcript  # noqa: E402
 
