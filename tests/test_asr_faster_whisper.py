@@ -48,7 +48,44 @@ async def test_a_degenerate_draft_is_left_empty_instead_of_redone_on_the_full_wi
     assert await t.transcribe(Utterance(_noise(), draft=True)) == Transcript("", "en")
     assert full == []  # the partial did not hold the model for a 30 s window
     assert (await t.transcribe(Utterance(_noise()))).text == "no"
-    assert full == ["full"]
+    assert full == ["full"] and t.redos == 1
+
+
+async def test_each_repair_can_be_switched_off_for_the_benchmark(
+    tiny_ct2: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import assistant.engines.faster_whisper as fw
+
+    # Repairs(redo=False): a degenerate decode is kept as decoded, the full window is not run
+    t = FasterWhisperTranscriber(tiny_ct2, repairs=fw.Repairs(redo=False))
+    monkeypatch.setattr(t, "_fit", lambda audio, language, previous: fw._Decoded("no no no no", "en", True))
+    monkeypatch.setattr(t, "_full", lambda audio, language, previous: pytest.fail("redone on the full window"))
+    assert (await t.transcribe(Utterance(_noise()))).text == "no no no no" and t.redos == 0
+    assert await t.transcribe(Utterance(_noise(), draft=True)) == Transcript("", "en")  # a draft stays empty
+
+    # the fit path's decode: the token cap, and faster-whisper's decoder options passed through
+    seen: list[tuple[int, float, list[float]]] = []
+    model = FasterWhisperTranscriber(tiny_ct2)._model
+    real = model.generate_with_fallback
+
+    def spy(encoder_output, prompt, tokenizer, options):  # type: ignore[no-untyped-def]
+        seen.append((options.max_new_tokens, options.repetition_penalty, options.temperatures))
+        return real(encoder_output, prompt, tokenizer, options)
+
+    monkeypatch.setattr(model, "generate_with_fallback", spy)
+    today = FasterWhisperTranscriber(tiny_ct2, language="en", prompt_terms=["HB-Guest"])
+    uncapped = FasterWhisperTranscriber(
+        tiny_ct2,
+        language="en",
+        repairs=fw.Repairs(token_cap=False, redo=False),
+        decoding=fw.Decoding(temperatures=(0.0, 0.5), repetition_penalty=1.1, hotwords=True),
+        prompt_terms=["HB-Guest"],
+    )
+    for engine in (today, uncapped):
+        engine.transcribe_sync(_noise(1.0).astype(np.float32) / 32768.0)
+    assert seen[0] == (fw.token_cap(1.0, "en"), 1.0, [0.0])
+    assert seen[-1][0] > 400 and seen[-1][1:] == (1.1, [0.0, 0.5])  # Whisper's own limit, less the prompt
 
 
 async def test_one_model_serves_concurrent_sessions(tiny_ct2: Path) -> None:  # noqa: F811

@@ -9,6 +9,7 @@ from assistant.transcripts import (
     clean_text,
     collapse_repeats,
     compression_ratio,
+    hotwords,
     join_texts,
     repeats_prompt,
     to_simplified,
@@ -31,6 +32,12 @@ def test_prompt_puts_vocabulary_first_and_stays_bounded() -> None:
     long = build_prompt([f"term{i}" for i in range(500)], "previous words", language="en")
     assert len(long) <= 460 and long.endswith("previous words")
     assert long.startswith("A visitor's question, which may mention term0, term1")
+
+
+def test_hotwords_are_the_same_terms_as_a_bare_list() -> None:
+    assert hotwords(["商旅", "DiDi", "OA"], "zh") == "商旅, DiDi, OA"
+    assert hotwords(["商旅", "DiDi", "OA"], "en") == "DiDi, OA"
+    assert hotwords(["商旅"], "en") == ""
 
 
 def test_prompt_offers_only_terms_in_the_utterance_language() -> None:

@@ -29,7 +29,7 @@ import numpy as np
 from assistant.config import Settings
 from assistant.engines._asr_common import LocalWhisper, pick_language
 from assistant.stages import SAMPLE_RATE_HZ, ModelMissingError, TranscribeError, Transcript
-from assistant.transcripts import build_prompt, clean_text, collapse_repeats, compression_ratio, join_texts
+from assistant.transcripts import build_prompt, clean_text, collapse_repeats, compression_ratio, hotwords, join_texts
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,41 @@ def token_cap(duration_s: float, language: str) -> int:
 _MAX_COMPRESSION = 2.4
 _NO_SPEECH = 0.6
 _LOW_LOGPROB = -1.0
+
+
+@dataclass(frozen=True)
+class Repairs:
+    """The engine's text repairs around Whisper base's loops, each switchable so that
+    ``bench/asr_repairs.py`` can measure what it buys (all on: the daemon).
+
+    ``token_cap``: the fit path's ``token_cap`` (off: Whisper's own 448-token limit);
+    ``collapse``: ``collapse_repeats`` on each decode; ``redo``: a degenerate fit-window decode is
+    redone on the full 30 s window (off: kept as decoded; a draft is left empty either way).
+    """
+
+    token_cap: bool = True
+    collapse: bool = True
+    redo: bool = True
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """faster-whisper's own decoder options, on both paths (the defaults: one greedy pass).
+
+    ``temperatures`` with the three thresholds is Whisper's fallback ladder (a decode that
+    compresses like a loop or scores too low is sampled again, hotter); ``repetition_penalty`` and
+    ``no_repeat_ngram_size`` are CTranslate2's; ``hotwords``: the terms as a bare list (faster-whisper's
+    ``hotwords``) instead of ``build_prompt``'s sentence.
+    """
+
+    temperatures: tuple[float, ...] = (0.0,)
+    compression_ratio_threshold: float | None = None
+    log_prob_threshold: float | None = None
+    no_speech_threshold: float | None = None
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    hotwords: bool = False
+
 
 _models: dict[tuple[str, str, int, str], tuple[Any, threading.Lock]] = {}
 _models_lock = threading.Lock()
@@ -100,6 +135,8 @@ class FasterWhisperTranscriber(LocalWhisper):
         encoder_window: str = "fit",
         prompt_terms: Sequence[str] = (),
         max_new_tokens: int | None = None,
+        repairs: Repairs = Repairs(),
+        decoding: Decoding = Decoding(),
     ) -> None:
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "model.bin").is_file():
@@ -114,6 +151,10 @@ class FasterWhisperTranscriber(LocalWhisper):
         self.prompt_terms: tuple[str, ...] = tuple(prompt_terms)
         self.max_new_tokens = max_new_tokens
         """Caps every decode (tests pass a small number: random weights never stop by themselves)."""
+        self.repairs = repairs
+        self.decoding = decoding
+        self.redos = 0
+        """Fit-window decodes redone on the full window so far (``bench/asr_repairs.py`` counts them)."""
         self._model, self._lock = _load(self.model_dir, compute_type, threads, device)
 
     @classmethod
@@ -160,10 +201,11 @@ class FasterWhisperTranscriber(LocalWhisper):
                     if decoded.degenerate and draft:
                         log.debug("draft: fit-window output looked degenerate (%r); left empty", decoded.text[:80])
                         decoded = _Decoded("", decoded.language, False)
-                    elif decoded.degenerate:
+                    elif decoded.degenerate and self.repairs.redo:
                         log.debug(
                             "fit-window output looked degenerate (%r); redoing on the full window", decoded.text[:80]
                         )
+                        self.redos += 1
                         decoded = None
                 if decoded is None:
                     decoded = self._full(audio, language, previous_text)
@@ -183,6 +225,20 @@ class FasterWhisperTranscriber(LocalWhisper):
             self._model.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else "en"
         )
 
+    def _prompt(self, tokenizer: Any, language: str, previous_text: str) -> list[int]:
+        """The decoder's prompt: ``<|startofprev|>`` with the terms and ``previous_text``, then the task."""
+        model = self._model
+        terms = self.terms_for(language)
+        if self.decoding.hotwords:
+            prompt_text = " ".join(p for p in (hotwords(terms, language), previous_text.strip()) if p)
+        else:
+            prompt_text = build_prompt(terms, previous_text, language=language)
+        prompt: list[int] = []
+        if prompt_text:
+            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt_text)[-(model.max_length // 2 - 1) :]]
+        prompt.extend(tokenizer.sot_sequence)
+        return prompt
+
     def _fit(self, audio: np.ndarray, language: str, previous_text: str) -> _Decoded:
         from faster_whisper.transcribe import get_suppressed_tokens
 
@@ -198,29 +254,23 @@ class FasterWhisperTranscriber(LocalWhisper):
             else:
                 language = "en"
         tokenizer = self._tokenizer(language)
-        prompt_text = build_prompt(self.terms_for(language), previous_text, language=language)
-        prompt: list[int] = []
-        if prompt_text:
-            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt_text)[-(model.max_length // 2 - 1) :]]
-        prompt.extend(tokenizer.sot_sequence)
-        cap = self.max_new_tokens or token_cap(duration_s, language)
+        prompt = self._prompt(tokenizer, language, previous_text)
+        if self.max_new_tokens:
+            cap = self.max_new_tokens
+        elif self.repairs.token_cap:
+            cap = token_cap(duration_s, language)
+        else:
+            cap = model.max_length
         cap = min(cap, model.max_length - len(prompt))
-        result = model.model.generate(
-            encoder_output,
-            [prompt],
-            beam_size=self.beam_size,
-            max_length=len(prompt) + cap,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=list(get_suppressed_tokens(tokenizer, (-1,))),
-            max_initial_timestamp_index=50,
-        )[0]
+        # faster-whisper's own decode loop: one greedy pass by default, its fallback ladder when
+        # ``decoding`` asks for it
+        result, avg_logprob, _, _ = model.generate_with_fallback(
+            encoder_output, prompt, tokenizer, self._options(list(get_suppressed_tokens(tokenizer, (-1,))), cap)
+        )
         tokens = result.sequences_ids[0]
         raw = _segments_text(tokens, tokenizer, duration_s)
         cut_by_cap = len(tokens) >= cap
-        text = collapse_repeats(raw, cut_by_cap=cut_by_cap)
-        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        text = collapse_repeats(raw, cut_by_cap=cut_by_cap) if self.repairs.collapse else raw
         if result.no_speech_prob > _NO_SPEECH and avg_logprob < _LOW_LOGPROB:
             # Whisper's own rule: probably no speech, and what it wrote is a guess ("Thank you.").
             return _Decoded("", language, False)
@@ -230,29 +280,82 @@ class FasterWhisperTranscriber(LocalWhisper):
         )
         return _Decoded(text, language, degenerate)
 
+    def _options(self, suppress_tokens: list[int], max_new_tokens: int) -> Any:
+        """``decoding`` as faster-whisper's ``TranscriptionOptions`` for one fit-window decode."""
+        from faster_whisper.transcribe import TranscriptionOptions
+
+        d = self.decoding
+        return TranscriptionOptions(
+            beam_size=self.beam_size,
+            best_of=5,
+            patience=1,
+            length_penalty=1,
+            repetition_penalty=d.repetition_penalty,
+            no_repeat_ngram_size=d.no_repeat_ngram_size,
+            log_prob_threshold=d.log_prob_threshold,
+            no_speech_threshold=d.no_speech_threshold,
+            compression_ratio_threshold=d.compression_ratio_threshold,
+            condition_on_previous_text=False,
+            prompt_reset_on_temperature=0.5,
+            temperatures=list(d.temperatures),
+            initial_prompt=None,
+            prefix=None,
+            suppress_blank=True,
+            suppress_tokens=suppress_tokens,
+            without_timestamps=False,
+            max_initial_timestamp=1.0,
+            word_timestamps=False,
+            prepend_punctuations="",
+            append_punctuations="",
+            multilingual=False,
+            max_new_tokens=max_new_tokens,
+            clip_timestamps="0",
+            hallucination_silence_threshold=None,
+            hotwords=None,
+        )
+
     def _full(self, audio: np.ndarray, language: str, previous_text: str) -> _Decoded:
         model = self._model
         if not language and self.prompt_terms and model.model.is_multilingual:
             # the prompt depends on the language (build_prompt): detect it first
             _, _, probabilities = model.detect_language(audio)
             language = pick_language(probabilities, self.languages)
-        prompt_text = build_prompt(self.terms_for(language), previous_text, language=language)
+        d = self.decoding
         options: dict[str, Any] = {}
+        if d.hotwords:
+            options.update(hotwords=hotwords(self.terms_for(language), language) or None)
+            options.update(initial_prompt=previous_text.strip() or None)
+        else:
+            options.update(
+                initial_prompt=build_prompt(self.terms_for(language), previous_text, language=language) or None
+            )
         if self.max_new_tokens is not None:
             options["max_new_tokens"] = self.max_new_tokens
         if audio.size <= FIT_MAX_S * SAMPLE_RATE_HZ:
-            # A live utterance (or a fit-window redo): one greedy pass, no temperature fallback
-            # ladder, which on a loaded machine can take tens of seconds for a few words.
-            options["temperature"] = 0.0
-            options.setdefault("max_new_tokens", token_cap(audio.size / SAMPLE_RATE_HZ, language))
-        options.update(beam_size=self.beam_size, initial_prompt=prompt_text or None, condition_on_previous_text=False)
+            # A live utterance (or a fit-window redo): one greedy pass unless ``decoding`` asks for
+            # the fallback ladder, which on a loaded machine can take tens of seconds for a few words.
+            options["temperature"] = list(d.temperatures) if len(d.temperatures) > 1 else d.temperatures[0]
+        for name in ("compression_ratio_threshold", "log_prob_threshold", "no_speech_threshold"):
+            if getattr(d, name) is not None:  # else faster-whisper's own (2.4, -1.0, 0.6)
+                options[name] = getattr(d, name)
+        if audio.size <= FIT_MAX_S * SAMPLE_RATE_HZ:
+            if self.repairs.token_cap:
+                options.setdefault("max_new_tokens", token_cap(audio.size / SAMPLE_RATE_HZ, language))
+        options.update(
+            beam_size=self.beam_size,
+            condition_on_previous_text=False,
+            repetition_penalty=d.repetition_penalty,
+            no_repeat_ngram_size=d.no_repeat_ngram_size,
+        )
         # transcribe() detects the language eagerly (its segments are lazy), reusing that encoder
         # pass for the first window; only a language outside [asr] languages costs a second start.
         segments, info = model.transcribe(audio, language=language or None, vad_filter=False, **options)
         if not language and model.model.is_multilingual and self.languages and info.language not in self.languages:
             language = pick_language(info.all_language_probs or [], self.languages)
             segments, info = model.transcribe(audio, language=language, vad_filter=False, **options)
-        text = collapse_repeats("".join(segment.text for segment in segments))
+        text = "".join(segment.text for segment in segments)
+        if self.repairs.collapse:
+            text = collapse_repeats(text)
         return _Decoded(text, language or info.language, False)
 
 
