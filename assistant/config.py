@@ -168,6 +168,25 @@ class VAD:
 
 
 @dataclass
+class Turn:
+    """The semantic end of turn (``assistant.listening.ending``, with ``[asr] partials``): at a
+    pause, a model that hears how the visitor spoke (smart-turn v3.2) and the transcript so far
+    decide how long the silence must last before the turn ends."""
+
+    model: str = "smart-turn-v3.2"
+    """The end-of-turn model pack (``assistant models fetch smart-turn-v3.2``); ``""``: none, the
+    ``[vad]`` silence rule alone (also what happens, logged once, when the pack is missing)."""
+    ask_ms: int = 200
+    """Silence after which the model is asked, once per pause."""
+    complete_above: float = 0.5
+    """The model's probability above which it says the visitor has finished."""
+    unsure_ms: int = 1000
+    """Silence that ends the turn when only one of the model and the transcript says finished."""
+    wait_ms: int = 2000
+    """Silence that ends the turn when neither does: the limit, which always ends it."""
+
+
+@dataclass
 class Ahead:
     """Work done ahead of time so that a reply starts sooner (assistant.ahead). All of it is
     speculative or idle-time work: it never delays a turn, and a wrong guess only costs idle CPU."""
@@ -242,6 +261,7 @@ class Settings:
     llm: LLM = field(default_factory=LLM)
     asr: ASR = field(default_factory=ASR)
     vad: VAD = field(default_factory=VAD)
+    turn: Turn = field(default_factory=Turn)
     audio: Audio = field(default_factory=Audio)
     tts: TTS = field(default_factory=TTS)
     ahead: Ahead = field(default_factory=Ahead)
@@ -482,6 +502,9 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("vad", "pre_roll_ms"): (0, 5_000),
     ("vad", "pause_ms"): (0, 10_000),
     ("vad", "early_silence_ms"): (0, 10_000),
+    ("turn", "ask_ms"): (32, 5_000),
+    ("turn", "unsure_ms"): (32, 10_000),
+    ("turn", "wait_ms"): (100, 10_000),
     ("audio", "sample_rate_hz"): (8_000, 48_000),
     ("audio", "jitter_buffer_ms"): (0, 2_000),
     ("tts", "threads"): (1, 256),
@@ -531,6 +554,12 @@ def _validate(s: Settings, source: str) -> None:
         ),
         (s.kb.chunk_overlap_chars < s.kb.chunk_chars, "[kb] chunk_overlap_chars must be below chunk_chars"),
         (0.0 < s.vad.threshold < 1.0, "[vad] threshold must be within 0..1 (exclusive)"),
+        (0.0 < s.turn.complete_above < 1.0, "[turn] complete_above must be within 0..1 (exclusive)"),
+        (
+            s.turn.ask_ms <= s.turn.unsure_ms <= s.turn.wait_ms,
+            f"[turn] needs ask_ms <= unsure_ms <= wait_ms (found {s.turn.ask_ms}, {s.turn.unsure_ms}, "
+            f"{s.turn.wait_ms}): the more the evidence says finished, the sooner the turn ends",
+        ),
         (
             s.answer.max_tokens + 256 <= s.llm.context_tokens,
             f"[llm] context_tokens must leave room for the prompt (256 tokens at least) besides [answer] "

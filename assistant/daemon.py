@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from assistant import __version__
 from assistant import events as ev
 from assistant.ahead import Preparer
-from assistant.audio.vad import Endpointer, VoiceDetector
+from assistant.audio.vad import VoiceDetector
 from assistant.config import Settings
 from assistant.echo import EchoGuard
 from assistant.errors import AssistantError
@@ -37,7 +37,7 @@ from assistant.events import (
     TalkStartMessage,
     TextMessage,
 )
-from assistant.listening import Listener
+from assistant.listening import Listener, make_endpointer
 from assistant.metrics import DaemonMetrics
 from assistant.session import LocalAudio, Session, SessionKind
 from assistant.sharing import share
@@ -112,13 +112,20 @@ class Daemon:
                 self._warned_no_asr = True
             return None
         detector = self.detector_factory() if self.detector_factory is not None else None
+        turn_detector = self.engines.turn_detector if self.settings.asr.partials else None
         try:
-            endpointer = Endpointer(self.settings.vad, detector=detector)
+            endpointer = make_endpointer(self.settings, judged=turn_detector is not None, detector=detector)
         except AssistantError as err:
             log.warning("session %s: no voice endpointing: %s", session.id, err.message)
             session.emit(ev.ErrorEvent(code=err.code, message=err.message))
             return None
-        return Listener(self.engines.transcriber, self.settings, endpointer=endpointer, prepare=session.preparer)
+        return Listener(
+            self.engines.transcriber,
+            self.settings,
+            endpointer=endpointer,
+            prepare=session.preparer,
+            turn_detector=turn_detector,
+        )
 
     def attach_local_audio(self, local: LocalAudio) -> None:
         """Give the kiosk session the sound card: half-duplex gating and the echo filter come with it."""

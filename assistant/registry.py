@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from assistant.stages import (
     Synthesizer,
     TermsPrompted,
     Transcriber,
+    TurnDetector,
     Voice,
 )
 
@@ -69,6 +71,12 @@ SYNTHESIZERS = {
     "openai": "assistant.engines.remote_tts:RemoteSynthesizer",
 }
 """TTS engines by the name a voice.toml gives (the voice router asks for each once)."""
+TURN_DETECTORS = {
+    "smart-turn-v3.2": "assistant.engines.smart_turn:SmartTurn",
+}
+"""End-of-turn models ([turn] model), by model pack name."""
+
+log = logging.getLogger(__name__)
 
 PROMPT_TERMS = 50
 """How many of the knowledge base's terms Whisper is prompted with."""
@@ -97,6 +105,22 @@ def transcriber(settings: Settings) -> Transcriber:
     if settings.asr.prompt_from_kb and isinstance(engine, TermsPrompted):
         engine.set_prompt_terms(kb.domain_terms(settings, limit=PROMPT_TERMS), languages=settings.asr.prompt_languages)
     return engine
+
+
+def turn_detector(settings: Settings) -> TurnDetector | None:
+    """The ``[turn] model``, or None: then turns end on silence alone. A model that is configured
+    but absent, or fails its check, is not fatal (the kiosk still hears, only waits longer): it is
+    logged once, here, with the command that fetches it. An unknown name is a configuration error."""
+    name = settings.turn.model
+    if not name:
+        return None
+    cls = _load(TURN_DETECTORS, name, "end-of-turn")
+    try:
+        engine = cls.from_settings(settings)
+    except AssistantError as err:
+        log.warning("no end-of-turn model, so turns end on silence alone ([vad] silence_ms): %s", err.message)
+        return None
+    return engine if isinstance(engine, TurnDetector) else None
 
 
 def language_model(settings: Settings) -> LanguageModel:
@@ -211,6 +235,7 @@ def engines(settings: Settings, *, asr: bool = True, tts: bool | None = None, la
         llm=LazyLanguageModel(settings) if lazy_llm else language_model(settings),
         transcriber=transcriber(settings) if asr else None,
         synthesizer=synthesizer(settings) if speak else None,
+        turn_detector=turn_detector(settings) if asr else None,
     )
 
 

@@ -9,7 +9,8 @@ synthesised while another's is generated.
 
 Capabilities pass through explicitly (``share``): the prefiller is wrapped so that it pauses while
 speech recognition has work; the others (voices, the passage catalog, the prompt cache, the
-prerenderer) need no gate and are handed on as they are.
+prerenderer, the turn detector: one short inference per pause, thread-safe) need no gate and are
+handed on as they are.
 """
 
 from __future__ import annotations

@@ -237,6 +237,17 @@ class Synthesizer(Protocol):
         ...
 
 
+@runtime_checkable
+class TurnDetector(Protocol):
+    """Judges from the sound whether a visitor who paused has finished their turn (smart-turn)."""
+
+    async def judge(self, pcm: np.ndarray) -> float:
+        """The probability (0-1) that the turn is complete. ``pcm``: the utterance so far, 16 kHz
+        mono int16, ending with the pause being judged. Runs the model off the event loop; raises
+        ``AssistantError`` when it fails."""
+        ...
+
+
 @contextlib.asynccontextmanager
 async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
     """Use a stage's stream and close it however the use ends (barge-in, an error): an async
@@ -354,6 +365,8 @@ class Engines:
     prerenderer: SpeechPrerenderer | None = None
     preloader: Preloading | None = None
     """Loads the synthesizer's voices now (their models load lazily otherwise)."""
+    turn_detector: TurnDetector | None = None
+    """The semantic end of turn (``[turn] model``); None: the turn ends on silence alone."""
 
     @classmethod
     def of(
@@ -363,6 +376,7 @@ class Engines:
         llm: LanguageModel,
         transcriber: Transcriber | None = None,
         synthesizer: Synthesizer | None = None,
+        turn_detector: TurnDetector | None = None,
     ) -> Engines:
         """The engines with every capability they have."""
         return cls(
@@ -376,4 +390,5 @@ class Engines:
             catalog=retriever if isinstance(retriever, PassageCatalog) else None,
             prerenderer=synthesizer if isinstance(synthesizer, SpeechPrerenderer) else None,
             preloader=synthesizer if isinstance(synthesizer, Preloading) else None,
+            turn_detector=turn_detector,
         )

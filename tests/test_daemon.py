@@ -753,3 +753,28 @@ async def test_the_daemons_own_wrapped_transcriber_gets_what_was_said_before() -
             await asyncio.sleep(0.02)
     assert "where do visitors" in transcriber.contexts  # the rest was transcribed with the first part
     assert kiosk.results and kiosk.results[-1].question == "where do visitors where do visitors"
+
+
+async def test_each_session_listener_gets_the_turn_model_and_waits_for_it() -> None:
+    from daemon_support import EnergyDetector
+
+    from assistant.daemon import Daemon
+
+    class Judge:
+        async def judge(self, pcm: np.ndarray) -> float:
+            return 0.5
+
+    settings = settings_for_tests()
+    engines = dataclasses.replace(fake_engines(), turn_detector=Judge())
+    daemon = Daemon(settings, engines, detector_factory=EnergyDetector)
+    try:
+        listener = daemon.make_listener(daemon.kiosk)
+        assert listener is not None and listener.turn_detector is engines.turn_detector  # not wrapped: no gate
+        # the endpointer's own silence limit moves out to [turn] wait_ms; the end-of-turn rule ends sooner
+        assert listener.endpointer.settings.silence_ms == settings.turn.wait_ms
+        settings.asr.partials = False  # no transcript at the pause: the silence rule alone
+        plain = daemon.make_listener(daemon.kiosk)
+        assert plain is not None and plain.turn_detector is None
+        assert plain.endpointer.settings.silence_ms == settings.vad.silence_ms
+    finally:
+        await daemon.close()

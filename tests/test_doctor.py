@@ -45,6 +45,9 @@ def test_doctor_fails_for_a_missing_voice_a_damaged_index_and_a_missing_model(
     assert checks["voice:nobody"]["level"] == "problem" and "[tts] voice" in checks["voice:nobody"]["detail"]
     assert checks["voice:zh-espeak"]["level"] in ("ok", "problem")  # espeak-ng may not be installed here
     assert checks["index"]["level"] == "ok" and "2 FAQ entries" in checks["index"]["detail"]
+    # no end-of-turn model: the daemon still serves (turns end on silence alone), so only a warning
+    turn = checks["model:turn"]
+    assert turn["level"] == "warning" and "models fetch smart-turn-v3.2" in turn["detail"], turn
     generation = current_generation(tmp_path / "index")
     assert generation is not None
     records = generation / "records.jsonl"

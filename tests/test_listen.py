@@ -354,3 +354,126 @@ async def test_partial_transcripts_are_offered_while_talking_and_superseded() ->
     # none outlives its successor: every partial's task was cancelled by a newer one or the pause's
     assert hook.partials_cancelled == len(hook.partials)
     assert hook.seen and hook.seen[-1] == items[-1].transcript.text  # type: ignore[attr-defined]
+
+
+# -- the semantic end of turn: a turn model (faked) at each pause ---------------------------------
+
+CLIP = "librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
+CUT_S = 4.185
+"""A word boundary in CLIP: "...to consider how much | there might be prudently in his power..."."""
+
+
+@dataclass
+class FakeTurnDetector:
+    """``probability(pcm)`` after ``delay_s`` (as smart-turn takes ~0.1 s); ``fail``: raises."""
+
+    probability: Callable[[np.ndarray], float]
+    delay_s: float = 0.08
+    fail: bool = False
+    calls: list[float] = field(default_factory=list)
+    """The length (s) of each audio judged."""
+
+    async def judge(self, pcm: np.ndarray) -> float:
+        self.calls.append(len(pcm) / 16_000)
+        await asyncio.sleep(self.delay_s)
+        if self.fail:
+            raise TranscribeError("turn-model", "the model fell over")
+        return self.probability(pcm)
+
+
+def turn_settings(**turn: int) -> Settings:
+    s = settings()
+    s.turn.ask_ms, s.turn.complete_above, s.turn.unsure_ms, s.turn.wait_ms = 200, 0.5, 1000, 2000
+    for key, value in turn.items():
+        setattr(s.turn, key, value)
+    return s
+
+
+async def judged_listen(
+    transcriber: FakeTranscriber, detector: FakeTurnDetector, s: Settings, pcm: np.ndarray
+) -> list[object]:
+    # Real-time pace (on virtual time: at once), so that the model's delay is stream time too.
+    source = ArraySource(pcm, realtime=True)
+    return [item async for item in Listener(transcriber, s, turn_detector=detector).listen(source)]
+
+
+def waited_ms(heard: Heard) -> float:
+    return heard.decided_stream_ms - heard.utterance.end_of_speech_ms
+
+
+async def test_a_turn_the_model_and_the_transcript_call_complete_ends_at_once() -> None:
+    speech = trimmed(recording(CLIP))
+    detector = FakeTurnDetector(lambda pcm: 0.95)
+    items = await judged_listen(FakeTranscriber(suffix="."), detector, turn_settings(), with_silence(speech, 500, 3000))
+    (heard,) = [i for i in items if isinstance(i, Heard)]
+    assert heard.endpoint == "early"
+    # 200 ms of silence, then the model's 80 ms: far sooner than [vad] silence_ms alone would have
+    assert 200 <= waited_ms(heard) < 200 + 80 + 64
+    assert detector.calls and detector.calls[-1] > len(speech) / 16_000  # the whole utterance so far
+
+
+async def test_a_finished_sentence_the_model_hears_as_unfinished_waits_unsure_ms() -> None:
+    detector = FakeTurnDetector(lambda pcm: 0.1)
+    pcm = with_silence(trimmed(recording(CLIP)), 500, 3000)
+    items = await judged_listen(FakeTranscriber(suffix="."), detector, turn_settings(), pcm)
+    (heard,) = [i for i in items if isinstance(i, Heard)]
+    assert heard.endpoint == "early" and waited_ms(heard) == pytest.approx(1000, abs=40)
+
+
+async def test_a_hesitation_mid_sentence_does_not_end_the_turn() -> None:
+    # The recording cut at a word boundary, a 1.5 s hesitation, then the rest: as a visitor searching
+    # for a word. The (fake) model hears the cut as unfinished and the end as finished; the transcript
+    # has no full stop at the cut. One turn, both parts in it.
+    speech = recording(CLIP)
+    cut = int(CUT_S * 16_000)
+    pcm = np.concatenate([silence(500), speech[:cut], silence(1500), speech[cut:], silence(3000)])
+    end_of_cut = 500 * 16 + cut + 1500 * 16  # samples up to the end of the hesitation
+    detector = FakeTurnDetector(lambda pcm: 0.9 if len(pcm) > end_of_cut else 0.1)
+
+    class Transcriber(FakeTranscriber):
+        async def transcribe(self, utterance: Utterance) -> Transcript:
+            out = await super().transcribe(utterance)
+            whole = utterance.start_ms / 1000 + utterance.duration_s > (500 * 16 + len(speech)) / 16_000
+            return Transcript(out.text.rstrip(".") + ("." if whole else ""), out.language)
+
+    items = await judged_listen(Transcriber(suffix=""), detector, turn_settings(), pcm)
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 1 and heard[0].endpoint == "early"
+    assert heard[0].utterance.end_of_speech_ms > (500 * 16 + cut + 1500 * 16) / 16  # the rest is in it
+    assert waited_ms(heard[0]) < 400
+
+
+async def test_the_longer_limit_always_ends_the_turn() -> None:
+    detector = FakeTurnDetector(lambda pcm: 0.05)  # never hears the visitor finish
+    items = await judged_listen(
+        FakeTranscriber(suffix=""), detector, turn_settings(), with_silence(recording("cards/005.wav"), 500, 3000)
+    )
+    (heard,) = [i for i in items if isinstance(i, Heard)]
+    assert heard.endpoint == "silence" and waited_ms(heard) == pytest.approx(2000, abs=40)  # [turn] wait_ms
+
+
+async def test_a_failing_model_falls_back_to_silence_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    detector = FakeTurnDetector(lambda pcm: 0.9, fail=True)
+    speech = trimmed(recording("cards/001.wav"))
+    pcm = np.concatenate([silence(500), speech, silence(1500), speech, silence(1500)])
+    with caplog.at_level("WARNING", logger="assistant.listening.listener"):
+        items = await judged_listen(FakeTranscriber(suffix=""), detector, turn_settings(), pcm)
+    heard = [i for i in items if isinstance(i, Heard)]
+    assert len(heard) == 2 and all(h.endpoint == "silence" for h in heard)
+    assert all(waited_ms(h) == pytest.approx(500, abs=40) for h in heard)  # [vad] silence_ms
+    assert len(detector.calls) >= 2
+    assert sum("turn model failed" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_without_partials_no_turn_model_is_asked() -> None:
+    detector = FakeTurnDetector(lambda pcm: 0.9)
+    items = await judged_listen(
+        FakeTranscriber(suffix="."), detector, turn_settings(), with_silence(recording("cards/001.wav"), 500, 1500)
+    )
+    assert detector.calls
+    s = turn_settings()
+    s.asr.partials = False
+    detector.calls.clear()
+    items = await judged_listen(FakeTranscriber(suffix="."), detector, s, with_silence(recording("cards/001.wav"), 500, 1500))
+    (heard,) = [i for i in items if isinstance(i, Heard)]
+    assert detector.calls == [] and heard.endpoint == "silence" and waited_ms(heard) == pytest.approx(500, abs=40)

@@ -3,6 +3,8 @@ stream time only (no audio, no tasks, no clock)."""
 
 from __future__ import annotations
 
+import pytest
+
 from assistant.audio.vad import SpeechState
 from assistant.config import Settings
 from assistant.listening import policy
@@ -118,3 +120,80 @@ def test_the_final_job_is_the_pause_transcription_only_when_it_covers_every_voic
 
 def test_ends_sentence() -> None:
     assert ends_sentence("Where is it?") and ends_sentence("在哪里。") and not ends_sentence("and then...")
+
+
+# -- with a turn model ([turn] model): the policy asks it once per pause and weighs its answer ------
+
+
+def judged_hearing() -> Hearing:
+    s = Settings()
+    s.asr.partial_interval_ms = 700
+    s.turn.ask_ms, s.turn.complete_above, s.turn.unsure_ms, s.turn.wait_ms = 200, 0.5, 1000, 2000
+    return Hearing(s, commit_sample=0, judged=True)
+
+
+def at_pause(h: Hearing, text: str) -> None:
+    """A pause at 1536 ms whose transcription ahead came back as ``text``."""
+    h.step(state(1600, 1536))
+    assert h.spec is not None
+    h.spec.result = Transcript(text, "en")
+
+
+def test_the_model_is_asked_once_per_pause_after_ask_ms_on_the_utterance_so_far() -> None:
+    h = judged_hearing()
+    at_pause(h, "Where is the canteen?")
+    assert "Judge" not in kinds(h.step(state(1700, 1536, start_ms=100)))  # 164 ms: not yet
+    (judge,) = [a for a in h.step(state(1750, 1536, start_ms=100)) if isinstance(a, policy.Judge)]
+    j = judge.judgement
+    assert (j.from_sample, j.to_sample, j.last_voiced) == (100 * MS, 1750 * MS, 1536 * MS)
+    assert "Judge" not in kinds(h.step(state(1800, 1536, start_ms=100)))  # once per pause
+    # A finished sentence does not end the turn before the model has answered (without a model
+    # it would have at 250 ms: [vad] early_silence_ms).
+    assert "EndTurn" not in kinds(h.step(state(1900, 1536, start_ms=100)))
+    j.probability = 0.9
+    assert h.step(state(1900, 1536, start_ms=100))[-1] == policy.EndTurn("early")
+    assert h.ended
+
+
+def test_a_new_pause_is_judged_afresh_and_a_late_answer_for_an_old_one_is_ignored() -> None:
+    h = judged_hearing()
+    at_pause(h, "Where do")
+    (judge,) = [a for a in h.step(state(1750, 1536)) if isinstance(a, policy.Judge)]
+    h.step(state(2000, 2000, gap_ms=400))  # the visitor goes on
+    judge.judgement.probability = 0.99  # ...and the model's answer about the old pause comes late
+    h.step(state(2600, 2528))  # a new pause
+    assert h.spec is not None
+    h.spec.result = Transcript("visitors park?", "en")
+    actions = h.step(state(2600 + 200, 2528))
+    (again,) = [a for a in actions if isinstance(a, policy.Judge)]
+    assert again.judgement.last_voiced == 2528 * MS and "EndTurn" not in kinds(actions)
+
+
+@pytest.mark.parametrize(
+    ("text", "probability", "ends_at_ms", "endpoint"),
+    [
+        ("Where is the canteen?", 0.9, 200, "early"),  # both: at once
+        ("where is the", 0.9, 1000, "early"),  # only the voice: [turn] unsure_ms
+        ("Where is the.", 0.1, 1000, "early"),  # only the transcript: unsure_ms
+        ("where is the", 0.1, 2000, "silence"),  # neither: [turn] wait_ms, which always ends
+    ],
+)
+def test_the_silence_that_ends_the_turn_follows_the_evidence(
+    text: str, probability: float, ends_at_ms: int, endpoint: str
+) -> None:
+    h = judged_hearing()
+    at_pause(h, text)
+    for judge in (a for a in h.step(state(1536 + 200, 1536)) if isinstance(a, policy.Judge)):
+        judge.judgement.probability = probability
+    ended_at = next(ms for ms in range(1536 + 200, 1536 + 3000, 32) if "EndTurn" in kinds(h.step(state(ms, 1536))))
+    assert ended_at - 1536 == pytest.approx(ends_at_ms, abs=32)
+    assert h.ended
+
+
+def test_a_failed_model_leaves_that_pause_to_the_silence_rule() -> None:
+    h = judged_hearing()
+    at_pause(h, "where is the")
+    (judge,) = [a for a in h.step(state(1750, 1536)) if isinstance(a, policy.Judge)]
+    judge.judgement.failed = True
+    assert "EndTurn" not in kinds(h.step(state(1536 + 480, 1536)))
+    assert h.step(state(1536 + 500, 1536))[-1] == policy.EndTurn("silence")  # [vad] silence_ms, not 2000

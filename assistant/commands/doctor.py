@@ -73,6 +73,15 @@ def _models(settings: Settings) -> list[Check]:
         level = "ok" if st.state in ("present", "unpinned") else "problem"
         fix = "" if level == "ok" else f" -> run `assistant models fetch {name}`"
         out.append(Check(f"model:{role}", level, f"{name}: {st.state}, {models.human_size(st.size_bytes)}{fix}"))
+    if settings.turn.model:
+        # Not a problem: without it the daemon serves, ending turns on silence alone (and waits longer).
+        name = settings.turn.model
+        st = models.status(settings, name, hash_unknown=False)
+        ok = st.state == "present"
+        detail = f"{name}: {st.state}, {models.human_size(st.size_bytes)}"
+        if not ok:
+            detail += f" -> turns end on silence alone; run `assistant models fetch {name}`"
+        out.append(Check("model:turn", "ok" if ok else "warning", detail))
     return out
 
 

@@ -1,10 +1,12 @@
 """Hearing a question: endpointing, transcription ahead of the end, and the end-of-turn decision.
 
 ``policy``: the decisions, pure, on stream time (what to transcribe when, when the turn ends);
-``listener``: the runner that carries them out for one audio stream.
+``ending``: the end-of-turn rule it applies at each pause (pure); ``listener``: the runner that
+carries them out for one audio stream.
 """
 
 from assistant.audio.vad import VoiceEnd, VoiceStart
+from assistant.listening.ending import ends_sentence
 from assistant.listening.listener import (
     Heard,
     Listener,
@@ -12,9 +14,9 @@ from assistant.listening.listener import (
     NotHeard,
     Partial,
     PrepareHook,
+    make_endpointer,
     transcribe_stream,
 )
-from assistant.listening.policy import ends_sentence
 
 __all__ = [
     "Heard",
@@ -26,5 +28,6 @@ __all__ = [
     "VoiceEnd",
     "VoiceStart",
     "ends_sentence",
+    "make_endpointer",
     "transcribe_stream",
 ]

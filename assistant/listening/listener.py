@@ -7,7 +7,8 @@ here for a 3-6 s question, and a fixed end-of-turn silence comes on top, so tran
 endpoint would leave the visitor waiting; see the policy for what is transcribed when.
 
 With ``[asr] partials = false`` none of that happens: the whole utterance is transcribed after the
-endpointer's ``silence_ms`` (the baseline ``bench/asr.py`` compares against).
+endpointer's ``silence_ms`` (the baseline ``bench/asr.py`` compares against), and no turn model is
+asked (the end-of-turn rule weighs it together with the transcript at the pause).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from assistant.audio.vad import Endpoint, Endpointer, VoiceEnd, VoiceStart
+from assistant.audio.vad import Endpoint, Endpointer, VoiceDetector, VoiceEnd, VoiceStart
 from assistant.config import Settings
 from assistant.errors import AssistantError
 from assistant.listening import policy
-from assistant.listening.policy import Hearing, Job
-from assistant.stages import SAMPLE_RATE_HZ, Transcriber, Transcript, Utterance
+from assistant.listening.ending import limit_ms
+from assistant.listening.policy import Hearing, Job, Judgement
+from assistant.stages import SAMPLE_RATE_HZ, Transcriber, Transcript, TurnDetector, Utterance
 from assistant.transcripts import join_texts, repeats_prompt
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,10 @@ class Partial:
 class Heard:
     """One finished utterance with its final transcript: what starts a turn.
 
-    ``endpoint``: what ended it (``silence``: [vad] silence_ms; ``early``: a complete sentence, or
-    an answerable question, and early_silence_ms; ``max``: max_utterance_s; ``flush``: the stream
-    ended). ``decided_stream_ms``: stream time of the endpoint decision; ``ready_stream_ms``: of the final
+    ``endpoint``: what ended it (``silence``: the longest silence the rule waits, [vad] silence_ms,
+    or [turn] wait_ms with a turn model; ``early``: the evidence at the pause said finished, see
+    ``assistant.listening.ending``; ``max``: max_utterance_s; ``flush``: the stream ended).
+    ``decided_stream_ms``: stream time of the endpoint decision; ``ready_stream_ms``: of the final
     transcript. ``pieces``: transcriptions joined.
     """
 
@@ -92,6 +95,14 @@ Clock = Callable[[], float]
 """Seconds, monotonic (default: the event loop's clock)."""
 
 
+def make_endpointer(settings: Settings, *, judged: bool, detector: VoiceDetector | None = None) -> Endpointer:
+    """The endpointer for a listener. ``judged``: a turn model is used (``Listener.judged``); the
+    endpointer's own silence limit then moves out to the longest the end-of-turn rule may wait, and
+    the rule ends the turn sooner when the evidence says so."""
+    vad = dataclasses.replace(settings.vad, silence_ms=limit_ms(settings, judged=judged))
+    return Endpointer(vad, detector=detector)
+
+
 class Listener:
     """``async for item in listener.listen(frames)``, ``frames`` any async iterable of mono int16
     16 kHz frames (an ``assistant.audio`` source). Items, in the order they happen:
@@ -109,8 +120,8 @@ class Listener:
     ``pause()`` / ``resume()``: half-duplex gating while the assistant speaks; an utterance in
     progress is dropped (``pause()`` returns True then) and nothing more comes of it.
 
-    The transcriber may be shared with other listeners; each transcription's ``Utterance`` carries
-    the committed text as ``previous_text``.
+    The transcriber and the turn detector may be shared with other listeners; each transcription's
+    ``Utterance`` carries the committed text as ``previous_text``.
     """
 
     def __init__(
@@ -121,14 +132,18 @@ class Listener:
         endpointer: Endpointer | None = None,
         prepare: PrepareHook | None = None,
         clock: Clock | None = None,
+        turn_detector: TurnDetector | None = None,
     ) -> None:
         """``prepare``: see ``PrepareHook`` (only with ``[asr] partials``). ``clock``: measures how long
-        transcriptions take (default: the event loop's)."""
+        transcriptions take (default: the event loop's). ``turn_detector``: the ``[turn] model``
+        (with ``[asr] partials``); a given ``endpointer`` should come from ``make_endpointer`` with
+        ``judged`` as this listener's."""
         self.transcriber = transcriber
         self.prepare = prepare
         self.settings = settings
         self.partials = settings.asr.partials
-        self.endpointer = endpointer if endpointer is not None else Endpointer(settings.vad)
+        self.turn_detector = turn_detector if self.partials else None
+        self.endpointer = endpointer if endpointer is not None else make_endpointer(settings, judged=self.judged)
         self._clock = clock
         self._hearing: Hearing | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -139,6 +154,12 @@ class Listener:
         self._busy = asyncio.Lock()
         self._holder: Job | None = None
         self._busy_samples = 0
+        self._judge_failed = False
+
+    @property
+    def judged(self) -> bool:
+        """Pauses are judged by a turn model (one is given, and ``[asr] partials`` is on)."""
+        return self.turn_detector is not None
 
     # -- control -------------------------------------------------------------------------------
 
@@ -195,7 +216,9 @@ class Listener:
             if isinstance(event, VoiceStart):
                 state = self.endpointer.state()
                 start = state.start_sample if state else 0
-                self._hearing = Hearing(self.settings, commit_sample=start, language=self.settings.asr.language)
+                self._hearing = Hearing(
+                    self.settings, commit_sample=start, language=self.settings.asr.language, judged=self.judged
+                )
                 self._out.put_nowait(event)
             elif isinstance(event, VoiceEnd):
                 self._out.put_nowait(event)
@@ -237,8 +260,10 @@ class Listener:
                 self._prepared[action.job] = self._spawn(self._prepare(action.job, action.transcript))
             elif isinstance(action, policy.ShowPartial):
                 self._out.put_nowait(Partial(action.transcript, self.endpointer.stream_ms))
+            elif isinstance(action, policy.Judge):
+                self._spawn(self._judge(action.judgement))
             elif isinstance(action, policy.EndTurn):
-                self._endpoints(self.endpointer.end_now(), "early")
+                self._endpoints(self.endpointer.end_now(), action.endpoint)
 
     def _start(self, hearing: Hearing, job: Job) -> None:
         pcm = self.endpointer.audio(job.from_sample, job.to_sample)
@@ -290,6 +315,26 @@ class Listener:
                 result.text,
             )
             return result
+
+    async def _judge(self, judgement: Judgement) -> None:
+        """Ask the turn model about a pause (in its own thread: ~60-180 ms of CPU), then decide again."""
+        assert self.turn_detector is not None
+        pcm = self.endpointer.audio(judgement.from_sample, judgement.to_sample).copy()
+        t0 = self._now()
+        try:
+            judgement.probability = await self.turn_detector.judge(pcm)
+        except AssistantError as err:
+            judgement.failed = True
+            if not self._judge_failed:  # once per stream: the silence rule takes over each time
+                log.warning("the turn model failed (%s); this pause ends on silence alone", err.message)
+                self._judge_failed = True
+        log.debug(
+            "turn model at %.0f ms of silence: p=%s (%.0f ms)",
+            (judgement.to_sample - judgement.last_voiced) * 1000 / SAMPLE_RATE_HZ,
+            judgement.probability,
+            (self._now() - t0) * 1000,
+        )
+        self._step()
 
     async def _prepare(self, job: Job | None, transcript: Transcript) -> None:
         """Run the work ahead on ``job``'s transcript (a pause's), or on a partial one (``job`` None)."""

