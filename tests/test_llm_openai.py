@@ -92,13 +92,13 @@ class TestRealServer:
         await model.aclose()
 
     async def test_a_temperature_given_to_stream_overrides_the_configured_one(self, server_url: str) -> None:
-        messages = [Message("user", "Name three fruits.")]
-        greedy = OpenAICompatModel(f"{server_url}/v1", temperature=0.0)
+        # A prompt with one clear answer: greedy decoding gives it, temperature 5 gives noise. (Two
+        # greedy runs of an open question may differ on a near-tie: the server's prompt cache
+        # changes the float arithmetic of the second run.)
+        messages = [Message("system", "You are terse."), Message("user", "Count from 1 to 5, separated by commas.")]
         hot = OpenAICompatModel(f"{server_url}/v1", temperature=5.0)
-        expected = "".join(await collect(greedy.stream(messages, max_tokens=12)))
-        got = ["".join(await collect(hot.stream(messages, max_tokens=12, temperature=0.0))) for _ in range(2)]
-        assert got == [expected, expected]
-        await greedy.aclose()
+        got = ["".join(await collect(hot.stream(messages, max_tokens=24, temperature=0.0))) for _ in range(2)]
+        assert all(re.search(r"1,\s*2,\s*3,\s*4,\s*5", text) for text in got), got
         await hot.aclose()
 
     async def test_closing_the_stream_stops_the_server(self, server_url: str) -> None:
