@@ -982,8 +982,11 @@ async def main() -> int:
                 asked = [*names, *(p for p in args.peer if q["language"] in PEER_LANGUAGES)]
                 order = asked if (round_ + questions.index(q)) % 2 == 0 else asked[::-1]
                 for name in order:
+                    load_1min = round(os.getloadavg()[0], 2)
                     r = await (peer_voice_turn if name in peers else voice_turn)(urls[name], q)
-                    r["variant"] = name
+                    # the round and the machine's load when the turn began: a shared host's other work
+                    # can swamp one round (llama.cpp's threads wait on each other at every step)
+                    r.update(variant=name, round=round_ + 1, load_1min=load_1min)
                     print(
                         f"  {name:7s} {r['kind']:9s} route={r['route']!s:9s} first audio {r['first_audio_ms']} ms"
                         f"  endpoint {r['speech_end_ms']} ms  {r['transcript']!r}",
