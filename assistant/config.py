@@ -176,13 +176,13 @@ class Turn:
     model: str = "smart-turn-v3.2"
     """The end-of-turn model pack (``assistant models fetch smart-turn-v3.2``); ``""``: none, the
     ``[vad]`` silence rule alone (also what happens, logged once, when the pack is missing)."""
-    ask_ms: int = 200
+    ask_ms: int = 150
     """Silence after which the model is asked, once per pause."""
-    complete_above: float = 0.5
+    complete_above: float = 0.95
     """The model's probability above which it says the visitor has finished."""
-    unsure_ms: int = 1000
+    unsure_ms: int = 300
     """Silence that ends the turn when only one of the model and the transcript says finished."""
-    wait_ms: int = 2000
+    wait_ms: int = 3000
     """Silence that ends the turn when neither does: the limit, which always ends it."""
 
 
