@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _cmd(sub, "run", "daemon:run", "run the daemon: avatar page, WebSocket and (if present) the local microphone")
     p.add_argument("--host", help="address to bind (default from [server] host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port for HTTP and WebSocket (default from [server] port)")
+    p.add_argument(
+        "--wyoming",
+        metavar="URI",
+        help="also serve Home Assistant's Wyoming protocol (asr, tts, handle) here, e.g. tcp://127.0.0.1:10700 "
+        "(default from [wyoming]; off unless enabled there)",
+    )
 
     # --- ask --------------------------------------------------------------------------------
     p = _cmd(

@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 from assistant.errors import ConfigError
 
@@ -254,6 +255,20 @@ class Server:
 
 
 @dataclass
+class Wyoming:
+    """Home Assistant's Wyoming protocol on its own port (asr, tts and handle on the shared engines)."""
+
+    enabled: bool = False
+    uri: str = "tcp://127.0.0.1:10700"
+    """Where to listen: ``tcp://HOST:PORT`` or ``unix:///path/to/socket``. Wyoming has no
+    authentication: bind a non-loopback address only on a network you trust."""
+    max_audio_s: float = 60.0
+    """The longest audio one ``transcribe`` may send; more is refused with an ``error`` event."""
+    max_event_bytes: int = 4_194_304
+    """The largest event (header data plus payload) a client may send; a larger one closes the connection."""
+
+
+@dataclass
 class Settings:
     general: General = field(default_factory=General)
     kb: KB = field(default_factory=KB)
@@ -266,6 +281,7 @@ class Settings:
     tts: TTS = field(default_factory=TTS)
     ahead: Ahead = field(default_factory=Ahead)
     server: Server = field(default_factory=Server)
+    wyoming: Wyoming = field(default_factory=Wyoming)
     root: Path = field(default_factory=Path.cwd)
     """The folder relative paths are resolved against (the config file's folder)."""
     auto: frozenset[str] = frozenset()
@@ -512,6 +528,8 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("server", "port"): (1, 65_535),
     ("server", "max_message_bytes"): (4_096, 64 * 1024 * 1024),
     ("server", "max_clients"): (1, 100_000),
+    ("wyoming", "max_audio_s"): (1.0, 600.0),
+    ("wyoming", "max_event_bytes"): (65_536, 64 * 1024 * 1024),
 }
 """The range of every number whose type alone allows values that cannot work (checked at load)."""
 
@@ -561,6 +579,10 @@ def _validate(s: Settings, source: str) -> None:
             f"{s.turn.wait_ms}): the more the evidence says finished, the sooner the turn ends",
         ),
         (
+            wyoming_uri_problem(s.wyoming.uri) is None,
+            f"[wyoming] uri: {wyoming_uri_problem(s.wyoming.uri)}",
+        ),
+        (
             s.answer.max_tokens + 256 <= s.llm.context_tokens,
             f"[llm] context_tokens must leave room for the prompt (256 tokens at least) besides [answer] "
             f"max_tokens ({s.llm.context_tokens} - {s.answer.max_tokens} < 256)",
@@ -569,3 +591,17 @@ def _validate(s: Settings, source: str) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"{source}: {message}")
+
+
+def wyoming_uri_problem(uri: str) -> str | None:
+    """What is wrong with a Wyoming listening address (``tcp://HOST:PORT``, ``unix:///path``), or None."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as err:
+        return f"{uri!r} is not an address ({err})"
+    if parts.scheme == "tcp" and parts.hostname and port:
+        return None
+    if parts.scheme == "unix" and parts.path:
+        return None
+    return f"expected tcp://HOST:PORT or unix:///path/to/socket, found {uri!r}"

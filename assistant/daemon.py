@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from assistant import __version__
@@ -85,15 +86,16 @@ class Daemon:
         """Replies finished, in every session (background work watches it)."""
         self.background: dict[str, str] = {}
         """Idle-time work still going on or done (``assistant.ahead.Background.status``), for /healthz."""
+        self._listeners: dict[str, Callable[[ev.Event], None]] = {}
         self.kiosk = self._new_session("kiosk")
         if local_audio is not None:
             self.attach_local_audio(local_audio)
 
     # -- sessions ----------------------------------------------------------------------------
 
-    def _new_session(self, kind: SessionKind) -> Session:
+    def _new_session(self, kind: SessionKind, engines: Engines | None = None) -> Session:
         sid = "kiosk" if kind == "kiosk" else "s-" + uuid.uuid4().hex[:10]
-        session = Session(id=sid, kind=kind, host=self, engines=self.engines)
+        session = Session(id=sid, kind=kind, host=self, engines=engines or self.engines)
         session.preparer = Preparer(
             self.engines,
             self.settings,
@@ -103,6 +105,21 @@ class Daemon:
         self.sessions[sid] = session
         self.metrics.sessions.set(len(self.sessions))
         return session
+
+    def open_session(self, *, speak: bool = True) -> Session:
+        """A visitor session with no client of its own (another protocol's conversation: Wyoming's
+        handle); ``speak=False`` answers in text only (no synthesis). End it with ``end_session``."""
+        engines = self.engines if speak else replace(self.engines, synthesizer=None, voices=None, prerenderer=None)
+        return self._new_session("visitor", engines)
+
+    def listen(self, session: Session, listener: Callable[[ev.Event], None]) -> None:
+        """Hand every event ``session`` emits to ``listener`` too (it must not block)."""
+        self._listeners[session.id] = listener
+
+    def end_session(self, session: Session) -> None:
+        self._listeners.pop(session.id, None)
+        if session.id in self.sessions:
+            self._drop_session(session)
 
     def make_listener(self, session: Session) -> Listener | None:
         """A session's ears: the Silero endpointer (or the injected detector) plus streaming ASR."""
@@ -253,6 +270,9 @@ class Daemon:
     _STAGES = ("endpoint", "transcript", "retrieve", "first_token", "first_sentence", "first_audio", "total")
 
     def observe(self, session: Session, event: ev.Event) -> None:
+        listener = self._listeners.get(session.id)
+        if listener is not None:
+            listener(event)
         m = self.metrics
         if isinstance(event, ev.ReplyStart):
             m.routes.inc(route=event.route)

@@ -23,7 +23,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings.server.host = args.host
     if args.port is not None:
         settings.server.port = args.port
-    config.validate(settings, "the command line (--host, --port) or its configuration")
+    if args.wyoming:
+        settings.wyoming.enabled = True
+        settings.wyoming.uri = args.wyoming
+    config.validate(settings, "the command line (--host, --port, --wyoming) or its configuration")
     return asyncio.run(serve(settings))
 
 
@@ -59,6 +62,16 @@ async def serve(
         daemon = Daemon(settings, engines)
         server = AssistantServer(settings, daemon, metrics=daemon.metrics)
         await server.start()
+        wyoming = None
+        if settings.wyoming.enabled:
+            from assistant.commands.wyoming import wyoming_server
+
+            wyoming = wyoming_server(settings, daemon)
+            try:
+                await wyoming.start()
+            except BaseException:
+                await server.close()
+                raise
     except BaseException:
         # llama.cpp's threads, a TTS worker process: left running, they abort the interpreter at exit
         await close_engines(engines)
@@ -82,6 +95,8 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(sig, stop.set)
+    if wyoming is not None:
+        print(f"assistant: Wyoming on {wyoming.url} (asr, tts, handle)", flush=True)
     print(f"assistant: serving {server.url} (ready in {time.monotonic() - started:.1f} s)", flush=True)
     if on_ready is not None:
         on_ready(server.url)
@@ -93,6 +108,8 @@ async def serve(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         await background.close()
+        if wyoming is not None:
+            await wyoming.close()
         await daemon.close()
         await server.close()
         await close_engines(engines)
