@@ -146,7 +146,16 @@ def settings_for(name: str, system: str) -> Settings:
     return settings
 
 
+BEFORE = ROOT / "bench" / "kb_transfer" / "calibration-before.json"
+"""The calibration every index had before issue 21 (fitted once on data written here, 2026-12-01):
+system ``before`` keeps it whatever ships now."""
+
+
 def build(name: str, system: str, *, llm: Any = None, prior: Any = None) -> tuple[Settings, dict[str, Any]]:
+    if system == "before":
+        from assistant.kb.calibration import Calibration
+
+        prior = Calibration.from_json(json.loads(BEFORE.read_text(encoding="utf-8")))
     settings = settings_for(name, system)
     dest = WORK / "kb" / name
     if dest.exists():  # assembled again each run: the set's sources may have changed
