@@ -105,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE.jsonl", nargs="?", help="your own labelled questions (optional)")
     p.add_argument("--index", metavar="DIR")
     p.add_argument("--json", action="store_true")
+    p = _cmd(
+        kb_sub, "queue", "kb:queue", "list what visitors asked that the knowledge base did not answer well",
+        description="The unanswered queue ([queue] path): turns that ended in the fallback line or a decline, "
+        "matched only weakly, were cut short by the visitor or marked \"not helpful\" on the avatar page. "
+        "Identical questions (ignoring case, spacing and punctuation) are one line with their count, newest "
+        "first, with what the assistant said and the best matching entries.",
+    )
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="show at most N questions (default 50; 0: all)")
+    p.add_argument("--json", action="store_true", help='print {"path", "records", "questions": [...]}')
+    p.add_argument(
+        "--csv", metavar="FILE", help="also write every question (not only --limit) to FILE as CSV, for offline curation"
+    )
 
     # --- speech -----------------------------------------------------------------------------
     p = _cmd(sub, "transcribe", "asr:transcribe", "transcribe an audio file (WAV, FLAC, MP3, OGG)")

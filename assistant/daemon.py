@@ -32,6 +32,7 @@ from assistant.events import (
     InterruptMessage,
     MicFrame,
     ModeMessage,
+    NotHelpfulMessage,
     PlaybackMessage,
     Role,
     TalkEndMessage,
@@ -42,7 +43,7 @@ from assistant.listening import Listener, make_endpointer
 from assistant.metrics import DaemonMetrics
 from assistant.session import LocalAudio, Session, SessionKind
 from assistant.sharing import share
-from assistant.stages import SAMPLE_RATE_HZ, Engines
+from assistant.stages import SAMPLE_RATE_HZ, Engines, QueueRecorder
 from assistant.turn import TurnResult
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,12 @@ class Daemon:
         metrics: DaemonMetrics | None = None,
         detector_factory: DetectorFactory | None = None,
         local_audio: LocalAudio | None = None,
+        recorder: QueueRecorder | None = None,
     ) -> None:
+        """``recorder``: where turns that need an owner's eye go (``assistant.kb.queue_writer``, which
+        the composition root opens); None records nothing (they are still counted in /metrics)."""
         self.settings = settings
+        self.recorder = recorder
         self.metrics = metrics or DaemonMetrics()
         self.engines, self.gates = share(engines)
         self.detector_factory = detector_factory
@@ -234,6 +239,9 @@ class Daemon:
             await self._visitor(client).talk(isinstance(message, TalkStartMessage))
         elif isinstance(message, HelloMessage):
             self._become(client, message.role)
+        elif isinstance(message, NotHelpfulMessage):
+            if not self.session_of(client).not_helpful(message.turn):
+                log.info("client %s marked turn %d not helpful, which its session does not know", client.id, message.turn)
 
     def _visitor(self, client: Client) -> Session:
         """Audio or text makes a client a visitor with its own session (watchers get one here)."""

@@ -392,13 +392,41 @@ class TalkEndMessage(Inbound):
     """Push-to-talk: the button came up."""
 
 
+@dataclass(frozen=True)
+class NotHelpfulMessage(Inbound):
+    """The visitor marked a finished reply "not helpful": the turn goes to the unanswered queue."""
+
+    turn: int
+
+    def checked(self) -> NotHelpfulMessage:
+        if self.turn < 1:
+            raise ProtocolError("bad-message", "'not-helpful' needs the turn, a number from 1")
+        return self
+
+
 ClientMessage = (
-    HelloMessage | TextMessage | InterruptMessage | PlaybackMessage | ModeMessage | TalkStartMessage | TalkEndMessage
+    HelloMessage
+    | TextMessage
+    | InterruptMessage
+    | PlaybackMessage
+    | ModeMessage
+    | TalkStartMessage
+    | TalkEndMessage
+    | NotHelpfulMessage
 )
 
 MESSAGE_TYPES: dict[str, type[Inbound]] = {
     cls.type: cls
-    for cls in (HelloMessage, TextMessage, InterruptMessage, PlaybackMessage, ModeMessage, TalkStartMessage, TalkEndMessage)
+    for cls in (
+        HelloMessage,
+        TextMessage,
+        InterruptMessage,
+        PlaybackMessage,
+        ModeMessage,
+        TalkStartMessage,
+        TalkEndMessage,
+        NotHelpfulMessage,
+    )
 }
 
 

@@ -159,6 +159,16 @@ class DaemonMetrics:
             "assistant_clients_dropped_total", "Clients closed by the server, by reason.", ["reason"]
         )
         self.messages_in = r.counter("assistant_messages_in_total", "Client messages received, by type.", ["type"])
+        self.unanswered = r.counter(
+            "assistant_unanswered_turns_total",
+            "Turns that got no answer (the fallback line, or a generated reply that declined), by route and language.",
+            ["route", "language"],
+        )
+        self.queued = r.counter(
+            "assistant_queued_turns_total",
+            "Turns that need an owner's eye (the unanswered queue), by reason; counted even with [queue] record off.",
+            ["reason"],
+        )
         self.echo_dropped = r.counter(
             "assistant_echo_transcripts_dropped_total", "Transcripts dropped because they matched our own reply."
         )

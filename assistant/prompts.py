@@ -190,6 +190,40 @@ def decline_line(language: str) -> str:
     return prompt_set(language).decline
 
 
+_NOT_WORDS = re.compile(r"[\W_]+")
+
+
+def _words(text: str) -> str:
+    return _NOT_WORDS.sub("", text.casefold().replace("’", "'"))
+
+
+def _decline_opening(p: PromptSet) -> str:
+    """The words that make a reply a decline: the decline line without the hand-off it shares with
+    the fallback line ("... Please ask the front desk staff."), which a model may leave out."""
+    decline, fallback = _words(p.decline), _words(p.fallback)
+    shared = 0
+    while shared < min(len(decline), len(fallback)) and decline[-1 - shared] == fallback[-1 - shared]:
+        shared += 1
+    return decline[: len(decline) - shared]
+
+
+def decline_state(text: str) -> bool | None:
+    """Whether a reply, as far as it is written, is the decline line of either language (the model
+    saying its passages do not answer): True when it begins with a decline's opening words, False
+    when it cannot, None when too little is written to tell. Case, spacing and punctuation do not
+    matter."""
+    words = _words(text)
+    if not words:
+        return None
+    undecided = False
+    for p in PROMPTS.values():
+        opening = _decline_opening(p)
+        if words.startswith(opening):
+            return True
+        undecided = undecided or opening.startswith(words)
+    return None if undecided else False
+
+
 # --------------------------------------------------------------------------------------------
 # Follow-up questions
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import sqlite3
+import time
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from assistant.kb.build import BuildReport, Synthesis
     from assistant.kb.calibration import Calibration
     from assistant.kb.ingest import Record
+    from assistant.kb.queue_writer import QueueWriter
     from assistant.kb.search import IndexRetriever
     from assistant.kb.synthesis import QuestionCache, Synthetic
     from assistant.kb.views import ViewLoader
@@ -211,6 +214,32 @@ def open_retriever(
         embedder=embedder if embedder is not None else (lambda: kb_embedder(settings)),
         view_for=lambda name: view_embedder(settings, name),
     )
+
+
+def queue_path(settings: Settings) -> Path:
+    """The unanswered queue's SQLite file (``[queue] path``)."""
+    return settings.path(settings.queue.path)
+
+
+def queue_recorder(settings: Settings) -> QueueWriter | None:
+    """The unanswered queue's writer (its own thread), or None with ``[queue] record = false``. With
+    recording off, records already in the file past ``retention_days`` are still deleted, once, here."""
+    from assistant.kb.queue import DAY_S, QueueStore
+    from assistant.kb.queue_writer import QueueWriter
+
+    path = queue_path(settings)
+    if settings.queue.record:
+        return QueueWriter(path, retention_days=settings.queue.retention_days)
+    if path.exists():
+        try:
+            store = QueueStore(path, create=False)
+            try:
+                store.prune(time.time() - settings.queue.retention_days * DAY_S)
+            finally:
+                store.close()
+        except (sqlite3.Error, OSError) as err:
+            log.warning("unanswered queue: cannot delete old records from %s: %s", path, err)
+    return None
 
 
 def synthesizer(settings: Settings) -> VoiceRouter:

@@ -163,6 +163,28 @@ def _find_fallback_cut(buf: str) -> int | None:
     return None
 
 
+_CJK_TEXT = re.compile(
+    r"[\u2e80-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]"
+)
+"""Han, kana, Hangul and CJK full-width punctuation: no space goes next to them."""
+
+
+def join_sentences(parts: list[str]) -> str:
+    """Sentences joined as written text: a space between Latin-script ones ("... cover that. Please
+    ask ..."), none where either side is Chinese or already has one. By the text, not by the reply's
+    language: a Chinese reply may quote an English sentence. (The avatar page's captions use the
+    same rule, ``separator`` in assistant/web/captions.js.)"""
+    out = ""
+    for part in parts:
+        if not part:
+            continue
+        glue = out and not out[-1].isspace() and not part[0].isspace()
+        if glue and not (_CJK_TEXT.match(out[-1]) or _CJK_TEXT.match(part[0])):
+            out += " "
+        out += part
+    return out
+
+
 def speech_units(text: str) -> list[str]:
     """The pieces a finished text is spoken in: exactly what a turn's streaming splitter yields for
     it, so audio rendered ahead of time (the instant FAQ replies) matches what a turn asks for."""

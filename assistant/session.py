@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,8 +33,18 @@ from assistant.echo import EchoGuard
 from assistant.listening import Heard, Listener, ListenItem, NotHeard, Partial
 from assistant.metrics import DaemonMetrics
 from assistant.routing import Plan
-from assistant.stages import SAMPLE_RATE_HZ, AudioChunk, Engines, Message, Transcript, Utterance
+from assistant.stages import (
+    SAMPLE_RATE_HZ,
+    AudioChunk,
+    Engines,
+    Message,
+    QueueReason,
+    QueueRecorder,
+    Transcript,
+    Utterance,
+)
 from assistant.turn import Turn, TurnResult
+from assistant.unanswered import finished_reason, interrupted_early, queue_record, unanswered
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +98,8 @@ class Host(Protocol):
 
     settings: Settings
     metrics: DaemonMetrics
+    recorder: QueueRecorder | None
+    """Where turns that need an owner's eye go (the unanswered queue); None: nowhere."""
 
     def observe(self, session: Session, event: ev.Event) -> None:
         """Every event the session emits (metrics)."""
@@ -136,6 +150,10 @@ class Session:
         """Microphone audio fed so far."""
         self._mic_origin_ms = 0.0
         """``_fed_ms`` when the listener's stream began."""
+        self._key = uuid.uuid4().hex[:12]
+        """Makes this session's turns unique in the unanswered queue, across sessions and restarts."""
+        self._queued: deque[tuple[int, QueueReason]] = deque(maxlen=64)
+        self._recorder_failed = False
 
     # -- clock and events --------------------------------------------------------------------
 
@@ -227,17 +245,54 @@ class Session:
         try:
             result = await turn.run(question, speech_end_clock_ms=speech_end_clock_ms, marks=marks, plan=plan)
         except asyncio.CancelledError:
-            heard = turn.heard_text(self._played(turn.number))
+            played_ms = self._played(turn.number)
+            heard = turn.heard_text(played_ms)
             self._remember(turn.result, heard)
             metrics.turns.inc(outcome="interrupted")
+            started_ms = turn.result.reply_started_ms
+            if played_ms is None and started_ms is not None:
+                played_ms = self.clock_ms() - started_ms  # no playback reports: the time since the reply began
+            if interrupted_early(turn.result, played_ms, self.host.settings):
+                self._queue(turn.result, "interrupted")
             raise
         self.results.append(result)
         if result.error is None:
             self._remember(result, result.reply)
             metrics.turns.inc(outcome="answered")
+            if unanswered(result):
+                metrics.unanswered.inc(route=result.route or "", language=result.language)
         else:
             metrics.turns.inc(outcome="error")
+        reason = finished_reason(result, self.host.settings)
+        if reason is not None:
+            self._queue(result, reason)
         return result
+
+    def _queue(self, result: TurnResult, reason: QueueReason) -> None:
+        """Count the turn and hand it to the recorder, once per reason; never waits, never raises."""
+        if (result.turn, reason) in self._queued:
+            return
+        self._queued.append((result.turn, reason))
+        self.host.metrics.queued.inc(reason=reason)
+        recorder = self.host.recorder
+        if recorder is None or not self.host.settings.queue.record:
+            return
+        entry = queue_record(result, reason, time_s=time.time(), turn_id=f"{self._key}/{result.turn}")
+        try:
+            recorder.record(entry)
+        except Exception:  # a recorder must not raise; if one does, the visitor's turn is not its victim
+            if not self._recorder_failed:
+                self._recorder_failed = True
+                log.exception("session %s: recording a turn for the unanswered queue failed (said once)", self.id)
+
+    def not_helpful(self, turn: int) -> bool:
+        """The visitor marked ``turn``'s reply "not helpful": queue it. False when the session no
+        longer remembers that turn (or it never finished)."""
+        result = next((r for r in self.results if r.turn == turn), None)
+        if result is None or result.error is not None:
+            return False
+        self._queue(result, "not-helpful")
+        return True
 
     def _remember(self, result: TurnResult, heard: str) -> None:
         if result.question and heard:
@@ -261,6 +316,9 @@ class Session:
             await self._interrupt()
             if finished and played_ms is not None and current is not None and self.results:
                 self._trim_heard(current, played_ms)
+                # all its audio had been sent, but the visitor cut it soon after it began
+                if current.result.error is None and interrupted_early(current.result, played_ms, self.host.settings):
+                    self._queue(current.result, "interrupted")
 
     def _trim_heard(self, turn: Turn, played_ms: float) -> None:
         """The turn had sent all its audio but the listener cut playback: keep only what was heard."""

@@ -346,6 +346,54 @@ class AsyncClosing(Protocol):
     async def aclose(self) -> None: ...
 
 
+QueueReason = Literal["fallback", "declined", "weak", "interrupted", "not-helpful"]
+"""Why a turn needs an owner's eye: it ended in the fallback line, the reply declined, the best match
+scored under ``[answer] faq_threshold`` on the generated route, the visitor cut the reply short
+soon after it began, or the visitor marked it "not helpful" on the avatar page."""
+
+
+@dataclass(frozen=True)
+class QueueCandidate:
+    """One passage retrieval offered for a queued question: what the owner compares it with."""
+
+    id: str
+    title: str
+    """An FAQ entry's question, a document's title (or its file when it has none)."""
+    kind: str
+    score: float
+    """0..1, the calibrated chance that it answers the question."""
+
+
+@dataclass(frozen=True)
+class QueueRecord:
+    """A turn that needs an owner's eye (the unanswered queue, ``assistant.kb.queue``). Text only:
+    never audio."""
+
+    reason: QueueReason
+    question: str
+    """What the visitor asked (typed, or the final transcript)."""
+    language: str
+    route: str
+    """``faq``, ``generated`` or ``fallback``; ``""`` when the turn was cut before it was routed."""
+    reply: str
+    """What the assistant said (as far as it was written)."""
+    candidates: tuple[QueueCandidate, ...] = ()
+    """The best passages retrieval returned, best first."""
+    time_s: float = 0.0
+    """Unix time, seconds."""
+    turn_id: str = ""
+    """The turn, unique across sessions and restarts: a turn recorded twice (weak, then marked not
+    helpful) counts once in a listing."""
+
+
+@runtime_checkable
+class QueueRecorder(Protocol):
+    """Keeps ``QueueRecord``s. ``record`` returns at once, whatever the storage does (a turn never
+    waits on it, and a failing store never fails a turn)."""
+
+    def record(self, entry: QueueRecord) -> None: ...
+
+
 @dataclass(frozen=True)
 class Engines:
     """The shared engine instances a turn, a session and the work ahead use, and their optional

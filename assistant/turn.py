@@ -25,6 +25,7 @@ from assistant.grounding import NumberCheck, SaidBackCheck
 from assistant.language import detect_language
 from assistant.reply_gate import Release, ReplyGate
 from assistant.routing import Plan, answer_language, plan_answer, verify_faq
+from assistant.sentences import join_sentences
 from assistant.stages import AssistantError, Engines, Message, Passage, Route, Transcript, Utterance, closing
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class TurnResult:
     """What a turn did. ``question``: the visitor's words (typed, or the final transcript);
     ``reply``: what the assistant said (as far as it was written), whatever the route."""
 
+    turn: int = 0
+    """The turn's number in its session."""
     question: str = ""
     language: str = ""
     route: Route | None = None
@@ -47,6 +50,13 @@ class TurnResult:
     interrupted: bool = False
     withheld: list[str] = field(default_factory=list)
     """Numbers the reply was about to state that its passages do not hold (assistant.grounding)."""
+    candidates: list[Passage] = field(default_factory=list)
+    """What retrieval returned, best first, whatever the route (``sources`` are the ones used)."""
+    declined: bool = False
+    """The generated reply is the decline line: the model found no answer in its passages. Such a
+    reply shows no sources (``sources`` is emptied and a second, empty ``sources`` event sent)."""
+    reply_started_ms: float | None = None
+    """The session clock when ``reply-start`` went out (None: the turn never got that far)."""
 
 
 @dataclass
@@ -78,7 +88,7 @@ class Turn:
         self._played_ms = played_ms or (lambda: None)
         start = time.monotonic()
         self._clock_ms = clock_ms or (lambda: (time.monotonic() - start) * 1000.0)
-        self.result = TurnResult()
+        self.result = TurnResult(turn=number)
         self._spoken: list[_Spoken] = []
         self._reference_ms = 0.0
         self._sequence = 0
@@ -120,8 +130,7 @@ class Turn:
                 if s.duration_ms > 0 and remaining > 0:
                     parts.append(s.text[: int(len(s.text) * min(1.0, remaining / s.duration_ms))])
                 break
-        sep = "" if self.result.language == "zh" else " "
-        return sep.join(p for p in parts if p).strip()
+        return join_sentences(parts).strip()
 
     # --- the turn -------------------------------------------------------------------------
 
@@ -209,7 +218,9 @@ class Turn:
         decision = plan.decision
         self.result.route = decision.route
         self.result.sources = decision.passages
+        self.result.candidates = list(plan.candidates)
         self.emit(ev.Sources(sources=[ev.Source.of(p) for p in decision.passages]))
+        self.result.reply_started_ms = self._clock_ms()
         self.emit(ev.ReplyStart(route=decision.route, language=transcript.language))
 
         gate = ReplyGate(decline=prompts.decline_line(plan.language))
@@ -236,8 +247,18 @@ class Turn:
         """Feed the reply through ``gate`` as it is written; speak each piece while the next is written."""
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speak = self.engines.synthesizer is not None
+        # A decline is known from its first words: its sources are withdrawn before it is spoken (the
+        # passages were searched, not used). Only a generated reply can decline; a stored one never.
+        declined: bool | None = None if self.result.route == "generated" else False
 
         def release(out: Release) -> None:
+            nonlocal declined
+            if declined is None and (out.shown or out.sentences):
+                declined = prompts.decline_state(gate.reply or " ".join(out.sentences))
+                if declined:
+                    self.result.declined = True
+                    self.result.sources = []
+                    self.emit(ev.Sources(sources=[]))
             if out.shown:
                 self.emit(ev.ReplyDelta(text=out.shown))
                 self.result.reply = gate.reply

@@ -18,7 +18,7 @@ from assistant.config import Settings
 from assistant.daemon import Daemon
 from assistant.events import AudioFrame, decode_audio_frame, encode_audio_frame
 from assistant.server.app import AssistantServer
-from assistant.stages import SAMPLE_RATE_HZ, AudioChunk, Engines
+from assistant.stages import SAMPLE_RATE_HZ, AudioChunk, Engines, QueueRecorder
 
 
 class EnergyDetector:
@@ -72,11 +72,15 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_daemon(
-    engines: Engines | None = None, settings: Settings | None = None, **server_kw: Any
+    engines: Engines | None = None,
+    settings: Settings | None = None,
+    *,
+    recorder: QueueRecorder | None = None,
+    **server_kw: Any,
 ) -> AsyncIterator[Running]:
     settings = settings or settings_for_tests()
     engines = engines or fake_engines()
-    daemon = Daemon(settings, engines, detector_factory=EnergyDetector)
+    daemon = Daemon(settings, engines, detector_factory=EnergyDetector, recorder=recorder)
     server = AssistantServer(settings, daemon, host="127.0.0.1", port=0, **server_kw)
     await server.start()
     try:

@@ -186,6 +186,8 @@ def speech_utterance(duration_s: float = 1.0, end_of_speech_ms: float = 0.0) -> 
 
 def settings_for_tests(**answer: float) -> Settings:
     s = Settings()
+    # no unanswered queue beside the test's working folder; tests of the queue turn it on
+    s.queue.record = False
     for k, v in answer.items():
         setattr(s.answer, k, v)
     return s

@@ -180,3 +180,18 @@ def test_keys_that_moved_to_ahead_still_apply_from_the_file_and_the_environment(
 def test_an_old_and_a_new_name_disagreeing_in_one_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[llm\] prefill = 'off' and \[ahead\] prefill = 'speech' name one setting"):
         load(write(tmp_path, '[llm]\nprefill = "off"\n[ahead]\nprefill = "speech"\n'), environ={})
+
+
+def test_queue_section_values_ranges_and_path(tmp_path: Path) -> None:
+    s = load(write(tmp_path, '[queue]\nrecord = false\npath = "var/q.sqlite"\nretention_days = 7\n'), environ={})
+    assert (s.queue.record, s.queue.retention_days, s.queue.interrupted_within_s) == (False, 7, 5.0)
+    assert s.path(s.queue.path) == tmp_path / "var" / "q.sqlite"
+    for text, fragment in (
+        ("[queue]\nretention_days = 0\n", "[queue] retention_days must be within 1..36500, found 0"),
+        ("[queue]\ninterrupted_within_s = -1\n", "[queue] interrupted_within_s must be within 0..600"),
+        ('[queue]\nrecord = "no"\n', "[queue] record"),
+        ("[queue]\naudio = true\n", "audio"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load(write(tmp_path, text), environ={})
+        assert fragment in str(info.value)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.sentences import SentenceSplitter, split_sentences
+from assistant.sentences import SentenceSplitter, join_sentences, split_sentences
 
 
 @pytest.mark.parametrize(
@@ -80,3 +80,19 @@ def test_long_run_on_is_cut_at_a_clause() -> None:
 def test_punctuation_only_tail_sticks_to_the_sentence() -> None:
     assert split_sentences("好的。」") == ["好的。」"]
     assert split_sentences("Done!)") == ["Done!)"]
+
+
+@pytest.mark.parametrize(
+    ("parts", "joined"),
+    [
+        # issue 24: "Sorry, my documents don't cover that.Please ask the front desk staff."
+        (["Sorry, my documents don't cover that.", "Please ask the front desk staff."],
+         "Sorry, my documents don't cover that. Please ask the front desk staff."),
+        (["抱歉，我的资料里没有这个问题的答案，", "请咨询前台工作人员。"], "抱歉，我的资料里没有这个问题的答案，请咨询前台工作人员。"),
+        (["出差需提前三个工作日申请。", "Please ask HR."], "出差需提前三个工作日申请。Please ask HR."),
+        (["Badges at reception, ", "", "and Wi-Fi."], "Badges at reception, and Wi-Fi."),
+        ([], ""),
+    ],
+)
+def test_join_sentences_reads_as_written_text(parts: list[str], joined: str) -> None:
+    assert join_sentences(parts) == joined

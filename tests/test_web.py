@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 from fakes import FakeLanguageModel, FakeSynthesizer, FakeTranscriber, fake_engines, settings_for_tests
 
+from assistant import prompts
 from assistant.daemon import Daemon
 from assistant.server.app import AssistantServer
-from assistant.stages import AudioChunk, Utterance, Voice
+from assistant.stages import AudioChunk, QueueRecord, QueueRecorder, Utterance, Voice
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -68,11 +69,14 @@ class SpeakingSynthesizer(FakeSynthesizer):
 
 
 @contextlib.asynccontextmanager
-async def running_daemon(engines, *, language: str = "en", port: int = 0) -> AsyncIterator[AssistantServer]:
+async def running_daemon(
+    engines, *, language: str = "en", port: int = 0, recorder: QueueRecorder | None = None
+) -> AsyncIterator[AssistantServer]:
     """The daemon and its server on 127.0.0.1 (``port`` 0: any free port)."""
     settings = settings_for_tests()
     settings.general.language = language
-    daemon = Daemon(settings, engines, detector_factory=EnergyDetector)
+    settings.queue.record = recorder is not None
+    daemon = Daemon(settings, engines, detector_factory=EnergyDetector, recorder=recorder)
     server = AssistantServer(settings, daemon, host="127.0.0.1", port=port)
     await server.start()
     try:
@@ -579,3 +583,75 @@ async def test_stop_button_interrupts_and_the_daemon_keeps_only_what_was_heard()
         session = next(s for s in server.hub.sessions.values() if s.kind == "visitor")
         remembered = session.history[-1]
         assert remembered.role == "assistant" and "Enjoy your visit" not in remembered.content
+
+
+class ListRecorder:
+    """Keeps what the daemon hands the unanswered queue (a real QueueWriter is tested elsewhere)."""
+
+    def __init__(self) -> None:
+        self.records: list[QueueRecord] = []
+
+    def record(self, entry: QueueRecord) -> None:
+        self.records.append(entry)
+
+
+async def test_a_declined_reply_reads_as_written_text_and_shows_no_sources() -> None:
+    """Issue 24, on a Chinese page: an English decline was captioned "...cover that.Please ask..."
+    and showed a "where this comes from" panel citing passages it did not use."""
+    engines = fake_engines(
+        llm=FakeLanguageModel(reply=prompts.decline_line("en")),
+        synthesizer=SpeakingSynthesizer(ms_per_char=30.0),
+    )
+    async with running_daemon(engines, language="zh") as server, chromium() as browser:
+        page, watch = await open_page(browser, server)
+        # the panel's state is sampled on every change, so a flash of it would be seen
+        await page.evaluate(
+            """() => { window.sourcesShown = 0;
+                new MutationObserver(() => { if (!document.getElementById('sources').hidden) window.sourcesShown++; })
+                  .observe(document.getElementById('sources'), {attributes: true}); }"""
+        )
+        await page.fill("#question", "Can a visitor bring a dog?")
+        await page.press("#question", "Enter")
+        await page.wait_for_selector(".bubble.assistant .now >> text=Please ask the front desk staff.", timeout=10_000)
+        await page.wait_for_function("document.body.dataset.look === 'idle'", timeout=20_000)
+        text = await page.text_content(".bubble.assistant:last-child .text")
+        assert text == "Sorry, my documents don't cover that. Please ask the front desk staff."
+        assert await page.is_hidden("#sources")
+        assert await page.evaluate("window.sourcesShown") == 0
+        # nothing to mark: a decline is already in the owner's queue
+        assert await page.locator(".bubble.assistant:last-child .feedback").count() == 0
+        await shot(page, "declined-landscape-zh")
+
+        # the next, answered question shows its sources again
+        await page.fill("#question", "请问商旅的出差制度")
+        await page.press("#question", "Enter")
+        await page.wait_for_selector("#sources:not([hidden]) .kind.faq", timeout=10_000)
+        assert watch.errors == []
+
+
+async def test_not_helpful_control_after_an_answer_reaches_the_queue() -> None:
+    recorder = ListRecorder()
+    engines = fake_engines(synthesizer=SpeakingSynthesizer(ms_per_char=20.0))
+    async with running_daemon(engines, recorder=recorder) as server, chromium() as browser:
+        page, watch = await open_page(browser, server)
+        await page.fill("#question", "How do I download the DiDi app?")
+        await page.press("#question", "Enter")
+        control = page.locator(".bubble.assistant:last-child .feedback")
+        await control.wait_for(timeout=20_000)  # once the answer has been heard
+        assert await control.text_content() == "Not helpful"
+        assert not await page.evaluate("window.assistantPage.player.playing")
+        await control.focus()
+        await page.keyboard.press("Enter")  # works from the keyboard
+        await page.wait_for_selector(".bubble.assistant:last-child .feedback:disabled >> text=Thanks, noted")
+        for _ in range(50):
+            if recorder.records:
+                break
+            await asyncio.sleep(0.05)
+        assert [(r.reason, r.question, r.route) for r in recorder.records] == [
+            ("not-helpful", "How do I download the DiDi app?", "faq")
+        ]
+        await control.click(force=True)  # disabled: a second press sends nothing
+        await asyncio.sleep(0.2)
+        assert len(recorder.records) == 1
+        await shot(page, "not-helpful-landscape-en")
+        assert watch.errors == []

@@ -56,10 +56,12 @@ async def serve(
     started = time.monotonic()
     log.info("answer thresholds: %s", tuning.describe(settings))
     engines = await asyncio.to_thread(registry.engines, settings)
+    recorder = None
     try:
         await check_ready(engines)
         await ahead.preload(engines, settings)
-        daemon = Daemon(settings, engines)
+        recorder = registry.queue_recorder(settings)  # returns at once: the writer opens the file on its thread
+        daemon = Daemon(settings, engines, recorder=recorder)
         server = AssistantServer(settings, daemon, metrics=daemon.metrics)
         await server.start()
         wyoming = None
@@ -75,6 +77,8 @@ async def serve(
     except BaseException:
         # llama.cpp's threads, a TTS worker process: left running, they abort the interpreter at exit
         await close_engines(engines)
+        if recorder is not None:
+            await asyncio.to_thread(recorder.close)
         raise
     if local_audio:
         from assistant.audio.soundcard import SoundCard
@@ -112,6 +116,8 @@ async def serve(
             await wyoming.close()
         await daemon.close()
         await server.close()
+        if recorder is not None:
+            await asyncio.to_thread(recorder.close)  # what the last turns queued is written first
         await close_engines(engines)
     print("assistant: stopped", file=sys.stderr, flush=True)
     return 0

@@ -214,3 +214,67 @@ def _self_check(args: argparse.Namespace, settings: Settings, retriever: Any) ->
             print(f"    {c['entry']} -> {c['lands_on']} ({c['share']:.0%}): {c['question']!r} / {c['other']!r}")
     print("(synthetic questions are easier than visitors' own: read these as an upper bound; docs/configuration.md)", file=sys.stderr)
     return 0
+
+
+def queue(args: argparse.Namespace, settings: Settings) -> int:
+    """``assistant kb queue``: the unanswered queue, identical questions counted, newest first."""
+    import csv
+    import sqlite3
+
+    from assistant.kb.queue import QueueStore, summarize
+    from assistant.registry import queue_path
+
+    path = queue_path(settings)
+    records = []
+    if path.exists():
+        try:
+            store = QueueStore(path, create=False)
+            try:
+                records = store.records()
+            finally:
+                store.close()
+        except sqlite3.Error as err:
+            print(f"assistant: cannot read the unanswered queue {path}: {err}", file=sys.stderr)
+            return 1
+    groups = summarize(records)
+    if args.csv:
+        with open(args.csv, "w", encoding="utf-8", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["question", "count", "first_seen", "last_seen", "languages", "reasons", "routes", "reply", "candidates"])
+            for g in groups:
+                out.writerow(
+                    [
+                        g.question, g.count, _iso(g.first_s), _iso(g.last_s), " ".join(g.languages),
+                        " ".join(g.reasons), " ".join(g.routes), g.reply,
+                        "; ".join(f"{c.id} ({c.score:.2f})" for c in g.candidates),
+                    ]
+                )
+        print(f"wrote {len(groups)} question(s) to {args.csv}", file=sys.stderr)
+    shown = groups[: args.limit] if args.limit > 0 else groups
+    if args.json:
+        _print_json({"path": str(path), "records": len(records), "questions": [g.to_json() for g in shown]})
+        return 0
+    if not records:
+        where = "" if path.exists() else " (no file yet)"
+        print(f"the unanswered queue is empty: {path}{where}")
+        return 0
+    print(f"{len(groups)} question(s) in {len(records)} record(s), newest first ({path}):")
+    for g in shown:
+        seen = _local(g.last_s) if g.count == 1 else f"{_local(g.first_s)} .. {_local(g.last_s)}"
+        print(f"{g.count:>4}x  {g.question}")
+        print(f"       {', '.join(g.reasons)} · {'/'.join(g.languages)} · {'/'.join(r or '-' for r in g.routes)} · {seen}")
+        if g.reply:
+            print(f"       said: {g.reply[:160]}")
+        if g.candidates:
+            print("       best: " + ", ".join(f"{c.id} {c.score:.2f}" for c in g.candidates[:3]))
+    if len(shown) < len(groups):
+        print(f"... and {len(groups) - len(shown)} more (--limit 0 shows all, --csv FILE exports all)")
+    return 0
+
+
+def _iso(time_s: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time_s))
+
+
+def _local(time_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(time_s))

@@ -86,7 +86,7 @@ const player = new Player(ctx, {
     updateLook();
   },
 });
-const captions = new Captions(ui, player, () => ({ t, language }));
+const captions = new Captions(ui, player, () => ({ t, language }), (turn) => conn.send(proto.notHelpfulMessage(turn)));
 /** A screen beside the kiosk (a watcher) is muted: the kiosk's own speaker plays the reply and
  * this page only lip-syncs. Asking a question here makes it a visitor, with its own voice. */
 function applyRole(current) {
@@ -232,7 +232,7 @@ function onEvent(ev) {
       if (ev.final) avatar.nod(); // "I've got your question"
       break;
     case "sources":
-      captions.sources(ev.sources || []);
+      captions.sources(ev.turn, ev.sources || []);
       break;
     case "reply-start":
       captions.startReply(ev.turn, ev.route);

@@ -8,18 +8,36 @@
 const MAX_BUBBLES = 10;
 const KEEP_REPLIES = 4; // per-turn bookkeeping kept for late events
 
+// Han, kana, Hangul and the full-width punctuation of CJK text: no space goes next to them.
+const CJK = /[\u2e80-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]/u;
+
+/**
+ * What goes between two sentences of a caption so that it reads as written text: a space between
+ * Latin-script sentences ("…cover that. Please ask…"), nothing where either side is Chinese or
+ * already has the space. By the text itself, not the page's language: a Chinese page shows English
+ * replies too.
+ */
+export function separator(before, after) {
+  if (!before || !after || /\s$/u.test(before) || /^\s/u.test(after)) return "";
+  return CJK.test(before.slice(-1)) || CJK.test(after[0]) ? "" : " ";
+}
+
 export class Captions {
   /**
    * @param {{captions: Element, greeting: Element, fallback: Element, sources: Element, sourceList: Element}} ui
    * @param {import("./player.js").Player} player
    * @param {() => {t: Function, language: string}} i18n  the current translator and page language
+   * @param {(turn: number) => boolean} [onNotHelpful]  the visitor marked a reply "not helpful" (sends it)
    */
-  constructor(ui, player, i18n) {
+  constructor(ui, player, i18n, onNotHelpful = () => false) {
     this.ui = ui;
     this.player = player;
     this.i18n = i18n;
-    this.replies = new Map(); // turn -> {bubble, sentences, heard, text, route, ended, over, interrupted, audio}
+    this.onNotHelpful = onNotHelpful;
+    this.replies = new Map(); // turn -> {bubble, sentences, heard, text, route, ended, over, interrupted, audio, sources}
     this.question = null; // the visitor's bubble still open for partial transcripts
+    this.latest = 0; // the turn of the newest reply: the sources panel is its
+    this.pendingSources = { turn: 0, list: [] }; // a turn's sources come just before its reply-start
   }
 
   reply(turn) {
@@ -80,8 +98,11 @@ export class Captions {
   startReply(turn, route) {
     const el = this.bubble("assistant");
     el.classList.add("pending");
-    const reply = { turn, bubble: el, sentences: new Map(), heard: [], text: "", heardText: "", route, ended: false, over: false, interrupted: false, audio: false };
+    const sources = this.pendingSources.turn === turn ? this.pendingSources.list : [];
+    const reply = { turn, bubble: el, sentences: new Map(), heard: [], text: "", heardText: "", route, ended: false, over: false, interrupted: false, audio: false, sources, marked: false };
     this.replies.set(turn, reply);
+    this.latest = turn;
+    this.ui.sources.hidden = true; // until the reply's words show (a decline withdraws them first)
     for (const key of this.replies.keys()) if (key < turn - KEEP_REPLIES || key > turn) this.replies.delete(key);
     this.ui.fallback.hidden = route !== "fallback";
     if (this.question) this.question.classList.remove("partial");
@@ -98,7 +119,6 @@ export class Captions {
   }
 
   render(reply) {
-    const { language } = this.i18n();
     const player = this.player;
     const textEl = reply.bubble.querySelector(".text");
     textEl.replaceChildren();
@@ -113,15 +133,19 @@ export class Captions {
     } else {
       // The sentences heard so far; the one being spoken stands out.
       const nowIndex = playingThis ? player.current.sentence : -1;
+      let before = "";
       for (const index of reply.heard) {
         const text = reply.sentences.get(index);
         if (!text) continue;
         const span = document.createElement("span");
         if (playingThis) span.className = index === nowIndex ? "now" : "spoken";
-        span.textContent = (textEl.childNodes.length && language !== "zh" ? " " : "") + text;
+        span.textContent = separator(before, text) + text;
+        before = text;
         textEl.append(span);
       }
     }
+    this.renderNotHelpful(reply, playingThis);
+    if (reply.turn === this.latest) this.showSources(reply);
     reply.bubble.classList.toggle("pending", !textEl.textContent && !reply.over && !reply.interrupted);
     reply.bubble.classList.toggle("interrupted", reply.interrupted);
     reply.bubble.scrollIntoView({ block: "end" });
@@ -131,7 +155,60 @@ export class Captions {
     for (const reply of this.replies.values()) this.render(reply);
   }
 
-  sources(list) {
+  /**
+   * A reply that was answered (not the fallback line, not a decline, not cut short) gets a small
+   * "not helpful" control once it has been heard; pressed, it says thanks and cannot be pressed again.
+   */
+  renderNotHelpful(reply, playing) {
+    const { t } = this.i18n();
+    let control = reply.bubble.querySelector(".feedback");
+    const answered = reply.route !== "fallback" && !reply.declined && !reply.interrupted;
+    const done = reply.over && !playing && reply.bubble.querySelector(".text").textContent;
+    if (!answered || !done) {
+      if (control && !reply.marked) control.remove();
+      return;
+    }
+    if (control) return;
+    control = document.createElement("button");
+    control.type = "button";
+    control.className = "feedback";
+    control.dataset.i18n = "notHelpful";
+    control.textContent = t("notHelpful");
+    control.addEventListener("click", () => {
+      if (reply.marked || !this.onNotHelpful(reply.turn)) return;
+      reply.marked = true;
+      control.disabled = true;
+      control.dataset.i18n = "notHelpfulThanks";
+      control.textContent = t("notHelpfulThanks");
+    });
+    reply.bubble.append(control);
+  }
+
+  /** A turn's sources (again, empty, when its reply turned out to decline: it used none). */
+  sources(turn, list) {
+    const reply = this.replies.get(turn);
+    if (!reply) {
+      this.pendingSources = { turn, list };
+      return;
+    }
+    reply.sources = list;
+    reply.declined = reply.declined || (list.length === 0 && reply.route === "generated");
+    this.render(reply);
+  }
+
+  /** The panel shows the latest reply's sources once its words are on screen, never with none. */
+  showSources(reply) {
+    const words = reply.bubble.querySelector(".text").textContent;
+    if (!reply.sources.length || !words) {
+      this.ui.sources.hidden = true;
+      return;
+    }
+    if (this.ui.sources.hidden || this.ui.sourceList.dataset.turn !== String(reply.turn)) this.fillSources(reply.sources);
+    this.ui.sourceList.dataset.turn = String(reply.turn);
+    this.ui.sources.hidden = false;
+  }
+
+  fillSources(list) {
     const { t } = this.i18n();
     const ul = this.ui.sourceList;
     ul.replaceChildren();
@@ -155,6 +232,5 @@ export class Captions {
       li.append(kind, title, where);
       ul.append(li);
     }
-    this.ui.sources.hidden = list.length === 0;
   }
 }

@@ -82,3 +82,8 @@ export function talkStartMessage() {
 export function talkEndMessage() {
   return { type: "talk-end" };
 }
+
+/** The visitor found a finished reply unhelpful: the daemon queues the turn for the owner. */
+export function notHelpfulMessage(turn) {
+  return { type: "not-helpful", turn };
+}
