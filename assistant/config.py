@@ -243,6 +243,21 @@ class TTS:
 
 
 @dataclass
+class Queue:
+    """The unanswered queue (assistant.kb.queue): the turns that need an owner's eye, as text only
+    (the question, its language, route, best matches and scores, what was said, when), never audio."""
+
+    record: bool = True
+    """``false``: nothing is recorded (existing records still go after ``retention_days``)."""
+    path: str = "queue.sqlite"
+    """The SQLite file (WAL), beside the default index folder; relative to this file's folder."""
+    retention_days: int = 90
+    """Records older than this are deleted, at start and once a day."""
+    interrupted_within_s: float = 5.0
+    """A reply the visitor cut short within this many seconds of hearing it start is recorded."""
+
+
+@dataclass
 class Server:
     host: str = "127.0.0.1"
     port: int = 8765
@@ -280,6 +295,7 @@ class Settings:
     audio: Audio = field(default_factory=Audio)
     tts: TTS = field(default_factory=TTS)
     ahead: Ahead = field(default_factory=Ahead)
+    queue: Queue = field(default_factory=Queue)
     server: Server = field(default_factory=Server)
     wyoming: Wyoming = field(default_factory=Wyoming)
     root: Path = field(default_factory=Path.cwd)
@@ -525,6 +541,8 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("audio", "jitter_buffer_ms"): (0, 2_000),
     ("tts", "threads"): (1, 256),
     ("tts", "timeout_s"): (0.1, None),
+    ("queue", "retention_days"): (1, 36_500),
+    ("queue", "interrupted_within_s"): (0.0, 600.0),
     ("server", "port"): (1, 65_535),
     ("server", "max_message_bytes"): (4_096, 64 * 1024 * 1024),
     ("server", "max_clients"): (1, 100_000),
