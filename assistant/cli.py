@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve Home Assistant's Wyoming protocol (asr, tts, handle) here, e.g. tcp://127.0.0.1:10700 "
         "(default from [wyoming]; off unless enabled there)",
     )
+    p.add_argument(
+        "--openai",
+        metavar="URI",
+        help="also serve OpenAI-compatible endpoints (/v1/models, audio transcriptions and speech, chat completions "
+        "with model 'assistant') here, e.g. http://127.0.0.1:8766 (default from [openai]; off unless enabled there)",
+    )
 
     # --- ask --------------------------------------------------------------------------------
     p = _cmd(

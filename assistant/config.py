@@ -284,6 +284,25 @@ class Wyoming:
 
 
 @dataclass
+class OpenAI:
+    """OpenAI-compatible HTTP endpoints (``/v1/...``) on their own port, behind ``[server]``'s token,
+    Host and Origin rules (docs/deployment.md, "OpenAI-compatible clients")."""
+
+    enabled: bool = False
+    uri: str = "http://127.0.0.1:8766"
+    """Where to listen: ``http://HOST:PORT`` (port 0 picks a free one). A non-loopback host needs
+    ``[server] token``, which clients send as their API key."""
+    max_upload_bytes: int = 26_214_400
+    """The largest ``/v1/audio/transcriptions`` upload (the whole multipart body); larger gets 413."""
+    max_body_bytes: int = 1_048_576
+    """The largest JSON body (``/v1/chat/completions``, ``/v1/audio/speech``); larger gets 413."""
+    max_audio_s: float = 600.0
+    """The longest audio one transcription may hold; longer gets 400."""
+    max_input_chars: int = 4_096
+    """The longest ``input`` one ``/v1/audio/speech`` may speak (OpenAI's own limit); longer gets 400."""
+
+
+@dataclass
 class Settings:
     general: General = field(default_factory=General)
     kb: KB = field(default_factory=KB)
@@ -298,6 +317,7 @@ class Settings:
     queue: Queue = field(default_factory=Queue)
     server: Server = field(default_factory=Server)
     wyoming: Wyoming = field(default_factory=Wyoming)
+    openai: OpenAI = field(default_factory=OpenAI)
     root: Path = field(default_factory=Path.cwd)
     """The folder relative paths are resolved against (the config file's folder)."""
     auto: frozenset[str] = frozenset()
@@ -548,6 +568,10 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("server", "max_clients"): (1, 100_000),
     ("wyoming", "max_audio_s"): (1.0, 600.0),
     ("wyoming", "max_event_bytes"): (65_536, 64 * 1024 * 1024),
+    ("openai", "max_upload_bytes"): (65_536, 512 * 1024 * 1024),
+    ("openai", "max_body_bytes"): (4_096, 64 * 1024 * 1024),
+    ("openai", "max_audio_s"): (1.0, 3_600.0),
+    ("openai", "max_input_chars"): (16, 100_000),
 }
 """The range of every number whose type alone allows values that cannot work (checked at load)."""
 
@@ -601,6 +625,10 @@ def _validate(s: Settings, source: str) -> None:
             f"[wyoming] uri: {wyoming_uri_problem(s.wyoming.uri)}",
         ),
         (
+            openai_uri_problem(s.openai.uri) is None,
+            f"[openai] uri: {openai_uri_problem(s.openai.uri)}",
+        ),
+        (
             s.answer.max_tokens + 256 <= s.llm.context_tokens,
             f"[llm] context_tokens must leave room for the prompt (256 tokens at least) besides [answer] "
             f"max_tokens ({s.llm.context_tokens} - {s.answer.max_tokens} < 256)",
@@ -623,3 +651,15 @@ def wyoming_uri_problem(uri: str) -> str | None:
     if parts.scheme == "unix" and parts.path:
         return None
     return f"expected tcp://HOST:PORT or unix:///path/to/socket, found {uri!r}"
+
+
+def openai_uri_problem(uri: str) -> str | None:
+    """What is wrong with the OpenAI-compatible endpoints' listening address (``http://HOST:PORT``), or None."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as err:
+        return f"{uri!r} is not an address ({err})"
+    if parts.scheme == "http" and parts.hostname and port is not None and parts.path in ("", "/"):
+        return None
+    return f"expected http://HOST:PORT (HTTPS belongs to a proxy in front), found {uri!r}"

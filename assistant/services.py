@@ -1,25 +1,28 @@
-"""The daemon's services for other protocols' servers (Wyoming): transcribe, speak, answer.
+"""The daemon's services for other protocols' servers (Wyoming, OpenAI-compatible HTTP): transcribe,
+speak, answer.
 
 Everything runs on the daemon's shared engines behind the fair gates (``Daemon.engines``), so a
 Home Assistant request queues with the avatar pages' turns instead of racing them. ``answer`` is
 a turn in a daemon session of its own per conversation (text only: Home Assistant speaks the reply
 with whatever voice its pipeline names), with the same routes, the same decline line and the same
-history rules as a visitor at the kiosk. Implements ``assistant.server.wyoming.Services`` without
-importing the server.
+history rules as a visitor at the kiosk; ``answer_once`` is one turn on a history the caller
+brings (an OpenAI chat request's ``messages``) in a session that ends with it. Implements
+``assistant.server.wyoming.Services`` and ``assistant.server.openai_api.Services`` without importing
+the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from assistant import events as ev
 from assistant.daemon import Daemon
 from assistant.errors import AssistantError
 from assistant.language import detect_language
-from assistant.session import Session
-from assistant.stages import AudioChunk, SynthesizeError, Transcript, Utterance, Voice, closing
+from assistant.session import HISTORY_MESSAGES, Session
+from assistant.stages import AudioChunk, Message, SynthesizeError, Transcript, Utterance, Voice, closing
 
 MAX_CONVERSATIONS = 64
 """Conversations kept (each a session with its history); the one unused longest goes first (more are
@@ -72,7 +75,25 @@ class Services:
                 yield chunk
 
     async def answer(self, question: Transcript, *, conversation: str) -> AsyncIterator[ev.Event]:
-        talk = self._conversation(conversation)
+        async with closing(self._turn(self._conversation(conversation), question)) as events:
+            async for event in events:
+                yield event
+
+    async def answer_once(self, question: Transcript, *, history: Sequence[Message]) -> AsyncIterator[ev.Event]:
+        """One turn with ``history`` (oldest first; the latest ``HISTORY_MESSAGES`` count, as in a
+        visitor's session) in a text-only session of its own, which ends with the turn."""
+        session = self.daemon.open_session(speak=False)
+        session.history = list(history)[-HISTORY_MESSAGES:]
+        talk = _Conversation(session)
+        self.daemon.listen(session, talk.hear)
+        try:
+            async with closing(self._turn(talk, question)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self.daemon.end_session(session)
+
+    async def _turn(self, talk: _Conversation, question: Transcript) -> AsyncIterator[ev.Event]:
         session = talk.session
         await session.ask(question)
         # the turn's task has not run yet: nothing of it is missed

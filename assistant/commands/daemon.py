@@ -26,7 +26,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.wyoming:
         settings.wyoming.enabled = True
         settings.wyoming.uri = args.wyoming
-    config.validate(settings, "the command line (--host, --port, --wyoming) or its configuration")
+    if args.openai:
+        settings.openai.enabled = True
+        settings.openai.uri = args.openai
+    config.validate(settings, "the command line (--host, --port, --wyoming, --openai) or its configuration")
     return asyncio.run(serve(settings))
 
 
@@ -74,6 +77,18 @@ async def serve(
             except BaseException:
                 await server.close()
                 raise
+        openai = None
+        if settings.openai.enabled:
+            from assistant.commands.openai_api import openai_server
+
+            try:
+                openai = openai_server(settings, daemon)
+                await openai.start()
+            except BaseException:
+                if wyoming is not None:
+                    await wyoming.close()
+                await server.close()
+                raise
     except BaseException:
         # llama.cpp's threads, a TTS worker process: left running, they abort the interpreter at exit
         await close_engines(engines)
@@ -101,6 +116,8 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     if wyoming is not None:
         print(f"assistant: Wyoming on {wyoming.url} (asr, tts, handle)", flush=True)
+    if openai is not None:
+        print(f"assistant: OpenAI-compatible API on {openai.url}", flush=True)
     print(f"assistant: serving {server.url} (ready in {time.monotonic() - started:.1f} s)", flush=True)
     if on_ready is not None:
         on_ready(server.url)
@@ -114,6 +131,8 @@ async def serve(
         await background.close()
         if wyoming is not None:
             await wyoming.close()
+        if openai is not None:
+            await openai.close()
         await daemon.close()
         await server.close()
         if recorder is not None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import hmac
 import http
-import ipaddress
 import itertools
 import json
 import logging
@@ -38,6 +36,8 @@ from assistant.config import Settings
 from assistant.errors import AssistantError
 from assistant.events import ErrorEvent, Event, to_wire
 from assistant.metrics import DaemonMetrics
+from assistant.server import guard
+from assistant.server.guard import is_loopback
 from assistant.server.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
@@ -80,24 +80,6 @@ class Hub(Protocol):
     def healthy(self) -> dict[str, object]:
         """The /healthz body (``{"ok": true, ...}``)."""
         ...
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def host_name(authority: str) -> str:
-    """The host of a ``Host`` header or an origin's authority, without the port, lower-case
-    (``[::1]:8765`` -> ``::1``, ``LocalHost:80`` -> ``localhost``)."""
-    authority = authority.strip().lower()
-    if authority.startswith("["):
-        return authority[1 : authority.find("]")] if "]" in authority else authority
-    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
 class BadRequest(Exception):
@@ -345,41 +327,22 @@ class AssistantServer:
         return Response(st.value, st.phrase, headers, data)
 
     def _token_ok(self, request: Request, query: dict[str, list[str]]) -> bool:
-        if not self.token:
-            return True
-        given = query.get("token", [""])[0]
-        auth = single_header(request, "Authorization") or ""
-        if auth.startswith("Bearer "):
-            given = auth[len("Bearer ") :]
-        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.token.encode())
+        return guard.token_ok(
+            self.token, query_token=query.get("token", [""])[0], authorization=single_header(request, "Authorization")
+        )
 
     def host_ok(self, request: Request) -> bool:
-        """Bound to loopback, only loopback names reach the daemon (``localhost``, ``127.0.0.1``,
-        ``[::1]``), or a host named in ``[server] allowed_origins``: a page from another name that
-        resolves to 127.0.0.1 (DNS rebinding) would otherwise drive the kiosk. Bound to a network
-        address, the token guards instead. No ``Host`` (a local tool speaking HTTP/1.0) passes."""
-        if not is_loopback(self.host):
-            return True
-        host = single_header(request, "Host")
-        if host is None:
-            return True
-        name = host_name(host)
-        return is_loopback(name) or name in self._allowed_hosts
-
-    @property
-    def _allowed_hosts(self) -> set[str]:
-        return {host_name(urlsplit(o).netloc) for o in self.settings.server.allowed_origins if "://" in o}
+        """``guard.host_ok`` for this request (a repeated ``Host`` is a bad request)."""
+        return guard.host_ok(self.host, single_header(request, "Host"), self.settings.server.allowed_origins)
 
     def origin_ok(self, request: Request) -> bool:
-        """No Origin (a local tool), the page's own origin, or one in ``[server] allowed_origins``.
-        The page's own origin is trusted only for a ``Host`` that ``host_ok`` accepted."""
-        origin = single_header(request, "Origin")
-        if origin is None:
-            return True
-        if origin in self.settings.server.allowed_origins:
-            return True
-        host = single_header(request, "Host") or ""
-        return bool(host) and self.host_ok(request) and origin in (f"http://{host}", f"https://{host}")
+        """``guard.origin_ok`` for this request."""
+        return guard.origin_ok(
+            self.host,
+            single_header(request, "Origin"),
+            single_header(request, "Host"),
+            self.settings.server.allowed_origins,
+        )
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         try:
