@@ -158,6 +158,19 @@ async def test_an_empty_or_unreadable_upload_gets_a_400() -> None:
         assert (await client.audio.transcriptions.create(model="whisper-1", file=SPEECH_FILE)).text
 
 
+async def test_a_malformed_multipart_body_gets_a_400() -> None:
+    async with running() as r, r.http() as http:
+        for body, content_type in (
+            (b'--xx\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc', "multipart/form-data; boundary=xx"),
+            (b"garbage", "multipart/form-data; boundary=xx"),
+            (b"garbage", "multipart/form-data"),
+            (b"file=abc", "application/x-www-form-urlencoded"),
+        ):
+            response = await http.post("/v1/audio/transcriptions", content=body, headers={"Content-Type": content_type})
+            assert response.status_code == 400, body
+            assert response.json()["error"]["type"] == "invalid_request_error"
+
+
 async def test_an_oversized_upload_gets_a_413() -> None:
     settings = settings_for_tests()
     settings.openai.max_upload_bytes = 65_536
@@ -506,3 +519,99 @@ def test_chat_requests_are_read_strictly() -> None:
 def test_subtitles_span_the_audio() -> None:
     content_type, body = wire.transcription("vtt", "你好", language="zh", duration_s=3_725.5)
     assert content_type.startswith("text/vtt") and body.decode() == "WEBVTT\n\n00:00:00.000 --> 01:02:05.500\n你好\n\n"
+
+
+# -- everyone at once ------------------------------------------------------------------------
+
+
+async def test_openai_wyoming_and_websocket_clients_at_once_share_the_engines_without_mix_ups() -> None:
+    """One daemon, its three doors: each client gets its own answer, on its own history."""
+    from daemon_support import collect, hello, open_client
+    from wyoming.asr import Transcript as WyTranscript
+    from wyoming.client import AsyncTcpClient
+    from wyoming.handle import Handled
+
+    from assistant.commands.wyoming import wyoming_server
+    from assistant.server.app import AssistantServer
+
+    llm = FakeLanguageModel(delay_s=0.01)
+    synth = FakeSynthesizer(delay_s=0.01)
+    settings = settings_for_tests()
+    settings.wyoming.uri = "tcp://127.0.0.1:0"
+    async with running(fake_engines(llm=llm, synthesizer=synth), settings=settings) as r:
+        page = AssistantServer(settings, r.daemon, host="127.0.0.1", port=0)
+        await page.start()
+        wyoming = wyoming_server(settings, r.daemon)
+        await wyoming.start()
+        try:
+
+            async def chat(question: str, history: list[dict[str, str]], stream: bool) -> tuple[str, str]:
+                async with r.client() as client:
+                    messages = [*history, {"role": "user", "content": question}]
+                    if not stream:
+                        done = await client.chat.completions.create(model="assistant", messages=messages)  # type: ignore[arg-type]
+                        assert done.model_extra is not None
+                        return done.choices[0].message.content or "", done.model_extra["assistant"]["route"]
+                    chunks = [
+                        c
+                        async for c in await client.chat.completions.create(
+                            model="assistant", messages=messages, stream=True
+                        )
+                    ]  # type: ignore[arg-type]
+                    assert chunks[0].model_extra is not None
+                    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+                    return text, chunks[0].model_extra["assistant"]["route"]
+
+            async def transcribe() -> str:
+                async with r.client() as client:
+                    return (await client.audio.transcriptions.create(model="whisper-1", file=SPEECH_FILE)).text
+
+            async def speak() -> int:
+                async with r.client() as client:
+                    wav = await client.audio.speech.create(
+                        model="tts-1", voice="joe", input="One. Two.", response_format="wav"
+                    )
+                    with wave.open(io.BytesIO(wav.content), "rb") as w:
+                        return w.getnframes()
+
+            async def handle() -> str:
+                async with AsyncTcpClient("127.0.0.1", wyoming.port) as client:
+                    await client.write_event(WyTranscript(text=FAQ_QUESTION).event())
+                    while True:
+                        event = await client.read_event()
+                        assert event is not None
+                        if Handled.is_type(event.type):
+                            return Handled.from_event(event).text or ""
+
+            async def visitor() -> str:
+                async with await open_client(f"ws://127.0.0.1:{page.port}/ws?role=visitor") as ws:
+                    await hello(ws)
+                    await ws.send('{"type": "text", "text": "Where do visitors get a badge?"}')
+                    return str((await collect(ws)).of("reply-end")[0]["text"])
+
+            marker = [
+                {"role": "user", "content": "Do visitors need a badge on Saturdays?"},
+                {"role": "assistant", "content": "Yes, on Saturdays too."},
+            ]
+            results = await asyncio.gather(
+                chat(FAQ_QUESTION, [], False),
+                chat("And for visitors, the Wi-Fi?", marker, True),
+                chat("What is the tallest mountain on Mars?", [], True),
+                transcribe(),
+                speak(),
+                handle(),
+                visitor(),
+            )
+        finally:
+            await wyoming.close()
+            await page.close()
+    assert results[0] == (FAQ_ANSWER, "faq")
+    assert results[1] == (llm.reply, "generated")
+    assert results[2] == (prompts.fallback_line("en"), "fallback")
+    assert results[3] == FakeTranscriber().text
+    assert results[4] == 2 * 4 * 640  # "One." and "Two.": 4 characters each, the fake's 40 ms (640 samples) apiece
+    assert results[5] == FAQ_ANSWER
+    assert results[6] == llm.reply
+    # two generated turns, each asked with its own history: the chat's marker went to one call only
+    assert len(llm.calls) == 2
+    assert sum(any(m.content == "Yes, on Saturdays too." for m in call) for call in llm.calls) == 1

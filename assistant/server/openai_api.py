@@ -15,6 +15,7 @@ gates, so an API client queues with the avatar pages.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -26,6 +27,8 @@ from assistant.server.openai_routes import Routes, Services
 from assistant.server.openai_wire import ApiError
 
 __all__ = ["OpenAIServer", "Services"]
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -117,6 +120,11 @@ class OpenAIServer:
             return error_response(ApiError(err.status, message, code=err.reason.lower().replace(" ", "_")))
         except AssistantError as err:
             return error_response(ApiError(500, err.message, code=err.code))
+        except ConnectionError:
+            raise  # the client has gone: nobody to answer
+        except Exception:  # a bug of ours: the client still gets OpenAI's shape, the log the trace
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(ApiError(500, "the server failed to handle the request", code="internal"))
 
     def _check(self, request: web.Request) -> None:
         host = _single(request, "Host")

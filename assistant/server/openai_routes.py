@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, ClientPayloadError, web
 
 from assistant import events as ev
 from assistant.audio.codecs import decode_file
@@ -121,20 +121,10 @@ class Routes:
             raise ApiError(
                 400, "send the audio as multipart/form-data with a 'file' part", code="invalid_request", param="file"
             )
-        fields: dict[str, str] = {}
-        audio: bytes | None = None
-        left = self.max_upload_bytes
-        reader = await request.multipart()
-        async for part in reader:
-            if not isinstance(part, BodyPartReader):
-                raise ApiError(400, "nested multipart bodies are not supported", code="invalid_request")
-            if part.name == "file":
-                audio = await read_bounded(part, left, "the upload")
-                left -= len(audio)
-            else:
-                value = await read_bounded(part, min(FIELD_BYTES, left), f"the field '{part.name}'")
-                left -= len(value)
-                fields[str(part.name)] = value.decode("utf-8", "replace")
+        try:
+            audio, fields = await self._form(request)
+        except (ValueError, AssertionError, ClientPayloadError) as err:  # aiohttp's reader on a broken body
+            raise ApiError(400, f"the multipart body is malformed ({err})", code="invalid_request") from None
         if audio is None:
             raise ApiError(400, "'file' is required", code="missing_required_parameter", param="file")
         if not audio:
@@ -171,6 +161,23 @@ class Routes:
             fmt, transcript.text, language=transcript.language, duration_s=duration_s
         )
         return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _form(self, request: web.Request) -> tuple[bytes | None, dict[str, str]]:
+        """The ``file`` part and the text fields, each bounded, all of them within the upload limit."""
+        fields: dict[str, str] = {}
+        audio: bytes | None = None
+        left = self.max_upload_bytes
+        async for part in await request.multipart():
+            if not isinstance(part, BodyPartReader):
+                raise ApiError(400, "nested multipart bodies are not supported", code="invalid_request")
+            if part.name == "file":
+                audio = await read_bounded(part, left, "the upload")
+                left -= len(audio)
+            else:
+                value = await read_bounded(part, min(FIELD_BYTES, left), f"the field '{part.name}'")
+                left -= len(value)
+                fields[str(part.name)] = value.decode("utf-8", "replace")
+        return audio, fields
 
     # -- speech ------------------------------------------------------------------------------
 
