@@ -258,6 +258,23 @@ class Queue:
 
 
 @dataclass
+class Admin:
+    """The owner's page (``/admin`` on ``[server]``'s port): the unanswered queue grouped by meaning,
+    and the edits that answer it (docs/configuration.md, "The owner's page")."""
+
+    token: str = ""
+    """The owner's own token, separate from ``[server] token`` and required even on loopback;
+    ``""``: the page only says how to set one, and nothing of the queue is exposed."""
+    learned_path: str = "kb/learned.csv"
+    """The FAQ file the page writes (new entries, added phrasings); the project's own, never the
+    owner's files. Keep it under a ``[kb] paths`` folder so builds read it."""
+    audit_path: str = "admin-audit.jsonl"
+    """One JSON line per edit: what, when, from which address."""
+    group_similarity: float = 0.75
+    """Queued questions whose embeddings' cosine reaches this join one group."""
+
+
+@dataclass
 class Server:
     host: str = "127.0.0.1"
     port: int = 8765
@@ -316,6 +333,7 @@ class Settings:
     ahead: Ahead = field(default_factory=Ahead)
     queue: Queue = field(default_factory=Queue)
     server: Server = field(default_factory=Server)
+    admin: Admin = field(default_factory=Admin)
     wyoming: Wyoming = field(default_factory=Wyoming)
     openai: OpenAI = field(default_factory=OpenAI)
     root: Path = field(default_factory=Path.cwd)
@@ -563,6 +581,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("tts", "timeout_s"): (0.1, None),
     ("queue", "retention_days"): (1, 36_500),
     ("queue", "interrupted_within_s"): (0.0, 600.0),
+    ("admin", "group_similarity"): (0.0, 1.0),
     ("server", "port"): (1, 65_535),
     ("server", "max_message_bytes"): (4_096, 64 * 1024 * 1024),
     ("server", "max_clients"): (1, 100_000),
@@ -602,6 +621,10 @@ def _validate(s: Settings, source: str) -> None:
         if problem:
             raise ConfigError(f"{source}: {problem}")
     checks: list[tuple[bool, str]] = [
+        (
+            not s.admin.token or s.admin.token != s.server.token,
+            "[admin] token must differ from [server] token: the kiosk's token must not open the owner's page",
+        ),
         (0.0 <= s.answer.relevance_threshold <= 1.0, "[answer] relevance_threshold must be within 0..1"),
         (0.0 <= s.answer.faq_threshold <= 1.0, "[answer] faq_threshold must be within 0..1"),
         (0.0 <= s.answer.verify_faq_below <= 1.0, "[answer] verify_faq_below must be within 0..1"),

@@ -439,17 +439,20 @@ class MicFrame:
     """numpy int16 samples."""
 
 
-def message_from_dict(body: dict[str, Any]) -> ClientMessage:
+def message_from_dict(body: dict[str, Any], *, known: dict[str, type[Inbound]] | None = None) -> ClientMessage:
     """A client message from its JSON object; raises ``ProtocolError`` (``unknown-type``,
-    ``bad-message``, or the message's own). Unknown fields are ignored (a newer client's)."""
+    ``bad-message``, or the message's own). Unknown fields are ignored (a newer client's).
+    ``known``: the message types to accept (default ``MESSAGE_TYPES``; the owner's page's
+    vocabulary, ``assistant.owner_wire``, passes its own)."""
+    known = MESSAGE_TYPES if known is None else known
     kind = body.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("bad-message", "a message needs a string 'type'")
-    cls = MESSAGE_TYPES.get(kind)
+    cls = known.get(kind)
     if cls is None:
         # the type is echoed back: escaped, so a lone surrogate cannot break the error frame
         shown = kind[:40].encode("utf-8", "backslashreplace").decode("utf-8")
-        raise ProtocolError("unknown-type", f"unknown message type '{shown}'; known: {', '.join(MESSAGE_TYPES)}")
+        raise ProtocolError("unknown-type", f"unknown message type '{shown}'; known: {', '.join(known)}")
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in fields(cls):  # type: ignore[arg-type]

@@ -195,3 +195,17 @@ def test_queue_section_values_ranges_and_path(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as info:
             load(write(tmp_path, text), environ={})
         assert fragment in str(info.value)
+
+
+def test_the_owners_token_must_not_be_the_kiosks(tmp_path: Path) -> None:
+    cfg = tmp_path / "assistant.toml"
+    cfg.write_text('[server]\ntoken = "same"\n[admin]\ntoken = "same"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[admin\] token must differ from \[server\] token"):
+        load(cfg)
+    cfg.write_text('[server]\ntoken = "kiosk"\n[admin]\ntoken = "owner"\ngroup_similarity = 0.8\n', encoding="utf-8")
+    settings = load(cfg)
+    assert settings.admin.token == "owner" and settings.admin.group_similarity == 0.8
+    assert settings.admin.learned_path == "kb/learned.csv"
+    cfg.write_text("[admin]\ngroup_similarity = 1.5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[admin\] group_similarity must be within 0..1"):
+        load(cfg)

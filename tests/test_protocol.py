@@ -326,3 +326,31 @@ def test_parse_binary() -> None:
     with pytest.raises(proto.ProtocolError) as err:
         proto.parse_binary(b"\x00" * 2000, max_bytes=1000)
     assert err.value.close_code == proto.CLOSE_TOO_BIG
+
+
+# --- the owner's page (additions within version 2) ---------------------------------------------
+
+
+def test_the_owners_messages_and_events_are_documented_with_their_fields() -> None:
+    from assistant import owner_wire
+    from assistant.server import admin
+
+    section = _sections(DOC.read_text(encoding="utf-8"))["The owner's page"]
+    blocks = _messages(section)
+    assert set(blocks) == set(owner_wire.OWNER_MESSAGE_TYPES) | set(owner_wire.OWNER_EVENT_TYPES)
+    for kind, cls in owner_wire.OWNER_EVENT_TYPES.items():
+        assert _fields(blocks[kind]) == {"type"} | {f.name for f in dataclasses.fields(cls)}, kind
+    for kind, message_cls in owner_wire.OWNER_MESSAGE_TYPES.items():
+        example = re.search(r"```json\n(.*?)\n```", blocks[kind], flags=re.S)
+        assert example, kind
+        parsed = proto.parse_text(example.group(1), max_bytes=65536)
+        assert isinstance(parsed, message_cls)
+        documented = _fields(blocks[kind])
+        if kind not in owner_wire.OWNER_EVENT_TYPES:  # owner-queue is both ways: its table is the event's
+            assert documented == {"type"} | {f.name for f in dataclasses.fields(message_cls)}, kind  # type: ignore[arg-type]
+    source = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (owner_wire, admin))  # type: ignore[arg-type]
+    codes = set(re.findall(r'(?:ProtocolError|AssistantError)\(\s*"([a-z-]+)"', source))
+    table = set(re.findall(r"^\| `([a-z-]+)`", _sections(DOC.read_text(encoding="utf-8"))["Errors and close codes"], flags=re.M))
+    assert codes >= {"forbidden", "owner-token", "owner-disabled", "empty-answer"} and codes <= table
+    owner_source = Path(__file__).resolve().parent.parent.joinpath("assistant", "owner.py").read_text(encoding="utf-8")
+    assert set(re.findall(r'AssistantError\(\s*"([a-z-]+)"', owner_source)) <= table

@@ -10,10 +10,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from assistant import config
 from assistant.config import Settings
 from assistant.stages import AsyncClosing, Closing, Engines
+
+if TYPE_CHECKING:
+    from assistant.daemon import Daemon
+    from assistant.owner import OwnerDesk
 
 log = logging.getLogger("assistant.daemon")
 
@@ -44,6 +49,25 @@ async def check_ready(engines: Engines) -> None:
         await engines.preloader.preload()
 
 
+def owner_desk(settings: Settings, daemon: Daemon) -> OwnerDesk | None:
+    """The owner's page's desk (``/admin``), when ``[admin] token`` is set; the daemon reloads the
+    index after an edit when it can (``assistant.owner.Reloading``)."""
+    from assistant import registry
+    from assistant.owner import OwnerDesk
+
+    if not settings.admin.token:
+        return None
+    return OwnerDesk(
+        queue_path=registry.queue_path(settings),
+        learned_path=settings.path(settings.admin.learned_path),
+        audit_path=settings.path(settings.admin.audit_path),
+        embedder=lambda: registry.kb_embedder(settings),
+        catalog=lambda: daemon.engines.catalog,
+        reloader=daemon,
+        similarity=settings.admin.group_similarity,
+    )
+
+
 async def serve(
     settings: Settings,
     *,
@@ -65,7 +89,7 @@ async def serve(
         await ahead.preload(engines, settings)
         recorder = registry.queue_recorder(settings)  # returns at once: the writer opens the file on its thread
         daemon = Daemon(settings, engines, recorder=recorder)
-        server = AssistantServer(settings, daemon, metrics=daemon.metrics)
+        server = AssistantServer(settings, daemon, metrics=daemon.metrics, desk=owner_desk(settings, daemon))
         await server.start()
         wyoming = None
         if settings.wyoming.enabled:

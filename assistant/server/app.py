@@ -36,7 +36,9 @@ from assistant.config import Settings
 from assistant.errors import AssistantError
 from assistant.events import ErrorEvent, Event, to_wire
 from assistant.metrics import DaemonMetrics
+from assistant.owner_wire import OwnerMessage
 from assistant.server import guard
+from assistant.server.admin import OwnerDesk, OwnerGate
 from assistant.server.guard import is_loopback
 from assistant.server.protocol import (
     CLOSE_GOING_AWAY,
@@ -104,6 +106,8 @@ class Client:
         self.conn = conn
         self.id = f"c{next(self._ids)}"
         self.role: Role = "watcher"
+        self.owner = False
+        """Logged in as the owner (``owner-hello`` with ``[admin] token``) on this connection."""
         self.session_id = ""
         self.bad_messages = 0
         self._queue: deque[str | bytes] = deque()
@@ -229,7 +233,10 @@ class AssistantServer:
         port: int | None = None,
         web_dir: Path = WEB_DIR,
         client_queue_bytes: int = CLIENT_QUEUE_BYTES,
+        desk: OwnerDesk | None = None,
     ) -> None:
+        """``desk``: the owner's page's work (``assistant.owner``); None: ``owner-hello`` is refused."""
+        self.owner_gate = OwnerGate(settings.admin.token, desk)
         self.settings = settings
         self.hub = hub
         self.metrics = metrics if metrics is not None else hub.metrics
@@ -380,9 +387,12 @@ class AssistantServer:
                 return self._response(401, "a valid token is required\n", "text/plain; charset=utf-8")
             self.metrics.clients.set(len(self.clients))
             return self._response(200, self.metrics.render(), DaemonMetrics.CONTENT_TYPE)
+        if url.path in ("/admin", "/admin/"):
+            # the page is public (it holds nothing); what it shows needs the owner's token, on the WebSocket
+            return self._static("/admin.html", frame_ancestors=True)
         return self._static(url.path)
 
-    def _static(self, path: str) -> Response:
+    def _static(self, path: str, *, frame_ancestors: bool = False) -> Response:
         rel = path.lstrip("/") or "index.html"
         target = (self.web_dir / rel).resolve()
         if target.is_dir():
@@ -402,7 +412,9 @@ class AssistantServer:
             ctype = "text/javascript"
         if ctype.startswith("text/") or ctype in ("application/json", "image/svg+xml"):
             ctype += "; charset=utf-8"
-        return self._response(200, target.read_bytes(), ctype)
+        # the owner's page may not be framed by another page (a click on it would be an edit)
+        extra = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"} if frame_ancestors else None
+        return self._response(200, target.read_bytes(), ctype, extra)
 
     # -- WebSocket -----------------------------------------------------------------------------
 
@@ -438,7 +450,7 @@ class AssistantServer:
 
     async def _receive(self, client: Client, data: str | bytes) -> None:
         try:
-            message: ClientMessage | MicFrame
+            message: ClientMessage | OwnerMessage | MicFrame
             if isinstance(data, str):
                 message = parse_text(data, max_bytes=self.max_bytes)
                 kind = message.type
@@ -453,6 +465,16 @@ class AssistantServer:
             self._reject(client, ProtocolError("internal", "the server failed to read that message"))
             return
         self.metrics.messages_in.inc(type=kind)
+        if isinstance(message, OwnerMessage):
+            try:
+                await self.owner_gate.handle(client, message, address=_address(client))
+            except ProtocolError as err:
+                self._reject(client, err)
+            except Exception:
+                log.exception("handling an owner's message from %s failed", client.id)
+                self.metrics.errors.inc(code="internal")
+                client.send(ErrorEvent(code="internal", message="the server failed to handle that message"))
+            return
         # Awaited inline so a client's messages are handled in the order sent; the hub's handlers
         # are quick (they hand work to the session's turn task and return).
         try:
@@ -472,6 +494,14 @@ class AssistantServer:
             client.close(err.close_code, err.message[:120])
         elif client.bad_messages > MAX_BAD_MESSAGES:
             client.close(CLOSE_POLICY, "too many malformed messages")
+
+
+def _address(client: Client) -> str:
+    """The peer's address for the audit trail (a proxy's own, behind one)."""
+    peer = client.conn.remote_address
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "")
 
 
 def make_emitter(clients: Callable[[], list[Client]]) -> Callable[[Event], None]:

@@ -31,6 +31,7 @@ from assistant.events import (
     decode_audio_frame,
     message_from_dict,
 )
+from assistant.owner_wire import OWNER_MESSAGE_TYPES, OwnerMessage
 from assistant.stages import SAMPLE_RATE_HZ
 
 __all__ = [
@@ -71,8 +72,9 @@ MAX_BAD_MESSAGES = 20
 CLIENT_TYPES = tuple(MESSAGE_TYPES)
 
 
-def parse_text(data: str, *, max_bytes: int) -> ClientMessage:
-    """One JSON text frame -> a client message. Raises ProtocolError."""
+def parse_text(data: str, *, max_bytes: int) -> ClientMessage | OwnerMessage:
+    """One JSON text frame -> a client message (or an owner's page's, ``assistant.owner_wire``).
+    Raises ProtocolError."""
     if len(data) * 4 > max_bytes and len(data.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ProtocolError("too-big", f"message over {max_bytes} bytes", close_code=CLOSE_TOO_BIG)
     try:
@@ -81,6 +83,9 @@ def parse_text(data: str, *, max_bytes: int) -> ClientMessage:
         raise ProtocolError("bad-json", f"not valid JSON: {err}") from None
     if not isinstance(body, dict):
         raise ProtocolError("bad-message", "a message must be a JSON object")
+    kind = body.get("type")
+    if isinstance(kind, str) and kind in OWNER_MESSAGE_TYPES:
+        return message_from_dict(body, known=OWNER_MESSAGE_TYPES)  # type: ignore[return-value]
     return message_from_dict(body)
 
 
