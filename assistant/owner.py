@@ -104,19 +104,26 @@ def group_id(questions: list[str]) -> str:
     return "g-" + digest[:12]
 
 
-def days_of(records: list[QueueRecord], *, now_s: float, days: int = DAYS_SHOWN) -> list[dict[str, Any]]:
+def days_of(
+    records: list[QueueRecord], *, now_s: float, turns: dict[int, int] | None = None, days: int = DAYS_SHOWN
+) -> list[dict[str, Any]]:
     """Unanswered turns per UTC day for the last ``days`` days, oldest first (a turn recorded for
-    two reasons counts once)."""
+    two reasons counts once), with every finished turn of the day (``turns``: day -> count, from
+    ``QueueStore.turns_per_day``) and the rate; a day without a total (before totals were kept)
+    has ``turns`` 0 and ``rate`` None."""
+    turns = turns or {}
     today = int(now_s // DAY_S)
-    turns: dict[int, set[str]] = {d: set() for d in range(today - days + 1, today + 1)}
+    queued: dict[int, set[str]] = {d: set() for d in range(today - days + 1, today + 1)}
     for n, r in enumerate(records):
         day = int(r.time_s // DAY_S)
-        if day in turns:
-            turns[day].add(r.turn_id or f"#{n}")
-    return [
-        {"day": time.strftime("%Y-%m-%d", time.gmtime(d * DAY_S)), "unanswered": len(t)}
-        for d, t in sorted(turns.items())
-    ]
+        if day in queued:
+            queued[day].add(r.turn_id or f"#{n}")
+    out = []
+    for d, t in sorted(queued.items()):
+        total = turns.get(d, 0)
+        rate = round(min(1.0, len(t) / total), 4) if total else None
+        out.append({"day": time.strftime("%Y-%m-%d", time.gmtime(d * DAY_S)), "unanswered": len(t), "turns": total, "rate": rate})
+    return out
 
 
 class OwnerDesk:
@@ -158,20 +165,21 @@ class OwnerDesk:
             groups, days = await asyncio.to_thread(self._read)
         return OwnerQueue(groups=[g.to_json() for g in groups], days=days)
 
-    def _records(self) -> list[QueueRecord]:
+    def _records(self) -> tuple[list[QueueRecord], dict[int, int]]:
+        """The queue's records and its per-day turn totals."""
         if not self.queue_path.exists():
-            return []
+            return [], {}
         store = QueueStore(self.queue_path, create=False)
         try:
-            return store.records()
+            return store.records(), store.turns_per_day()
         finally:
             store.close()
 
     def _read(self) -> tuple[list[MeaningGroup], list[dict[str, Any]]]:
-        records = self._records()
+        records, turns = self._records()
         done = handled_since(self.audit.lines(), question_key)
         open_records = [r for r in records if r.time_s > done.get(question_key(r.question), -1.0)]
-        return self._group(open_records), days_of(records, now_s=self.clock())
+        return self._group(open_records), days_of(records, now_s=self.clock(), turns=turns)
 
     def _group(self, records: list[QueueRecord]) -> list[MeaningGroup]:
         exact = sorted(summarize(records), key=lambda g: (-g.count, -g.last_s))

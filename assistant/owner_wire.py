@@ -113,7 +113,8 @@ class OwnerQueue(Event):
     """Objects ``{id, count, languages, first_s, last_s, reply, phrasings: [{question, count}],
     candidates: [{id, title, kind, score}]}`` (times are Unix seconds)."""
     days: list[dict[str, Any]] = field(default_factory=list)
-    """Objects ``{day, unanswered}`` for each of the last 14 days (UTC), oldest first."""
+    """Objects ``{day, unanswered, turns, rate}`` for each of the last 14 days (UTC), oldest first:
+    ``rate`` = unanswered / turns, None for a day without a turn total."""
 
 
 @dataclass(kw_only=True)

@@ -41,6 +41,7 @@ from assistant.stages import (
     QueueReason,
     QueueRecorder,
     Transcript,
+    TurnCounter,
     Utterance,
 )
 from assistant.turn import Turn, TurnResult
@@ -249,6 +250,7 @@ class Session:
             heard = turn.heard_text(played_ms)
             self._remember(turn.result, heard)
             metrics.turns.inc(outcome="interrupted")
+            self._count_turn()
             started_ms = turn.result.reply_started_ms
             if played_ms is None and started_ms is not None:
                 played_ms = self.clock_ms() - started_ms  # no playback reports: the time since the reply began
@@ -256,6 +258,7 @@ class Session:
                 self._queue(turn.result, "interrupted")
             raise
         self.results.append(result)
+        self._count_turn()
         if result.error is None:
             self._remember(result, result.reply)
             metrics.turns.inc(outcome="answered")
@@ -267,6 +270,19 @@ class Session:
         if reason is not None:
             self._queue(result, reason)
         return result
+
+    def _count_turn(self) -> None:
+        """Tell a recorder that counts turns (``TurnCounter``) that one finished: the denominator of
+        the owner's page's unanswered rate. Never waits, never raises."""
+        recorder = self.host.recorder
+        if not isinstance(recorder, TurnCounter) or not self.host.settings.queue.record:
+            return
+        try:
+            recorder.count_turn(time.time())
+        except Exception:
+            if not self._recorder_failed:
+                self._recorder_failed = True
+                log.exception("session %s: counting a turn for the unanswered queue failed (said once)", self.id)
 
     def _queue(self, result: TurnResult, reason: QueueReason) -> None:
         """Count the turn and hand it to the recorder, once per reason; never waits, never raises."""

@@ -394,6 +394,16 @@ class QueueRecorder(Protocol):
     def record(self, entry: QueueRecord) -> None: ...
 
 
+@runtime_checkable
+class TurnCounter(Protocol):
+    """An optional ability of a ``QueueRecorder``: count every finished turn by day, so that the
+    owner's page can show the unanswered *rate* per day. Returns at once, as ``record`` does."""
+
+    def count_turn(self, time_s: float) -> None:
+        """One turn finished (answered, failed or interrupted) at ``time_s`` (Unix time)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Engines:
     """The shared engine instances a turn, a session and the work ahead use, and their optional

@@ -239,3 +239,26 @@ async def test_run_opens_the_configured_queue_and_writes_it_before_it_stops(
     store = QueueStore(tmp_path / "var" / "queue.sqlite", create=False)
     assert [(r.reason, r.question) for r in store.records()] == [("fallback", UNKNOWN)]
     store.close()
+
+
+async def test_every_finished_turn_is_counted_by_day_for_the_unanswered_rate(tmp_path: Path) -> None:
+    async with visitor(tmp_path) as (_, ws, writer):
+        await ask(ws, FAQ)
+        await ask(ws, UNKNOWN)
+        await ask(ws, DOC)
+    assert writer.flush()
+    store = QueueStore(writer.path, create=False)
+    try:
+        assert sum(store.turns_per_day().values()) == 3 and store.count() == 2
+    finally:
+        store.close()
+    settings = settings_for_tests()
+    settings.queue.record = False  # privacy: not even the totals
+    async with visitor(tmp_path / "off", settings=settings) as (_, ws, writer):
+        await ask(ws, FAQ)
+    assert writer.flush()
+    store = QueueStore(writer.path, create=False)
+    try:
+        assert store.turns_per_day() == {}
+    finally:
+        store.close()

@@ -167,3 +167,35 @@ def test_the_registry_opens_a_writer_or_with_recording_off_only_prunes(tmp_path:
     writer = registry.queue_recorder(settings)
     assert isinstance(writer, QueueWriter) and writer.path == path
     writer.close()
+
+
+def test_turn_totals_add_up_by_day_are_pruned_and_an_older_file_has_none(tmp_path: Path) -> None:
+    store = QueueStore(tmp_path / "queue.sqlite")
+    store.count_turns([NOW_S, NOW_S + 1, NOW_S - DAY_S])
+    store.count_turns([NOW_S + 2])
+    today = int(NOW_S // DAY_S)
+    assert store.turns_per_day() == {today: 3, today - 1: 1}
+    store.prune(NOW_S - 1.5 * DAY_S)  # a day partly inside the retention keeps its total
+    assert store.turns_per_day() == {today: 3, today - 1: 1}
+    store.prune(NOW_S)
+    assert store.turns_per_day() == {today: 3}
+    store._db.execute("DROP TABLE turns")  # a file made before the totals were kept
+    store.close()
+    old = QueueStore(tmp_path / "queue.sqlite", create=False)
+    assert old.turns_per_day() == {}
+    old.close()
+
+
+def test_the_writer_counts_turns_off_the_turns_path(tmp_path: Path) -> None:
+    writer = QueueWriter(tmp_path / "queue.sqlite", retention_days=30, clock=lambda: NOW_S)
+    try:
+        for n in range(3):
+            writer.count_turn(NOW_S + n)
+        writer.record(record())
+        assert writer.flush()
+        assert writer.written == 1 and writer.dropped == 0
+    finally:
+        writer.close()
+    store = QueueStore(tmp_path / "queue.sqlite", create=False)
+    assert store.turns_per_day() == {int(NOW_S // DAY_S): 3}
+    store.close()

@@ -183,11 +183,24 @@ async def test_no_queue_file_is_an_empty_queue(tmp_path: Path) -> None:
     assert queue.groups == [] and len(queue.days) == 14
 
 
-def test_days_count_turns_once_and_only_the_last_fourteen() -> None:
+def test_days_count_turns_once_and_only_the_last_fourteen_with_the_rate() -> None:
     records = [
         record("a", NOW, turn="t1"),
         record("a", NOW + 1, turn="t1"),  # one turn recorded for two reasons
+        record("b", NOW - DAY, turn="t3"),
         record("b", NOW - 20 * DAY, turn="t2"),
     ]
-    days = days_of(records, now_s=NOW)
-    assert days[-1] == {"day": "2024-10-04", "unanswered": 1} and sum(d["unanswered"] for d in days) == 1
+    today = int(NOW // DAY)
+    days = days_of(records, now_s=NOW, turns={today: 8, today - 20: 5})
+    assert days[-1] == {"day": "2024-10-04", "unanswered": 1, "turns": 8, "rate": 0.125}
+    assert days[-2] == {"day": "2024-10-03", "unanswered": 1, "turns": 0, "rate": None}  # no total that day
+    assert len(days) == 14 and sum(d["unanswered"] for d in days) == 2
+
+
+async def test_the_queue_carries_the_turn_totals(tmp_path: Path) -> None:
+    desk = desk_with(tmp_path, RECORDS)
+    store = QueueStore(tmp_path / "queue.sqlite")
+    store.count_turns([NOW - 5.0] * 12)
+    store.close()
+    today = (await desk.queue()).days[-1]
+    assert (today["unanswered"], today["turns"], today["rate"]) == (3, 12, 0.25)

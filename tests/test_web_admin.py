@@ -42,6 +42,7 @@ def desk_for(tmp_path: Path) -> OwnerDesk:
             QueueRecord("fallback", "where is the canteen", "en", "fallback", "Sorry.", (), now - 1, "t4"),
         ]
     )
+    store.count_turns([now - 3, now - 2, now - 1, now - 0.5])  # four turns today, two unanswered
     store.close()
     return OwnerDesk(
         queue_path=tmp_path / "queue.sqlite",
@@ -86,7 +87,9 @@ async def test_the_owner_logs_in_sees_a_group_and_writes_an_answer_with_the_keyb
         assert await first.locator("select option").count() == 1  # the one FAQ entry retrieval offered
         days = page.locator("#days li")
         assert await days.count() == 14
-        assert (await days.nth(13).get_attribute("aria-label") or "").endswith(": 2")
+        assert (await days.nth(13).get_attribute("aria-label") or "").endswith(": 2 unanswered of 4 turns (50%)")
+        assert await days.nth(13).locator(".rate").text_content() == "50%"
+        assert await days.nth(12).locator(".rate").text_content() == "–"  # no total kept that day
 
         # keyboard only: the answer field, then Tab to its button, then Enter
         await first.locator("textarea").focus()

@@ -36,7 +36,14 @@ CREATE TABLE IF NOT EXISTS queue (
     turn_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS queue_time ON queue (time_s);
+CREATE TABLE IF NOT EXISTS turns (
+    day INTEGER PRIMARY KEY,
+    turns INTEGER NOT NULL
+);
 """
+# ``turns``: every finished turn per UTC day (``day`` = Unix time // 86400), queued or not: the
+# denominator of the owner's page's unanswered rate. Added within schema 1 (a file made before it
+# gets the table the next time the writer opens it; until then there are no totals).
 
 
 class QueueStore:
@@ -88,9 +95,30 @@ class QueueStore:
         return len(rows)
 
     def prune(self, before_s: float) -> int:
-        """Delete the records older than ``before_s`` (Unix time); returns how many went."""
+        """Delete the records (and the days of turn totals) older than ``before_s`` (Unix time);
+        returns how many records went."""
         with self._db:
+            self._db.execute("DELETE FROM turns WHERE day < ?", (int(before_s // DAY_S),))
             return self._db.execute("DELETE FROM queue WHERE time_s < ?", (before_s,)).rowcount
+
+    def count_turns(self, time_s: Sequence[float]) -> None:
+        """Add finished turns (their Unix times) to the per-day totals, in one transaction."""
+        days: dict[int, int] = {}
+        for t in time_s:
+            days[int(t // DAY_S)] = days.get(int(t // DAY_S), 0) + 1
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO turns (day, turns) VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET turns = turns + excluded.turns",
+                list(days.items()),
+            )
+
+    def turns_per_day(self) -> dict[int, int]:
+        """``day -> finished turns`` (day = Unix time // 86400); empty for a file without totals."""
+        try:
+            rows = self._db.execute("SELECT day, turns FROM turns").fetchall()
+        except sqlite3.OperationalError:  # a file made before the table, not opened by the writer since
+            return {}
+        return {int(day): int(turns) for day, turns in rows}
 
     def records(self, *, limit: int | None = None) -> list[QueueRecord]:
         """The records, newest first (``limit``: at most that many)."""

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.kb.queue import DAY_S, QueueStore
@@ -31,11 +32,17 @@ class _Stop:
     pass
 
 
+@dataclass(frozen=True)
+class _Turn:
+    time_s: float
+
+
 _STOP = _Stop()
 
 
 class QueueWriter:
-    """Satisfies ``assistant.stages.QueueRecorder``. ``retention_days``: records older than this go."""
+    """Satisfies ``assistant.stages.QueueRecorder`` and ``TurnCounter``. ``retention_days``: records
+    (and per-day turn totals) older than this go."""
 
     def __init__(
         self,
@@ -48,7 +55,7 @@ class QueueWriter:
         self.path = path
         self.retention_s = retention_days * DAY_S
         self._clock = clock
-        self._pending: queue.Queue[QueueRecord | _Stop] = queue.Queue(maxsize=max_pending)
+        self._pending: queue.Queue[QueueRecord | _Turn | _Stop] = queue.Queue(maxsize=max_pending)
         self.written = 0
         self.dropped = 0
         """Records lost: the in-memory queue was full, or the file could not be written."""
@@ -67,6 +74,14 @@ class QueueWriter:
             self._pending.put_nowait(entry)
         except queue.Full:
             self.dropped += 1
+            self._warn(f"{MAX_PENDING} records are waiting for the disk; dropping new ones")
+
+    def count_turn(self, time_s: float) -> None:
+        if self._closed:
+            return
+        try:
+            self._pending.put_nowait(_Turn(time_s))
+        except queue.Full:  # the disk is far behind: a total a little low is no reason to say so twice
             self._warn(f"{MAX_PENDING} records are waiting for the disk; dropping new ones")
 
     def flush(self, timeout_s: float = 5.0) -> bool:
@@ -96,7 +111,7 @@ class QueueWriter:
         store: QueueStore | None = None
         next_prune_s = 0.0  # at start
         while True:
-            item: QueueRecord | _Stop | None = None
+            item: QueueRecord | _Turn | _Stop | None = None
             if self._clock() < next_prune_s:
                 try:
                     item = self._pending.get(timeout=next_prune_s - self._clock())
@@ -112,13 +127,15 @@ class QueueWriter:
                         if gone:
                             log.info("unanswered queue: deleted %d record(s) older than the retention", gone)
                         next_prune_s = self._clock() + PRUNE_EVERY_S
-                    if item is not None:
+                    if isinstance(item, _Turn):
+                        store.count_turns([item.time_s])
+                    elif item is not None:
                         self.written += store.add([item])
                     if self.failing:
                         log.info("unanswered queue: %s is written again", self.path)
                         self.failing = False
                 except (sqlite3.Error, OSError) as err:
-                    if item is not None:
+                    if isinstance(item, QueueRecord):
                         self.dropped += 1
                     self.failing = True
                     if self._clock() >= next_prune_s:  # never spin on a broken file: try again with a record

@@ -50,7 +50,12 @@ function renderDays(days) {
   const most = Math.max(1, ...days.map((d) => d.unanswered));
   for (const d of days) {
     const li = document.createElement("li");
-    li.setAttribute("aria-label", `${d.day}: ${d.unanswered}`);
+    const rate = d.rate === null || d.rate === undefined ? t("rateUnknown") : `${Math.round(d.rate * 1000) / 10}%`;
+    li.setAttribute("aria-label", t("dayLabel", { day: d.day, n: d.unanswered, turns: d.turns, rate }));
+    li.title = li.getAttribute("aria-label");
+    const share = document.createElement("span");
+    share.className = "rate";
+    share.textContent = rate;
     const n = document.createElement("span");
     n.className = "count";
     n.textContent = String(d.unanswered);
@@ -59,8 +64,8 @@ function renderDays(days) {
     bar.style.height = `${(80 * d.unanswered) / most}%`;
     const day = document.createElement("span");
     day.textContent = d.day.slice(5); // MM-DD; the whole date is the label
-    for (const el of [n, bar, day]) el.setAttribute("aria-hidden", "true");
-    li.append(n, bar, day);
+    for (const el of [share, n, bar, day]) el.setAttribute("aria-hidden", "true");
+    li.append(share, n, bar, day);
     list.append(li);
   }
 }
