@@ -27,9 +27,7 @@ class OwnerHelloMessage(Inbound):
     """Log in as the owner on this connection."""
 
     token: str
-
-    def checked(self) -> OwnerHelloMessage:
-        return OwnerHelloMessage(self.token[:MAX_ID_CHARS])
+    """Compared whole (never cut: a long token must still match); ``[server] max_message_bytes`` bounds it."""
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,16 @@ async def test_wrong_missing_or_the_kiosks_token_is_refused(tmp_path: Path) -> N
             assert queue["groups"][0]["count"] == 2
 
 
+async def test_a_long_token_matches_only_whole(tmp_path: Path) -> None:
+    long = "k" * 500
+    async with running_daemon(settings=owner_settings(long), desk=desk_for(tmp_path)) as d, await open_client(d.ws_url) as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "owner-hello", "token": long[:200]}))
+        assert (await until(ws, "error"))["code"] == "owner-token"
+        await ws.send(json.dumps({"type": "owner-hello", "token": long}))
+        await until(ws, "owner-ready")
+
+
 async def test_guessing_the_token_closes_the_connection(tmp_path: Path) -> None:
     async with running_daemon(settings=owner_settings(), desk=desk_for(tmp_path)) as d, await open_client(d.ws_url) as ws:
         await hello(ws)
