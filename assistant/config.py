@@ -56,6 +56,14 @@ class KB:
     top_k: int = 5
     chunk_chars: int = 400
     chunk_overlap_chars: int = 80
+    watch: bool = True
+    """The running daemon rebuilds the index (incrementally, in the background) and swaps it in
+    between turns when a file under ``paths`` changes (assistant.reload); ``false``: only when asked
+    (the owner's page, ``Daemon.reload_kb``)."""
+    watch_interval_s: float = 2.0
+    """How often ``paths`` are checked for changes (modification times and sizes)."""
+    watch_quiet_s: float = 1.0
+    """A change is built once the files have stayed unchanged this long: a burst of saves is one build."""
 
 
 @dataclass
@@ -552,6 +560,8 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("kb", "top_k"): (1, None),
     ("kb", "chunk_chars"): (50, None),
     ("kb", "chunk_overlap_chars"): (0, None),
+    ("kb", "watch_interval_s"): (0.05, 3_600.0),
+    ("kb", "watch_quiet_s"): (0.0, 600.0),
     ("answer", "max_passages"): (1, 20),
     ("answer", "max_tokens"): (8, None),
     ("answer", "history_turns"): (0, 50),

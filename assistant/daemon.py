@@ -41,9 +41,10 @@ from assistant.events import (
 )
 from assistant.listening import Listener, make_endpointer
 from assistant.metrics import DaemonMetrics
+from assistant.reload import IndexSource, Reloader, ReloadResult
 from assistant.session import LocalAudio, Session, SessionKind
-from assistant.sharing import share
-from assistant.stages import SAMPLE_RATE_HZ, Engines, QueueRecorder
+from assistant.sharing import share, with_retriever
+from assistant.stages import SAMPLE_RATE_HZ, Engines, QueueRecorder, Retriever
 from assistant.turn import TurnResult
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,12 @@ class Daemon:
         detector_factory: DetectorFactory | None = None,
         local_audio: LocalAudio | None = None,
         recorder: QueueRecorder | None = None,
+        index: IndexSource | None = None,
     ) -> None:
         """``recorder``: where turns that need an owner's eye go (``assistant.kb.queue_writer``, which
-        the composition root opens); None records nothing (they are still counted in /metrics)."""
+        the composition root opens); None records nothing (they are still counted in /metrics).
+        ``index``: how the knowledge base is rebuilt and reopened (``registry.index_source``) for live
+        reload (``assistant.reload``); None: the index the engines opened answers until a restart."""
         self.settings = settings
         self.recorder = recorder
         self.metrics = metrics or DaemonMetrics()
@@ -93,6 +97,18 @@ class Daemon:
         """Idle-time work still going on or done (``assistant.ahead.Background.status``), for /healthz."""
         self._listeners: dict[str, Callable[[ev.Event], None]] = {}
         self.kiosk = self._new_session("kiosk")
+        self.reloader: Reloader | None = None
+        if index is not None:
+            self.reloader = Reloader(
+                index,
+                settings,
+                engines=lambda: self.engines,
+                swap=self.swap_index,
+                announce=self.announce,
+                busy=self.busy,
+                wait_idle=self.wait_idle,
+            )
+            self.reloader.start()
         if local_audio is not None:
             self.attach_local_audio(local_audio)
 
@@ -210,6 +226,32 @@ class Daemon:
         task = asyncio.get_running_loop().create_task(session.close(), name=f"close-{session.id}")
         self.orphan(task)
 
+    # -- the knowledge base --------------------------------------------------------------------
+
+    async def reload_kb(self) -> ReloadResult:
+        """Rebuild the knowledge base from its files and swap the new index in between turns (the
+        owner's page calls this after an edit); a failure leaves the live index answering and is
+        in the result. Raises ``AssistantError("kb-reload-off")`` when the daemon was started
+        without an index to rebuild."""
+        if self.reloader is None:
+            raise AssistantError("kb-reload-off", "this daemon was started without a knowledge-base index to rebuild")
+        return await self.reloader.reload()
+
+    def swap_index(self, retriever: Retriever) -> None:
+        """New turns search ``retriever``; a turn in flight keeps the engines it started with, so it
+        finishes on the index it began on. Plans made ahead on the old index are dropped."""
+        self.engines = with_retriever(self.engines, retriever)
+        for session in list(self.sessions.values()):
+            session.engines = with_retriever(session.engines, retriever)
+            if session.preparer is not None:
+                session.preparer.engines = with_retriever(session.preparer.engines, retriever)
+                session.preparer.take()
+
+    def announce(self, event: ev.Event) -> None:
+        """Send an event outside any turn to every client of every session (each on its own clock)."""
+        for session in list(self.sessions.values()):
+            session.emit(replace(event))
+
     # -- Hub ---------------------------------------------------------------------------------
 
     def attach(self, client: Client, role: Role) -> None:
@@ -271,6 +313,7 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self.started_s, 1),
             "local_audio": self.kiosk.local is not None,
             **self.background,
+            **(self.reloader.status if self.reloader is not None else {}),
         }
 
     # -- metrics -----------------------------------------------------------------------------
@@ -297,7 +340,9 @@ class Daemon:
     # -- shutdown ----------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Cancel every turn and the local audio; the server closes the clients (1001)."""
+        """Cancel every turn, a reload under way and the local audio; the server closes the clients (1001)."""
+        if self.reloader is not None:
+            await self.reloader.close()
         if self._local_task is not None:
             self._local_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

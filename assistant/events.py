@@ -184,6 +184,34 @@ class ErrorEvent(Event):
     message: str = ""
 
 
+# --- the knowledge base ----------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class KbUpdated(Event):
+    """A new index generation answers from now on (live reload, ``assistant.reload``); a turn in
+    flight finishes on the one it started with. Sent to every client, outside any turn."""
+
+    generation: str = ""
+    """The index generation now live (its folder's name, as ``/healthz`` says ``kb_generation``)."""
+    entries: int = 0
+    """FAQ entries in it."""
+    chunks: int = 0
+    """Document chunks in it."""
+    build_s: float = 0.0
+    """Seconds from the request (a file change, the owner's page) to the swap."""
+
+
+@dataclass(kw_only=True)
+class KbUpdateFailed(Event):
+    """A reload's build failed; the live generation (``generation``) keeps answering."""
+
+    generation: str = ""
+    code: str = ""
+    """The failure's stable code (``kb-write``: a full disk; ``kb-skipped``: a file could not be read)."""
+    message: str = ""
+
+
 @dataclass(kw_only=True)
 class Trace(Event):
     """Per-turn latency, each in milliseconds after the end of speech (or after a typed question)."""
@@ -292,7 +320,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         Hello, StateEvent, SpeechStart, SpeechEnd, TranscriptEvent, Sources, ReplyStart, ReplyDelta,
-        ReplyEnd, Sentence, AudioStart, AudioEnd, Audio, Interrupted, ErrorEvent, Trace,
+        ReplyEnd, Sentence, AudioStart, AudioEnd, Audio, Interrupted, ErrorEvent, Trace, KbUpdated,
+        KbUpdateFailed,
     )
 }
 

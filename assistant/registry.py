@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import time
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from assistant.stages import (
     Engines,
     LanguageModel,
     Message,
+    Retriever,
     Synthesizer,
     TermsPrompted,
     Transcriber,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from assistant.kb.search import IndexRetriever
     from assistant.kb.synthesis import QuestionCache, Synthetic
     from assistant.kb.views import ViewLoader
+    from assistant.reload import IndexSource
     from assistant.tts.router import VoiceRouter
 
 TRANSCRIBERS = {
@@ -139,12 +141,14 @@ def view_embedder(settings: Settings, name: str) -> Embedder:
     return _load(VIEWS, name, "English view").from_settings(settings, name)  # type: ignore[no-any-return]
 
 
-def view_loader(settings: Settings) -> ViewLoader | None:
-    """The ``[kb] english_view`` a build trains the FAQ classifier with (loaded only when used)."""
+def view_loader(settings: Settings, view_for: Callable[[str], Embedder] | None = None) -> ViewLoader | None:
+    """The ``[kb] english_view`` a build trains the FAQ classifier with (loaded only when used, by
+    ``view_for``: default ``view_embedder``)."""
     from assistant.kb.views import ViewLoader
 
     name = settings.kb.english_view
-    return ViewLoader(name, lambda: view_embedder(settings, name)) if name else None
+    load = view_for or (lambda n: view_embedder(settings, n))
+    return ViewLoader(name, lambda: load(name)) if name else None
 
 
 def build_index(
@@ -158,13 +162,16 @@ def build_index(
     synthesize: bool | None = None,
     llm: LanguageModel | None = None,
     prior: Calibration | None = None,
-    synthetic_keys: bool = False,
+    synthetic_keys: bool | None = None,
+    view_for: Callable[[str], Embedder] | None = None,
+    before_publish: Callable[[Path], None] | None = None,
 ) -> BuildReport:
     """``assistant.kb.build_index`` with the configured engines: the embedders (``embedder``
-    overrides the main one) and, with ``synthesize`` (default ``[kb] synthesize``), the LLM that
-    writes the synthetic questions the index calibrates itself with (``llm`` overrides the
-    configured one, which is loaded only if a record has no questions yet). ``prior``: the
-    calibration an index starts from (default: the embedder's)."""
+    overrides the main one, ``view_for`` loads the English view) and, with ``synthesize`` (default
+    ``[kb] synthesize``), the LLM that writes the synthetic questions the index calibrates itself
+    with (``llm`` overrides the configured one, which is loaded only if a record has no questions
+    yet). ``prior``: the calibration an index starts from (default: the embedder's).
+    ``synthetic_keys``: default ``[kb] synthetic_keys``."""
     from assistant import kb
 
     chosen = embedder if embedder is not None else kb_embedder(settings)
@@ -176,10 +183,11 @@ def build_index(
         strict,
         progress,
         embedder=chosen,
-        view=view_loader(settings),
+        view=view_loader(settings, view_for),
         synthesis=question_writing(settings, llm, progress=progress) if wanted else None,
         prior=prior,
-        synthetic_keys=synthetic_keys and wanted,
+        synthetic_keys=(settings.kb.synthetic_keys if synthetic_keys is None else synthetic_keys) and wanted,
+        before_publish=before_publish,
     )
 
 
@@ -213,6 +221,58 @@ def open_retriever(
         index_dir,
         embedder=embedder if embedder is not None else (lambda: kb_embedder(settings)),
         view_for=lambda name: view_embedder(settings, name),
+    )
+
+
+def index_source(settings: Settings, retriever: Retriever) -> IndexSource | None:
+    """How the running daemon rebuilds and reopens its knowledge base (live reload,
+    ``assistant.reload``), on the embedders the live index loaded (no second copy of a model): the
+    build runs with the daemon's settings (``[kb] synthesize`` with the LLM the reloader hands it). A
+    file the live index read but the new build skipped stops the build (``build.refuse_new_skips``).
+    None when ``retriever`` is not an index's (a test's fake)."""
+    from assistant import kb
+    from assistant.kb.build import refuse_new_skips
+    from assistant.kb.search import IndexRetriever
+    from assistant.reload import IndexSource, OpenedIndex
+
+    if not isinstance(retriever, IndexRetriever):
+        return None
+    embedder = retriever.kb.embedder
+    target = kb.index_path(settings)
+    views: dict[str, Embedder] = {}
+    built_view = retriever.kb.manifest.get("view")
+    if retriever.kb.view is not None and built_view:
+        views[str(built_view.get("name"))] = retriever.kb.view
+
+    def view_for(name: str) -> Embedder:
+        if name not in views:
+            views[name] = view_embedder(settings, name)
+        return views[name]
+
+    def build(llm: LanguageModel | None) -> Mapping[str, Any]:
+        report = build_index(
+            settings,
+            progress=False,
+            embedder=embedder,
+            llm=llm,
+            view_for=view_for,
+            before_publish=refuse_new_skips(target),
+        )
+        return report.to_json()
+
+    def open_index() -> OpenedIndex:
+        opened = kb.open_retriever(settings, embedder=embedder, view_for=view_for)
+        counts = opened.manifest.get("counts") or {}
+        return OpenedIndex(
+            opened, opened.kb.generation.name, int(counts.get("entries", 0)), int(counts.get("chunks", 0))
+        )
+
+    return IndexSource(
+        build=build,
+        open=open_index,
+        generation=retriever.kb.generation.name,
+        paths=tuple(settings.path(p) for p in settings.kb.paths),
+        ignore=(target,),
     )
 
 

@@ -25,6 +25,7 @@ from assistant.stages import (
     LanguageModel,
     Message,
     Passage,
+    PassageCatalog,
     Prefiller,
     Retriever,
     Synthesizer,
@@ -74,9 +75,10 @@ class FairTranscriber:
 
 
 class FairRetriever:
-    def __init__(self, inner: Retriever) -> None:
+    def __init__(self, inner: Retriever, gate: Gate | None = None) -> None:
+        """``gate``: the one to queue at (a reloaded index shares its predecessor's)."""
         self.inner = inner
-        self.gate = Gate("retrieve")
+        self.gate = gate or Gate("retrieve")
 
     async def search(self, query: str, *, k: int) -> list[Passage]:
         async with self.gate:
@@ -147,4 +149,12 @@ def share(engines: Engines) -> tuple[Engines, list[Gate]]:
         engines, transcriber=transcriber, retriever=retriever, llm=llm, synthesizer=synthesizer, prefiller=prefiller
     )
     return wrapped, gates
+
+
+def with_retriever(engines: Engines, retriever: Retriever) -> Engines:
+    """``engines`` searching ``retriever`` instead (a reloaded index, ``assistant.reload``): behind the
+    same gate when they were shared, and with its passage catalog. Engines are immutable, so a turn
+    that holds the old ones finishes on the old index."""
+    fair = FairRetriever(retriever, engines.retriever.gate) if isinstance(engines.retriever, FairRetriever) else retriever
+    return replace(engines, retriever=fair, catalog=retriever if isinstance(retriever, PassageCatalog) else None)
 

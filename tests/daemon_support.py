@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from assistant.config import Settings
 from assistant.daemon import Daemon
 from assistant.events import AudioFrame, decode_audio_frame, encode_audio_frame
+from assistant.reload import IndexSource
 from assistant.server.app import AssistantServer
 from assistant.stages import SAMPLE_RATE_HZ, AudioChunk, Engines, QueueRecorder
 
@@ -76,11 +77,12 @@ async def running_daemon(
     settings: Settings | None = None,
     *,
     recorder: QueueRecorder | None = None,
+    index: IndexSource | None = None,
     **server_kw: Any,
 ) -> AsyncIterator[Running]:
     settings = settings or settings_for_tests()
     engines = engines or fake_engines()
-    daemon = Daemon(settings, engines, detector_factory=EnergyDetector, recorder=recorder)
+    daemon = Daemon(settings, engines, detector_factory=EnergyDetector, recorder=recorder, index=index)
     server = AssistantServer(settings, daemon, host="127.0.0.1", port=0, **server_kw)
     await server.start()
     try:

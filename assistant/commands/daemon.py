@@ -88,7 +88,8 @@ async def serve(
         await check_ready(engines)
         await ahead.preload(engines, settings)
         recorder = registry.queue_recorder(settings)  # returns at once: the writer opens the file on its thread
-        daemon = Daemon(settings, engines, recorder=recorder)
+        # live reload ([kb] watch, the owner's page) rebuilds on the embedders the live index loaded
+        daemon = Daemon(settings, engines, recorder=recorder, index=registry.index_source(settings, engines.retriever))
         server = AssistantServer(settings, daemon, metrics=daemon.metrics, desk=owner_desk(settings, daemon))
         await server.start()
         wyoming = None

@@ -54,6 +54,7 @@ def build_index(
     synthesis: Synthesis | None = None,
     prior: Calibration | None = None,
     synthetic_keys: bool = False,
+    before_publish: Callable[[Path], None] | None = None,
 ) -> BuildReport:
     """Ingest ``paths`` (default ``[kb] paths``) into the index folder, incrementally and atomically.
 
@@ -62,6 +63,8 @@ def build_index(
     (``assistant.kb.views``); when its model is not fetched the build goes on without it and
     ``warnings`` says how to fetch it. ``synthesis``: how synthetic questions are written, for the
     index to calibrate itself (``assistant.kb.selfcal``); without it the index keeps ``prior``.
+    ``before_publish(folder)``: a last check of the finished generation; raising stops it from going
+    live (``build.refuse_new_skips``: the daemon's live reload).
     """
     from assistant.kb import build
 
@@ -81,6 +84,7 @@ def build_index(
             synthesis=synthesis,
             prior=prior,
             synthetic_keys=synthetic_keys,
+            before_publish=before_publish,
         )
     except OSError as err:  # a full disk, a read-only folder: the build published nothing
         reason = f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}"

@@ -256,6 +256,28 @@ def build(
     return report
 
 
+def refuse_new_skips(index_dir: Path) -> Callable[[Path], None]:
+    """A ``before_publish`` check for the daemon's live reload: when the new generation skipped a
+    file that the live one did not (a corrupt table, a file caught half-written), it does not go
+    live, so the entries of that file keep answering until it is fixed (``kb-skipped``). A file the
+    live generation skipped too (a README the ingester does not read) stops nothing."""
+    live = current_generation(index_dir)
+    before = {str(s.get("file")) for s in (read_manifest(live).get("skipped") or [])} if live is not None else set()
+
+    def check(folder: Path) -> None:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        fresh = [s for s in manifest.get("skipped") or [] if str(s.get("file")) not in before]
+        if fresh:
+            listed = "; ".join(f"{s.get('file')}: {s.get('reason')}" for s in fresh[:3])
+            raise RetrieveError(
+                "kb-skipped",
+                f"{len(fresh)} file(s) could not be read ({listed}); the index was not replaced. Fix or remove "
+                "them and save again",
+            )
+
+    return check
+
+
 @dataclass(frozen=True)
 class Synthesis:
     """How a build gets its synthetic questions: ``write(records, cache)`` returns each record's
