@@ -162,7 +162,7 @@ def build_index(
     synthesize: bool | None = None,
     llm: LanguageModel | None = None,
     prior: Calibration | None = None,
-    synthetic_keys: bool = False,
+    synthetic_keys: bool | None = None,
     view_for: Callable[[str], Embedder] | None = None,
     before_publish: Callable[[Path], None] | None = None,
 ) -> BuildReport:
@@ -170,7 +170,8 @@ def build_index(
     overrides the main one, ``view_for`` loads the English view) and, with ``synthesize`` (default
     ``[kb] synthesize``), the LLM that writes the synthetic questions the index calibrates itself
     with (``llm`` overrides the configured one, which is loaded only if a record has no questions
-    yet). ``prior``: the calibration an index starts from (default: the embedder's)."""
+    yet). ``prior``: the calibration an index starts from (default: the embedder's).
+    ``synthetic_keys``: default ``[kb] synthetic_keys``."""
     from assistant import kb
 
     chosen = embedder if embedder is not None else kb_embedder(settings)
@@ -185,7 +186,7 @@ def build_index(
         view=view_loader(settings, view_for),
         synthesis=question_writing(settings, llm, progress=progress) if wanted else None,
         prior=prior,
-        synthetic_keys=synthetic_keys and wanted,
+        synthetic_keys=(settings.kb.synthetic_keys if synthetic_keys is None else synthetic_keys) and wanted,
         before_publish=before_publish,
     )
 
