@@ -291,10 +291,10 @@ async def test_handle_answers_an_faq_question_with_the_stored_answer() -> None:
     assert handled.text == FAQ_ANSWER
     assert handled.context is not None and handled.context["route"] == "faq"
     assert handled.context["sources"][0]["id"] == "travel-policy"
+    # the start names no sources: a decline would withdraw them after its first words
     assert HandledStart.from_event(events[0]).context == {
         "conversation_id": handled.context["conversation_id"],
         "route": "faq",
-        "sources": handled.context["sources"],
     }
     assert llm.calls == []  # a stored answer, verbatim: no model
 
@@ -396,6 +396,21 @@ async def describes(r: Running) -> bool:
         await client.write_event(Describe().event())
         event = await client.read_event()
         return event is not None and Info.is_type(event.type)
+
+
+
+async def test_a_declined_reply_names_no_sources_from_start_to_end() -> None:
+    # the passages were found and the model asked, but its reply is the decline line: neither the
+    # start nor the end of the answer may cite what it did not use
+    llm = FakeLanguageModel(reply=prompts.decline_line("en"))
+    async with running(fake_engines(llm=llm)) as r, r.client() as client:
+        await client.write_event(Transcript(text="How many visitors came last year?", language="en").event())
+        events = await read_until(client, "handled", "not-handled")
+    assert llm.calls
+    start, handled = HandledStart.from_event(events[0]), Handled.from_event(events[-1])
+    assert start.context is not None and "sources" not in start.context
+    assert handled.context is not None and handled.context["route"] == "generated"
+    assert handled.context["sources"] == []
 
 
 DESCRIBE = b'{"type": "describe"}\n'

@@ -300,7 +300,9 @@ class Connection(AsyncEventHandler):
                     reply["sources"] = [{"id": s.id, "source": s.source, "score": s.score} for s in event.sources]
                 elif isinstance(event, ev.ReplyStart):
                     reply["route"] = event.route
-                    self.send(HandledStart(context=dict(reply)).event())
+                    # no sources yet: a reply that turns out to be a decline withdraws them (an empty
+                    # ``sources`` event after its first words); ``handled`` carries the final ones
+                    self.send(HandledStart(context={k: v for k, v in reply.items() if k != "sources"}).event())
                     started = True
                 elif isinstance(event, ev.ReplyDelta):
                     self.send(HandledChunk(text=event.text).event())
