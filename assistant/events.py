@@ -198,8 +198,8 @@ class KbUpdated(Event):
     """FAQ entries in it."""
     chunks: int = 0
     """Document chunks in it."""
-    build_s: float = 0.0
-    """Seconds from the request (a file change, the owner's page) to the swap."""
+    build_ms: float = 0.0
+    """Milliseconds from the request (a file change, the owner's page) to the swap."""
 
 
 @dataclass(kw_only=True)

@@ -293,7 +293,7 @@ class Reloader:
         )
         self._announce(
             ev.KbUpdated(
-                generation=opened.generation, entries=opened.entries, chunks=opened.chunks, build_s=round(seconds, 3)
+                generation=opened.generation, entries=opened.entries, chunks=opened.chunks, build_ms=seconds * 1000.0
             )
         )
         if self._ahead is not None:
