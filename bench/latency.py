@@ -40,7 +40,8 @@ What it does, all on loopback, every loop bounded:
 4. The sequential baseline on the same models and routing, in this process while no daemon runs:
    wait ``[vad] silence_ms`` for the end of speech, transcribe the whole utterance, retrieve,
    generate the whole reply, synthesise the whole reply; latency = when the first audio exists.
-5. 20 concurrent clients asking at once (typed questions), against the last variant: no errors, no
+5. 20 concurrent clients asking at once (typed questions; half over the WebSocket, a quarter each over
+   Wyoming's ``handle`` and ``/v1/chat/completions``), against the last variant: no errors, no
    mixed-up replies.
 6. 300 idle connections: the daemon's resident memory before and after.
 
@@ -684,11 +685,108 @@ async def text_turn(url: str, text: str) -> dict[str, Any]:
     }
 
 
-async def concurrent(url: str, clients: int, single: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def ecosystem_urls(port: int) -> tuple[str, str]:
+    """Where the last variant's daemon serves Wyoming and the OpenAI endpoints in the concurrent run."""
+    return f"tcp://127.0.0.1:{port + 100}", f"http://127.0.0.1:{port + 101}"
+
+
+def ecosystem_env(port: int) -> dict[str, str]:
+    wyoming, openai = ecosystem_urls(port)
+    return {
+        "ASSISTANT__WYOMING__ENABLED": "true",
+        "ASSISTANT__WYOMING__URI": wyoming,
+        "ASSISTANT__OPENAI__ENABLED": "true",
+        "ASSISTANT__OPENAI__URI": openai,
+    }
+
+
+async def wyoming_turn(uri: str, text: str) -> dict[str, Any]:
+    """One question through Wyoming's ``handle`` (Home Assistant's conversation agent), with the
+    ``wyoming`` package's own client."""
+    from wyoming.asr import Transcript
+    from wyoming.client import AsyncTcpClient
+    from wyoming.handle import Handled, NotHandled
+
+    host, port = uri.removeprefix("tcp://").rsplit(":", 1)
+    t0 = time.monotonic()
+    async with AsyncTcpClient(host, int(port)) as client:
+        await client.write_event(Transcript(text=text).event())
+        while True:
+            event = await asyncio.wait_for(client.read_event(), 600)
+            if event is None:
+                return {"question": text, "route": None, "reply": None, "errors": ["closed"], "consistent": False,
+                        "session": None, "first_audio_ms": None, "total_ms": round((time.monotonic() - t0) * 1000, 1)}
+            if Handled.is_type(event.type) or NotHandled.is_type(event.type):
+                break
+    done = Handled.from_event(event) if Handled.is_type(event.type) else None
+    context = (done.context if done else NotHandled.from_event(event).context) or {}
+    return {
+        "question": text,
+        "session": f"wyoming:{context.get('conversation_id')}",
+        "route": context.get("route"),
+        "reply": done.text if done else None,
+        "errors": [] if done else [str(context.get("code", "not-handled"))],
+        "consistent": done is not None,
+        "first_audio_ms": None,
+        "total_ms": round((time.monotonic() - t0) * 1000, 1),
+    }
+
+
+async def openai_turn(url: str, text: str, index: int) -> dict[str, Any]:
+    """One question through ``/v1/chat/completions`` (model ``assistant``), streamed, with httpx."""
+    import httpx
+
+    t0 = time.monotonic()
+    pieces: list[str] = []
+    extra: dict[str, Any] = {}
+    errors: list[str] = []
+    body = {"model": "assistant", "stream": True, "messages": [{"role": "user", "content": text}]}
+    async with httpx.AsyncClient(timeout=600) as client:
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                errors.append(f"http-{response.status_code}")
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if "error" in chunk:
+                    errors.append(str(chunk["error"].get("code")))
+                    continue
+                extra = chunk.get("assistant") or extra
+                for choice in chunk.get("choices", []):
+                    pieces.append(choice.get("delta", {}).get("content") or "")
+    return {
+        "question": text,
+        "session": f"openai:{index}",
+        "route": extra.get("route"),
+        "reply": "".join(pieces).strip() if not errors else None,
+        "errors": errors,
+        "consistent": not errors and bool(pieces),
+        "first_audio_ms": None,
+        "total_ms": round((time.monotonic() - t0) * 1000, 1),
+    }
+
+
+async def concurrent(
+    url: str, clients: int, single: dict[str, dict[str, Any]], *, ecosystem: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """``clients`` WebSocket visitors at once; with ``ecosystem`` (Wyoming and OpenAI URLs) a quarter
+    of them each come over Wyoming's ``handle`` and over ``/v1/chat/completions`` instead."""
     pool = FAQ_QUESTIONS + GENERATED_QUESTIONS
     texts = [pool[i % len(pool)] for i in range(clients)]
+    kinds = ["websocket"] * clients
+    if ecosystem:
+        kinds = [("websocket", "websocket", "wyoming", "openai")[i % 4] for i in range(clients)]
+
+    def turn(i: int, t: str) -> Any:
+        if kinds[i] == "wyoming" and ecosystem:
+            return wyoming_turn(ecosystem[0], t)
+        if kinds[i] == "openai" and ecosystem:
+            return openai_turn(ecosystem[1], t, i)
+        return text_turn(url, t)
+
     t0 = time.monotonic()
-    results = await asyncio.gather(*(text_turn(url, t) for t in texts), return_exceptions=True)
+    results = await asyncio.gather(*(turn(i, t) for i, t in enumerate(texts)), return_exceptions=True)
     wall = time.monotonic() - t0
     failures = [repr(r) for r in results if isinstance(r, BaseException)]
     ok = [r for r in results if isinstance(r, dict)]
@@ -698,8 +796,18 @@ async def concurrent(url: str, clients: int, single: dict[str, dict[str, Any]]) 
         # an FAQ answer is verbatim: it must be exactly the one this question got alone
         if ref and ref["route"] == "faq" and r["route"] == "faq" and r["reply"] != ref["reply"]:
             mixed.append(r["question"])
+    by_kind: dict[str, dict[str, int]] = {}
+    for kind, r in zip(kinds, results, strict=True):
+        row = by_kind.setdefault(kind, {"clients": 0, "answered": 0, "errors": 0})
+        row["clients"] += 1
+        if isinstance(r, dict):
+            row["answered"] += int(r["reply"] is not None)
+            row["errors"] += len(r["errors"])
+        else:
+            row["errors"] += 1
     return {
         "clients": clients,
+        "by_protocol": by_kind,
         "wall_s": round(wall, 2),
         "exceptions": failures,
         "errors": sum(len(r["errors"]) for r in ok),
@@ -967,7 +1075,11 @@ async def main() -> int:
                     tree, env = trees[name]
                     daemons[name] = DaemonProcess(None, args.port + i, env=env, name=name, tree=tree)
                 else:
-                    daemons[name] = DaemonProcess(args.config, args.port + i, env=VARIANTS[name], name=name)
+                    env = dict(VARIANTS[name])
+                    if name == names[-1] and not args.skip_load:
+                        # the concurrent run's Wyoming and OpenAI clients ask this daemon too (issue 25)
+                        env.update(ecosystem_env(args.port))
+                    daemons[name] = DaemonProcess(args.config, args.port + i, env=env, name=name)
                 urls[name] = daemons[name].start()
             health = await wait_ready(urls[name].replace("ws://", "http://").rsplit("/ws", 1)[0])
             print(f"daemon {name} ready: {health}", file=sys.stderr)
@@ -997,7 +1109,8 @@ async def main() -> int:
         idle: dict[str, Any] = {}
         if not args.skip_load:
             single = {q["text"]: await text_turn(url, q["text"]) for q in questions}
-            conc = await concurrent(url, args.clients, single)
+            ecosystem = ecosystem_urls(args.port) if last in daemons and last not in trees else None
+            conc = await concurrent(url, args.clients, single, ecosystem=ecosystem)
             print(f"  {args.clients} concurrent: {conc['errors']} errors, mixed {conc['mixed_up']}", file=sys.stderr)
             idle = await idle_connections(url, http, args.idle, pid)
             print(f"  {args.idle} idle connections: {idle}", file=sys.stderr)
