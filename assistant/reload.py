@@ -193,6 +193,9 @@ class Reloader:
     def start(self) -> None:
         self._spawn(self._work(), "kb-reload")
         if self.settings.kb.watch and self.source.paths:
+            # the files as the daemon starts (a stat per file; a knowledge base is a few files), taken
+            # now so that any change after start is noticed, however soon
+            self._scanned = scan(self.source.paths, self.source.ignore)
             self._spawn(self._watch(), "kb-watch")
 
     async def close(self) -> None:
@@ -224,8 +227,6 @@ class Reloader:
     async def _watch(self) -> None:
         kb = self.settings.kb
         paths, ignore = self.source.paths, self.source.ignore
-        if self._scanned is None:
-            self._scanned = await asyncio.to_thread(scan, paths, ignore)
         while True:
             await asyncio.sleep(kb.watch_interval_s)
             now = await asyncio.to_thread(scan, paths, ignore)

@@ -120,16 +120,20 @@ async def test_a_saved_file_is_answered_without_a_restart(live: tuple[Daemon, Se
     assert await answer(daemon, DOG_Q, daemon.kiosk) == DOG_A
 
 
-async def test_a_burst_of_saves_is_one_build(live: tuple[Daemon, Settings, Path]) -> None:
-    daemon, _, folder = live
-    assert daemon.reloader is not None
-    for n in range(5):  # faster than watch_quiet_s apart
-        write_faq(folder, [*ROWS, ("dog", DOG_Q, f"{DOG_A} ({n})")])
-        await asyncio.sleep(0.04)
-    await until(lambda: daemon.reloader is not None and daemon.reloader.builds > 0)
-    await asyncio.sleep(0.5)  # several more polls: nothing left to build
-    assert daemon.reloader.builds == 1
-    assert await answer(daemon, DOG_Q) == f"{DOG_A} (4)"
+async def test_a_burst_of_saves_is_one_build(tmp_path: Path) -> None:
+    settings = reload_settings(tmp_path, watch_quiet_s=1.0)
+    retriever = built(tmp_path, settings)
+    folder = tmp_path / "kb"
+    async with running_daemon(engines_on(retriever), settings, index=registry.index_source(settings, retriever)) as d:
+        reloader = d.daemon.reloader
+        assert reloader is not None
+        for n in range(5):  # much less than watch_quiet_s apart, over several polls
+            write_faq(folder, [*ROWS, ("dog", DOG_Q, f"{DOG_A} ({n})")])
+            await asyncio.sleep(0.08)
+        await until(lambda: reloader.builds > 0)
+        await asyncio.sleep(0.5)  # several more polls: nothing left to build
+        assert reloader.builds == 1
+        assert await answer(d.daemon, DOG_Q) == f"{DOG_A} (4)"
 
 
 async def test_reload_on_request_and_generation_on_healthz(tmp_path: Path) -> None:
