@@ -30,7 +30,7 @@ def test_every_text_and_owner_error_the_page_shows_is_translated() -> None:
     used = set(re.findall(r'data-i18n="(\w+)"', html))
     used |= set(re.findall(r'\bt\("(\w+)"', (WEB / "admin.js").read_text(encoding="utf-8")))
     used |= {f"conn_{s}" for s in ("connecting", "open", "waiting")}
-    used |= {"dayLabel", "rateUnknown"}
+    used |= {"dayLabel", "rateUnknown", "metaOnce"}
     used |= {f"done_{a}" for a in ("answer", "add", "dismiss")}
     codes = ("owner-disabled", "owner-token", "forbidden", "stale-group", "kb-duplicate", "empty-answer", "unknown-entry")
     used |= {f"err_{c}" for c in codes}

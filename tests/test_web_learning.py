@@ -141,7 +141,7 @@ async def test_an_unanswered_question_is_answered_on_the_owners_page_and_then_by
             assert await groups.count() == 1
             group = groups.nth(0)
             assert await group.locator(".group-question").text_content() == QUESTION
-            assert (await group.locator(".group-meta").text_content() or "").startswith("Asked 1 time")
+            assert (await group.locator(".group-meta").text_content() or "").startswith("Asked once · en · first ")
             await group.locator("textarea").fill(ANSWER)
             await group.locator("textarea").focus()
             await admin.keyboard.press("Tab")  # the answer's own button: "Save as a new entry"

@@ -76,7 +76,8 @@ function renderGroup(group) {
   for (const el of node.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   const top = group.phrasings[0]?.question ?? "";
   node.querySelector(".group-question").textContent = top;
-  node.querySelector(".group-meta").textContent = t("meta", {
+  // "Asked 1 times" read wrong: English needs its own line for one
+  node.querySelector(".group-meta").textContent = t(group.count === 1 ? "metaOnce" : "meta", {
     n: group.count,
     langs: group.languages.join(", ") || "?",
     first: when(group.first_s),
