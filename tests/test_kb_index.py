@@ -76,8 +76,9 @@ def test_incremental_rebuild_embeds_only_changed_files(tmp_path: Path, kb: Path)
     write_faq(kb, [("wifi", "guest wifi password", "HB-Guest, ask the desk"), ("canteen", "canteen hours", "11:30 to 13:30")])
     emb.calls.clear()
     changed = build_index(s, [kb], progress=False, embedder=emb)
-    assert sorted(emb.calls) == ["canteen hours", "guest wifi password"]  # only the changed table
-    assert (changed.embedded_files, changed.reused_files) == (1, 1)
+    # only the changed table is read, and in it only the new entry is embedded (wifi kept its vectors)
+    assert emb.calls == ["canteen hours"]
+    assert (changed.embedded_files, changed.reused_files, changed.reused_records) == (1, 1, 1)
     retriever = open_retriever(s, embedder=emb)
     assert retriever.search_sync("canteen hours", k=1)[0].id == "canteen"
     assert all(p.id != "park" for p in retriever.search_sync("visitor parking fee", k=5))
@@ -89,9 +90,36 @@ def test_incremental_rebuild_embeds_only_changed_files(tmp_path: Path, kb: Path)
     assert removed.removed_files == ["kb/guide.md"] and removed.chunks == 0
 
 
+def test_one_edited_entry_in_a_large_table_embeds_that_entry_only(tmp_path: Path) -> None:
+    # An owner edits one answer of a long table and inserts a row at the top, which shifts every
+    # other entry's position: only the edited and the new entry are embedded again, and every kept
+    # entry still answers under its own id with its own answer.
+    s = settings_in(tmp_path)
+    emb = HashEmbedder()
+    words = ["parking", "canteen", "badge", "printer", "locker", "shuttle", "library", "gym", "clinic", "mail"]
+    rows = [(f"e{i}", f"where is the {w} {i}", f"{w} answer {i}") for i, w in enumerate(words * 3)]
+    write_faq(tmp_path / "kb", rows)
+    build_index(s, [tmp_path / "kb"], progress=False, embedder=emb)
+    emb.calls.clear()
+    edited = [(i, q, "moved to building C" if i == "e15" else a) for i, q, a in rows]
+    write_faq(tmp_path / "kb", [("new", "who cleans the fridge", "the team, on Fridays"), *edited])
+    report = build_index(s, [tmp_path / "kb"], progress=False, embedder=emb)
+    assert (report.embedded_files, report.reused_records, report.entries) == (1, 29, 31)
+    changed = {"where is the shuttle 15", "moved to building C", "who cleans the fridge", "the team, on Fridays"}
+    assert emb.calls and set(emb.calls) <= changed
+    retriever = open_retriever(s, embedder=emb)
+    top = retriever.search_sync("where is the shuttle 15", k=1)[0]
+    assert (top.id, top.answer) == ("e15", "moved to building C")
+    top = retriever.search_sync("where is the gym 27", k=1)[0]
+    assert (top.id, top.answer) == ("e27", "gym answer 27")
+
+
 def test_changed_chunk_settings_reembed(tmp_path: Path, kb: Path) -> None:
     s = settings_in(tmp_path)
     emb = HashEmbedder()
+    # long enough that 100-character chunks differ from the default ones
+    text = " ".join(f"The assembly point for floor {n} is the lawn across the road by gate {n}." for n in range(1, 9))
+    (kb / "guide.md").write_text(f"# Guide\n\n## Fire\n\n{text}\n", encoding="utf-8")
     build_index(s, [kb], progress=False, embedder=emb)
     s.kb.chunk_chars, s.kb.chunk_overlap_chars = 100, 10
     emb.calls.clear()
@@ -114,7 +142,8 @@ def test_documents_chunked_by_an_older_chunker_are_read_again(tmp_path: Path, kb
     emb.calls.clear()
     report = build_index(s, [kb], progress=False, embedder=emb)
     assert (report.embedded_files, report.reused_files) == (1, 1)  # the guide again, the FAQ table reused
-    assert any("assembly point" in c for c in emb.calls)
+    # read again; its chunks came out the same, so they keep their vectors
+    assert report.reused_records == report.chunks == 1 and emb.calls == []
 
 
 def test_index_from_another_embedder_is_refused(tmp_path: Path, kb: Path) -> None:

@@ -225,6 +225,35 @@ def test_entry_classifier_learns_from_answers(tmp_path: Path) -> None:
     assert probs.argmax() == 0  # "sick": only its answer says "fully paid illness allowance"
 
 
+def test_a_classifier_fit_started_from_the_last_one_reaches_the_same_optimum() -> None:
+    """An edit of one entry refits the classifier from the live one's weights: the loss is convex, so
+    the result is the one a fit from zeros finds (an unchanged table needs no iteration at all); an
+    entry the old classifier never saw starts at zero, and one of another shape is ignored."""
+    from assistant.kb.classifier import train
+
+    rng = np.random.default_rng(3)
+    n_classes, per_class, dims = 40, 4, 32
+    centres = rng.normal(size=(n_classes, dims))
+    vectors = np.repeat(centres, per_class, axis=0) + 0.6 * rng.normal(size=(n_classes * per_class, dims))
+    labels = np.repeat(np.arange(n_classes), per_class)
+    records = np.arange(n_classes)
+    before = train(vectors, labels, n_classes, records)
+    assert before.iterations > 5 and train(vectors, labels, n_classes, records, start=(before, records)).iterations == 0
+    edited = vectors.copy()
+    edited[labels == 7] = centres[7] * -1 + 0.6 * rng.normal(size=(per_class, dims))  # entry 7 rewritten
+    cold = train(edited, labels, n_classes, records)
+    old_class = np.arange(n_classes)
+    old_class[7] = -1  # as an entry new to the table
+    warm = train(edited, labels, n_classes, records, start=(before, old_class))
+    assert warm.iterations <= cold.iterations
+    q = edited[::5].astype(np.float32)
+    for x in q:
+        assert np.abs(warm.probabilities(x) - cold.probabilities(x)).max() < 2e-3
+    wrong_shape = train(vectors[:, :16], labels, n_classes, records)
+    ignored = train(edited, labels, n_classes, records, start=(wrong_shape, np.arange(n_classes)))
+    assert ignored.iterations == cold.iterations
+
+
 @pytest.mark.slow
 def test_a_rebuild_reuses_answer_vectors(tmp_path: Path) -> None:
     """Answer vectors are kept with the index: an unchanged rebuild embeds nothing and a changed

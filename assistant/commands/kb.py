@@ -36,7 +36,10 @@ def build(args: argparse.Namespace, settings: Settings) -> int:
             f"{report.keys} vectors ({report.index_type}) in {report.seconds:.1f} s -> {report.index_dir}",
             file=err,
         )
-        print(f"  embedded {report.embedded_files} changed file(s), reused {report.reused_files} unchanged", file=err)
+        kept = f" ({report.reused_records} of their records unchanged, kept)" if report.reused_records else ""
+        print(
+            f"  read {report.embedded_files} changed file(s){kept}, reused {report.reused_files} unchanged", file=err
+        )
         if report.calibrated == "self":
             print(
                 f"  calibrated on its own synthetic questions ({report.questions_written} record(s) written now, "

@@ -3,7 +3,8 @@
 A build writes a whole new generation beside the live one (``assistant.kb.store`` has the layout)
 and only then points CURRENT at it, so a crash, Ctrl-C or kill at any moment leaves the previous
 index answering. Files whose sha256 (and chunking settings) did not change keep their records and
-vectors from the live generation.
+vectors from the live generation; in a file that changed, every record whose keys and answer are
+unchanged keeps its vectors too, so one edited entry in a large table embeds one entry, not the table.
 
 The steps: read the live generation (``_Previous``), collect every record with what can be reused
 of it (``_collect``: one ``_Row`` per record), embed what is new, write the files of the new
@@ -29,6 +30,7 @@ import numpy as np
 
 from assistant.errors import AssistantError, RetrieveError
 from assistant.kb import calibration, entries, views
+from assistant.kb import classifier as classifier_module
 from assistant.kb.chunking import CHUNK_FORMAT
 from assistant.kb.ingest import Record, SkipFile, discover, read_file
 from assistant.kb.store import (
@@ -67,6 +69,8 @@ class BuildReport:
     keys: int = 0
     embedded_files: int = 0
     reused_files: int = 0
+    reused_records: int = 0
+    """Records of changed files whose vectors were kept (same keys and answer as before)."""
     removed_files: list[str] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -89,6 +93,7 @@ class BuildReport:
             "keys": self.keys,
             "embedded_files": self.embedded_files,
             "reused_files": self.reused_files,
+            "reused_records": self.reused_records,
             "removed_files": self.removed_files,
             "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
             "warnings": self.warnings,
@@ -126,6 +131,9 @@ class _Previous:
     index: Any = None
     """The live generation's faiss index: the rows' key vectors are views into its memory (no copy),
     so it is kept here as long as they are used."""
+    classifier: classifier_module.EntryClassifier | None = None
+    classes: dict[tuple[str, tuple[str, ...], str], int] = field(default_factory=dict)
+    """The live classifier's class of each FAQ entry, by ``_content``."""
 
     @classmethod
     def read(cls, generation: Path | None, embedder: Embedder, report: BuildReport) -> _Previous:
@@ -150,6 +158,12 @@ class _Previous:
         out = cls(
             files=manifest.get("files", {}), view_identity=(manifest.get("view") or {}).get("identity"), index=index
         )
+        if (generation / "classifier.npz").exists():
+            try:
+                out.classifier = classifier_module.EntryClassifier.load(generation / "classifier.npz")
+                out.classes = {_content(records[int(r)]): c for c, r in enumerate(out.classifier.records)}
+            except (OSError, ValueError, KeyError, IndexError):
+                out.classifier = None  # the new one is fitted from zeros: slower, the same result
         offset = 0
         for position, rec in enumerate(records):
             row = _Row(
@@ -161,6 +175,14 @@ class _Previous:
             out.rows.setdefault(rec.source, []).append(row)
             offset += len(rec.all_keys)
         return out
+
+    def classifier_start(self, records: Sequence[Record]) -> tuple[classifier_module.EntryClassifier, np.ndarray] | None:
+        """Where the new classifier's fit starts (``classifier.train``): per FAQ entry of ``records``
+        its class in the live classifier (-1: none); None when nothing carries over."""
+        if self.classifier is None:
+            return None
+        old = np.array([self.classes.get(_content(r), -1) for r in records if r.kind == "faq"], dtype=np.int64)
+        return (self.classifier, old) if (old >= 0).any() else None
 
 
 def build(
@@ -391,7 +413,16 @@ def _collect(
             report.skipped.append(Skip(source, f"unexpected {type(err).__name__}: {err}"))
             continue
         report.warnings.extend(f"{source}: {w}" for w in result.warnings)
-        rows.extend(_Row(r) for r in result.records)
+        kept = {_content(row.record): row for row in previous.rows.get(source, ())}
+        for record in result.records:
+            old = kept.get(_content(record))
+            if old is None:
+                rows.append(_Row(record))
+                continue
+            # Same keys and answer: the same vectors. The old synthetic phrasings come along with
+            # theirs; ``_extra_keys`` embeds the record again if this build's phrasings differ.
+            rows.append(_Row(dataclasses.replace(record, extra_keys=old.record.extra_keys), old.keys, old.answer, old.view))
+            report.reused_records += 1
         manifest_files[source] = {
             "sha256": sha,
             "size": path.stat().st_size,
@@ -402,6 +433,12 @@ def _collect(
         }
         report.embedded_files += 1
     return rows, manifest_files
+
+
+def _content(record: Record) -> tuple[str, tuple[str, ...], str]:
+    """What a record's vectors are made of: its keys and its answer (not its id, position or file
+    metadata, which an edit elsewhere in the file may shift)."""
+    return (record.kind, tuple(record.keys), record.answer or "")
 
 
 def _key_matrix(embedder: Embedder, rows: Sequence[_Row], progress: bool) -> np.ndarray:
@@ -459,7 +496,9 @@ def _write_generation(
                     "dimensions": encoder.dimensions,
                     "weight": views.VIEW_WEIGHT,
                 }
-    trained = answers is not None and entries.train_classifier(records, matrix, answers, tmp / "classifier.npz", view_parts)
+    trained = answers is not None and entries.train_classifier(
+        records, matrix, answers, tmp / "classifier.npz", view_parts, start=previous.classifier_start(records)
+    )
     LexicalIndex.build([k for r in records for k in r.all_keys]).save(tmp / "lexical")
     if answers is not None:
         LexicalIndex.build([str(r.answer or "") for r in records if r.kind == "faq"]).save(tmp / "answers_lexical")

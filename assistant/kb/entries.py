@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from assistant.kb import views
+from assistant.kb import classifier, views
 from assistant.kb.ingest import Record
 from assistant.stages import Embedder
 
@@ -119,6 +119,7 @@ def train_classifier(
     answers: np.ndarray,
     path: Path,
     view: tuple[np.ndarray, np.ndarray] | None = None,
+    start: tuple[classifier.EntryClassifier, np.ndarray] | None = None,
 ) -> bool:
     """Fit the FAQ entry classifier (see ``classifier``); True when written.
 
@@ -128,9 +129,8 @@ def train_classifier(
     it gained).
 
     ``view``: the English view's vectors of the FAQ entries' phrasings and answers (``view_vectors``),
-    set beside the main vectors (``views.classifier_input``)."""
-    from assistant.kb import classifier
-
+    set beside the main vectors (``views.classifier_input``). ``start``: the live generation's
+    classifier and, per FAQ entry here, its class there (``classifier.train``)."""
     faq = [i for i, r in enumerate(records) if r.kind == "faq"]
     starts = np.zeros(len(records) + 1, dtype=np.int64)
     np.cumsum([len(r.all_keys) for r in records], out=starts[1:])
@@ -146,7 +146,7 @@ def train_classifier(
     )
     labels = np.concatenate([labels, np.asarray(with_answer, dtype=labels.dtype)])
     texts += [str(records[faq[c]].answer) for c in with_answer]
-    model = classifier.train(vectors, labels, len(faq), np.asarray(faq), texts)
+    model = classifier.train(vectors, labels, len(faq), np.asarray(faq), texts, start=start)
     model.save(path)
     return True
 
