@@ -168,6 +168,69 @@ def test_held_out_questions_of_one_record_exclude_its_twin(tmp_path: Path) -> No
     assert first not in rec and second not in rec
 
 
+class AxisEmbedder:
+    """Each known text on a chosen direction (a multilingual encoder in miniature: a translation
+    lands near its original); anything else on an axis of its own."""
+
+    def __init__(self, directions: dict[str, np.ndarray], dims: int = 16) -> None:
+        self._directions = {t: v / np.linalg.norm(v) for t, v in directions.items()}
+        self._dims = dims
+
+    identity = "axis-test"
+
+    @property
+    def dimensions(self) -> int:
+        return self._dims
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self._dims), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i] = self._directions.get(t, np.eye(self._dims)[-1 - (hash(t) % 4)])
+        return out
+
+
+def test_translated_entries_are_twins_and_a_nearest_stranger_is_not(tmp_path: Path) -> None:
+    # A bilingual table: the Chinese entries translate two English ones, at a cosine (0.7) well under
+    # the repeated-entry rule's 0.85. A third Chinese entry's nearest English entry is "parking", but
+    # parking's nearest Chinese entry is its own translation: not a twin. An English entry whose
+    # nearest Chinese one is far (0.4) has none.
+    e = np.eye(16)
+
+    def at(base: int, other: int, cos: float) -> np.ndarray:
+        return cos * e[base] + np.sqrt(1 - cos**2) * e[other]
+
+    texts = {
+        "What is the guest wifi password?": e[0],
+        "访客无线网络密码是什么？": at(0, 5, 0.7),
+        "How much is visitor parking?": e[1],
+        "访客停车多少钱？": at(1, 6, 0.7),
+        "员工停车证怎么办？": at(1, 7, 0.65),
+        "Where is the gym?": e[2],
+        "健身房几点开门？": at(2, 8, 0.4),
+    }
+    rows = [
+        ("wifi", "What is the guest wifi password?", "HB-Guest"),
+        ("wifi-zh", "访客无线网络密码是什么？", "HB-Guest"),
+        ("park", "How much is visitor parking?", "2 hours free"),
+        ("park-zh", "访客停车多少钱？", "两小时免费"),
+        ("pass-zh", "员工停车证怎么办？", "找行政部"),
+        ("gym", "Where is the gym?", "Floor 2"),
+        ("gym-hours-zh", "健身房几点开门？", "早上七点"),
+    ]
+    kb_dir = tmp_path / "kb"
+    kb_dir.mkdir()
+    (kb_dir / "faq.jsonl").write_text(
+        "\n".join(json.dumps({"id": i, "question": q, "answer": a}, ensure_ascii=False) for i, q, a in rows), encoding="utf-8"
+    )
+    s = settings_in(tmp_path)
+    emb = AxisEmbedder(texts)
+    build_index(s, [kb_dir], progress=False, embedder=emb, synthesize=False)
+    kb = open_retriever(s, embedder=emb).kb
+    ids = [r.id for r in kb.records]
+    twins = {ids[i]: {ids[j] for j in js} for i, js in kb.twins(selfcal.TWIN_COSINE).items()}
+    assert twins == {"wifi": {"wifi-zh"}, "wifi-zh": {"wifi"}, "park": {"park-zh"}, "park-zh": {"park"}}
+
+
 def test_the_fit_stays_near_the_prior_on_little_evidence_and_moves_on_much() -> None:
     rng = np.random.default_rng(0)
     prior = calibration.prior_for("use-multilingual-v3")
