@@ -4,7 +4,7 @@ Whisper base, especially prompted, writes things no visitor said: Traditional ch
 between Chinese characters at segment joins, loops ("食堂几点开，食堂几点开，食堂"), and its prompt
 written out again over a tail of noise. The engines (``assistant.engines``) and the listener
 (``assistant.listening``) both use these helpers; which of them earns its place, against the
-decoder's own options, is measured in ``bench/asr_prompt.py`` (docs/deployment.md, "Whisper's
+decoder's own options, is measured by ``bench/asr_repairs.py`` (docs/measurements.md, "Whisper's
 repairs").
 
 - ``clean_text``: one line, Simplified characters, no spaces inside Chinese;
