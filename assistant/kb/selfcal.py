@@ -15,12 +15,6 @@ The labelled query groups (``labelled``), from the synthetic questions (``assist
   question on the knowledge base's topic that it does not answer looks like; every candidate wrong;
 - ``off_topic``: a shipped set of off-topic visitor utterances (``offtopic.txt``), every candidate wrong.
 
-A synthetic question whose own record (or twin) does not rank first among its candidates is left out
-of both ``match`` and ``held_out`` (kept apart as ``dropped``, unweighted): the round-trip filter of
-synthetic question generation (Alberti et al. 2019; Promptagator). Written by a 0.5B model, such a
-question is more often about something else than hard, and as a positive it teaches the fit that a
-clear best match is often wrong, which pulls every score down.
-
 The groups are weighed so that a knowledge base sees, in effect, as many answerable questions as
 unanswerable ones, half of those on its topic (``GROUP_WEIGHTS``).
 """
@@ -78,7 +72,7 @@ def labelled(kb: object, questions: Mapping[int, Sequence[Synthetic]], offtopic:
 
     assert isinstance(kb, KnowledgeBase)
     twins = kb.twins(TWIN_COSINE)
-    groups = {name: Group() for name in (*GROUP_WEIGHTS, "dropped")}
+    groups = {name: Group() for name in GROUP_WEIGHTS}
     items = [(r, q.text) for r, qs in questions.items() for q in qs]
     step = max(1, -(-len(items) // MAX_QUERIES))
     items = items[::step]
@@ -86,14 +80,7 @@ def labelled(kb: object, questions: Mapping[int, Sequence[Synthetic]], offtopic:
     for (record, text), q in zip(items, vectors, strict=True):
         answers = {record, *twins.get(record, ())}
         (rec, x, novelty), (held_rec, held_x, held_novelty) = kb.labelled_variants(text, [(), answers], q=q)
-        y = np.isin(rec, list(answers)).astype(np.float64)
-        if len(rec) and not y[int(np.argmax(kb.calibration.logits(x)))]:
-            # Round trip: a question its own record does not rank first for is, more often than not,
-            # a poor question (the small model wrote about something else), not a hard one; labelled
-            # "answered by its record" it would teach the fit that a clear best match is often wrong.
-            groups["dropped"].add(x, y, novelty)
-            continue
-        groups["match"].add(x, y, novelty)
+        groups["match"].add(x, np.isin(rec, list(answers)).astype(np.float64), novelty)
         groups["held_out"].add(held_x, np.zeros(len(held_rec)), held_novelty)
     off = list(offtopic[:MAX_QUERIES])
     for text, q in zip(off, _embed(kb, off), strict=True):
@@ -117,7 +104,7 @@ def _weights(groups: Mapping[str, Group]) -> tuple[list[np.ndarray], list[np.nda
     ys: list[np.ndarray] = []
     ns: list[float] = []
     ws: list[float] = []
-    present = {name: g for name, g in groups.items() if len(g) and name in GROUP_WEIGHTS}
+    present = {name: g for name, g in groups.items() if len(g)}
     share = sum(GROUP_WEIGHTS.get(name, 0.0) for name in present) or 1.0
     for name, g in present.items():
         w = GROUP_WEIGHTS.get(name, 0.0) / share / len(g)
@@ -150,7 +137,7 @@ def fit_own(prior: cal.Calibration, groups: Mapping[str, Group], *, source: str)
     xs, ys, ns, ws = _weights(groups)
     if not xs:
         return prior
-    n = sum(len(g) for name, g in groups.items() if name in GROUP_WEIGHTS)
+    n = sum(len(g) for g in groups.values())
     return cal.refit_scores(prior, xs, ys, ws, novelty=ns, prior_weight=PRIOR_STRENGTH / max(n, 1), source=source)
 
 
