@@ -4,8 +4,10 @@ Some ``[answer]`` settings have no right value in general, only per language mod
 passage the model may be shown (``relevance_threshold``: a model that declines well can see weaker
 ones) and whether it can judge an FAQ match before it is read out (``verify_faq_below``). Left
 ``"auto"`` in assistant.toml (or left out), they take the values measured for the embedded model
-pack ``[llm] model`` names, by ``bench/faithfulness.py`` (the figures and the runs are in
-docs/configuration.md, "Thresholds by model", and bench/results/faithfulness-combined.json). A model
+pack ``[llm] model`` names: by ``bench/faithfulness.py`` (docs/configuration.md, "Thresholds by
+model", and bench/results/faithfulness-combined.json); qwen2.5-0.5b's ``relevance_threshold`` again,
+once each index calibrated itself, leave one knowledge base out on public ones
+(``bench/kb_threshold.py``, bench/results/kb_threshold.json). A model
 nobody measured (another engine, an explicit ``model_path``, a folder) gets the built-in defaults,
 which suit a model of unknown judgement: only strong passages, no FAQ check.
 
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from assistant.config import TUNED_KEYS, Answer, ConfigError, Settings
 
 MEASURED: Mapping[str, Mapping[str, float]] = {
-    "qwen2.5-0.5b": {"relevance_threshold": 0.45, "verify_faq_below": 0.0},
+    "qwen2.5-0.5b": {"relevance_threshold": 0.15, "verify_faq_below": 0.0},
     "qwen2.5-1.5b": {"relevance_threshold": 0.15, "verify_faq_below": 0.98},
 }
 """``[answer]`` values per embedded LLM pack name, for the ``TUNED_KEYS`` a config leaves ``"auto"``."""

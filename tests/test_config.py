@@ -24,8 +24,13 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_shipped_assistant_toml_loads_and_matches_defaults(repo_root: Path) -> None:
+    import dataclasses
+
+    from assistant.config import TUNED_KEYS
+    from assistant.tuning import tune
+
     s = load(repo_root / "assistant.toml", environ={})
-    d = Settings()
+    d = tune(dataclasses.replace(Settings(), auto=frozenset(TUNED_KEYS)))  # "auto" as the file has it
     assert s.answer.faq_threshold == d.answer.faq_threshold
     assert s.answer.relevance_threshold == d.answer.relevance_threshold and s.auto == {"relevance_threshold", "verify_faq_below"}
     assert s.server.port == d.server.port
@@ -34,7 +39,7 @@ def test_shipped_assistant_toml_loads_and_matches_defaults(repo_root: Path) -> N
 @pytest.mark.parametrize(
     ("text", "relevance", "verify"),
     [
-        ("", 0.45, 0.0),  # the embedded default, qwen2.5-0.5b
+        ("", 0.15, 0.0),  # the embedded default, qwen2.5-0.5b
         ('[llm]\nmodel = "qwen2.5-1.5b"\n', 0.15, 0.98),
         ('[answer]\nrelevance_threshold = "auto"\nverify_faq_below = "auto"\n[llm]\nmodel = "qwen2.5-1.5b"\n', 0.15, 0.98),
         ('[answer]\nrelevance_threshold = 0.3\n[llm]\nmodel = "qwen2.5-1.5b"\n', 0.3, 0.98),  # a value wins
