@@ -550,7 +550,7 @@ def live(args: argparse.Namespace) -> int:
     by_group = {f["held_out"]: f["chosen"] for f in tuned["folds"]}
     the_set = json.loads(hesitation.SET_FILE.read_text())
     srcs = {s.id: s for s in hesitation.sources(Path(args.wheels), download=False)[0]}
-    cases = [c for c in the_set["cases"] if c["source"] in srcs][:: args.every]
+    cases = [c for c in the_set["cases"] if c["source"] in srcs and args.label in ("all", c["label"])][:: args.every]
     got = asyncio.run(_live(cases, srcs, by_group))
     rows = got["rows"]
     languages: dict[str, Any] = {}
@@ -584,7 +584,9 @@ def live(args: argparse.Namespace) -> int:
         "about": "the real Listener (Silero, faster-whisper base, smart-turn v3.2, assistant.listening) on the "
         "hesitation set in real time; each speaker group with the [turn] setting its leave-one-speaker-out fold "
         "chose (bench/results/end-of-turn.json), so nothing here is judged with a setting tuned on it",
-        "command": "python bench/end_of_turn.py live" + (f" --every {args.every}" if args.every > 1 else ""),
+        "command": "python bench/end_of_turn.py live"
+        + (f" --every {args.every}" if args.every > 1 else "")
+        + (f" --label {args.label}" if args.label != "all" else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
         "load_average_before": [round(v, 2) for v in got["load_before"]],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
@@ -614,6 +616,10 @@ def main() -> int:
     lv = sub.add_parser("live")
     lv.add_argument("--tuned", default=str(RESULTS / "end-of-turn.json"), help="the folds' settings (tune's output)")
     lv.add_argument("--every", type=int, default=1, help="every Nth case only (a quicker run)")
+    lv.add_argument(
+        "--label", choices=["all", "complete", "incomplete"], default="all",
+        help="only the complete utterances (the transcript-at-the-pause rate) or only the cut ones",
+    )
     lv.add_argument("--out", default=str(RESULTS / "end-of-turn-live.json"))
     lv.add_argument("--wheels", default=str(ROOT / "cache" / "packs"), help="where the Chinese clips' wheels are")
     args = parser.parse_args()
