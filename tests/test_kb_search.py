@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
-from kb_support import HashEmbedder, settings_in
+from kb_support import HashEmbedder, TableEmbedder, settings_in
 
 from assistant.kb import calibration
 from assistant.kb.evaluate import EvalCase, evaluate, load_cases
 from assistant.kb.lexical import LexicalIndex, tokenize
 from assistant.registry import build_index, open_retriever
 from assistant.stages import Passage, RetrieveError
-
-
-class TableEmbedder:
-    """Known texts get fixed vectors; anything else a vector orthogonal to all of them."""
-
-    def __init__(self, table: dict[str, Sequence[float]], dims: int = 8) -> None:
-        self.table = {k: np.asarray(v, dtype=np.float32) for k, v in table.items()}
-        self.dims = dims
-
-    identity = "table-test"
-
-    @property
-    def dimensions(self) -> int:
-        return self.dims
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dims), dtype=np.float32)
-        for i, t in enumerate(texts):
-            v = self.table.get(t.split(": ", 1)[-1], np.eye(self.dims, dtype=np.float32)[-1])
-            out[i] = v / np.linalg.norm(v)
-        return out
 
 
 def test_tokenize_segments_chinese_and_keeps_codes() -> None:

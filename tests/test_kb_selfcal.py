@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kb_support import HashEmbedder, settings_in
+from kb_support import HashEmbedder, TableEmbedder, settings_in
 
 from assistant.errors import GenerateError
 from assistant.kb import calibration, selfcal
@@ -168,27 +168,6 @@ def test_held_out_questions_of_one_record_exclude_its_twin(tmp_path: Path) -> No
     assert first not in rec and second not in rec
 
 
-class AxisEmbedder:
-    """Each known text on a chosen direction (a multilingual encoder in miniature: a translation
-    lands near its original); anything else on an axis of its own."""
-
-    def __init__(self, directions: dict[str, np.ndarray], dims: int = 16) -> None:
-        self._directions = {t: v / np.linalg.norm(v) for t, v in directions.items()}
-        self._dims = dims
-
-    identity = "axis-test"
-
-    @property
-    def dimensions(self) -> int:
-        return self._dims
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self._dims), dtype=np.float32)
-        for i, t in enumerate(texts):
-            out[i] = self._directions.get(t, np.eye(self._dims)[-1 - (hash(t) % 4)])
-        return out
-
-
 def test_translated_entries_are_twins_and_a_nearest_stranger_is_not(tmp_path: Path) -> None:
     # A bilingual table: the Chinese entries translate two English ones, at a cosine (0.7) well under
     # the repeated-entry rule's 0.85. A third Chinese entry's nearest English entry is "parking", but
@@ -223,7 +202,7 @@ def test_translated_entries_are_twins_and_a_nearest_stranger_is_not(tmp_path: Pa
         "\n".join(json.dumps({"id": i, "question": q, "answer": a}, ensure_ascii=False) for i, q, a in rows), encoding="utf-8"
     )
     s = settings_in(tmp_path)
-    emb = AxisEmbedder(texts)
+    emb = TableEmbedder(texts, dims=16)  # a multilingual encoder in miniature: a translation lands near its original
     build_index(s, [kb_dir], progress=False, embedder=emb, synthesize=False)
     kb = open_retriever(s, embedder=emb).kb
     ids = [r.id for r in kb.records]

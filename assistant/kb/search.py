@@ -24,7 +24,7 @@ from assistant.kb.classifier import EntryClassifier
 from assistant.kb.ingest import Record
 from assistant.kb.lexical import LexicalIndex, novelty, tokenize
 from assistant.kb.store import flat_view, read_manifest, read_records, read_vectors
-from assistant.language import detect_language
+from assistant.kb.synthesis import record_language
 from assistant.stages import Embedder, Passage, RetrieveError
 
 TRANSLATION_COSINE = 0.6
@@ -265,9 +265,9 @@ class KnowledgeBase:
             norms = np.linalg.norm(self._answers, axis=1, keepdims=True)
             unit = self._answers / np.maximum(norms, 1e-9)
             has = norms[:, 0] > 0
-            similar = np.maximum(similar, np.where(has[:, None] & has[None, :], unit @ unit.T, -1.0))
+            similar = np.maximum(similar, np.where(has[:, None] & has[None, :], unit @ unit.T, np.float32(-1.0)))
         alike = similar >= cosine
-        language = np.array(["zh" if (r.language or detect_language(r.text)) == "zh" else "en" for r in self.records])
+        language = np.array([record_language(r) for r in self.records])
         faq = np.array([r.kind == "faq" for r in self.records])
         ours, theirs = np.flatnonzero(faq & (language == "en")), np.flatnonzero(faq & (language == "zh"))
         if len(ours) and len(theirs):
