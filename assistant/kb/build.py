@@ -6,9 +6,9 @@ index answering. Files whose sha256 (and chunking settings) did not change keep 
 vectors from the live generation; in a file that changed, every record whose keys and answer are
 unchanged keeps its vectors too, so one edited entry in a large table embeds one entry, not the table.
 
-The steps: read the live generation (``_Previous``), collect every record with what can be reused
-of it (``_collect``: one ``_Row`` per record), embed what is new, write the files of the new
-generation, publish it.
+The steps: read the live generation (``assistant.kb.reuse.Previous``), collect every record with
+what can be reused of it (``_collect``: one ``Row`` per record), embed what is new, write the files of
+the new generation, publish it.
 """
 
 from __future__ import annotations
@@ -30,17 +30,14 @@ import numpy as np
 
 from assistant.errors import AssistantError, RetrieveError
 from assistant.kb import calibration, entries, views
-from assistant.kb import classifier as classifier_module
 from assistant.kb.chunking import CHUNK_FORMAT
 from assistant.kb.ingest import Record, SkipFile, discover, read_file
+from assistant.kb.reuse import Previous, Row, content
 from assistant.kb.store import (
     FORMAT,
     current_generation,
     file_sha256,
-    flat_view,
     read_manifest,
-    read_records,
-    read_vectors,
 )
 from assistant.kb.synthesis import QuestionCache, Synthetic, fingerprint, roles
 from assistant.kb.terms import distinctive_terms
@@ -107,84 +104,6 @@ class BuildReport:
         }
 
 
-@dataclass
-class _Row:
-    """One record of the new generation and what it reuses from the live one (None: compute it)."""
-
-    record: Record
-    keys: np.ndarray | None = None
-    """Its key vectors, one per key."""
-    answer: np.ndarray | None = None
-    """Its FAQ answer's vector."""
-    view: tuple[np.ndarray, np.ndarray] | None = None
-    """Its English view's vectors (keys, answer), FAQ entries only."""
-
-
-@dataclass
-class _Previous:
-    """What the live generation offers for reuse, per source file: its rows, with their vectors."""
-
-    files: dict[str, Any] = field(default_factory=dict)
-    """The manifest's ``files``: sha256 and chunking per source."""
-    rows: dict[str, list[_Row]] = field(default_factory=dict)
-    view_identity: str | None = None
-    index: Any = None
-    """The live generation's faiss index: the rows' key vectors are views into its memory (no copy),
-    so it is kept here as long as they are used."""
-    classifier: classifier_module.EntryClassifier | None = None
-    classes: dict[tuple[str, tuple[str, ...], str], int] = field(default_factory=dict)
-    """The live classifier's class of each FAQ entry, by ``_content``."""
-
-    @classmethod
-    def read(cls, generation: Path | None, embedder: Embedder, report: BuildReport) -> _Previous:
-        """The live generation's reusable parts; nothing (and a warning) when it was built with
-        another embedder or cannot be read."""
-        if generation is None:
-            return cls()
-        try:
-            manifest = read_manifest(generation)
-            built = manifest.get("embedder", {}).get("identity")
-            if built != embedder.identity:
-                report.warnings.append(f"the old index was built with '{built}': everything is embedded again")
-                return cls()
-            records = read_records(generation)
-            index = read_vectors(generation)
-            vectors = flat_view(index)
-        except (RetrieveError, OSError, ValueError, KeyError, RuntimeError) as err:
-            report.warnings.append(f"the old index could not be read ({err}): everything is embedded again")
-            return cls()
-        answers = entries.read_answers(generation, len(records))
-        view = entries.read_view(generation, records)
-        out = cls(
-            files=manifest.get("files", {}), view_identity=(manifest.get("view") or {}).get("identity"), index=index
-        )
-        if (generation / "classifier.npz").exists():
-            try:
-                out.classifier = classifier_module.EntryClassifier.load(generation / "classifier.npz")
-                out.classes = {_content(records[int(r)]): c for c, r in enumerate(out.classifier.records)}
-            except (OSError, ValueError, KeyError, IndexError):
-                out.classifier = None  # the new one is fitted from zeros: slower, the same result
-        offset = 0
-        for position, rec in enumerate(records):
-            row = _Row(
-                rec,
-                vectors[offset : offset + len(rec.all_keys)],
-                answers[position] if answers is not None else None,
-                view[position] if view is not None else None,
-            )
-            out.rows.setdefault(rec.source, []).append(row)
-            offset += len(rec.all_keys)
-        return out
-
-    def classifier_start(self, records: Sequence[Record]) -> tuple[classifier_module.EntryClassifier, np.ndarray] | None:
-        """Where the new classifier's fit starts (``classifier.train``): per FAQ entry of ``records``
-        its class in the live classifier (-1: none); None when nothing carries over."""
-        if self.classifier is None:
-            return None
-        old = np.array([self.classes.get(_content(r), -1) for r in records if r.kind == "faq"], dtype=np.int64)
-        return (self.classifier, old) if (old >= 0).any() else None
-
-
 def build(
     paths: Sequence[Path],
     index_dir: Path,
@@ -217,7 +136,7 @@ def build(
     with _build_lock(index_dir):
         for stale in index_dir.glob(".build-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed build; we hold the lock
-        previous = _Previous.read(current_generation(index_dir), embedder, report)
+        previous = Previous.read(current_generation(index_dir), embedder, report.warnings)
         chunking = {"chunk_chars": chunk_chars, "overlap_chars": overlap_chars, "format": CHUNK_FORMAT}
         rows, files = _collect(paths, root, previous, chunking, report, progress=progress)
         report.removed_files = sorted(set(previous.files) - set(files))
@@ -357,7 +276,7 @@ def _calibrate(
     return fitted, {"queries": counts}
 
 
-def _extra_keys(rows: Sequence[_Row], questions: Mapping[int, Sequence[Synthetic]], wanted: bool) -> None:
+def _extra_keys(rows: Sequence[Row], questions: Mapping[int, Sequence[Synthetic]], wanted: bool) -> None:
     """Give each record its synthetic phrasings to index (``synthesis.roles``: none without
     ``wanted``); a record whose extra phrasings changed is embedded again."""
     for i, row in enumerate(rows):
@@ -376,18 +295,18 @@ def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
 def _collect(
     paths: Sequence[Path],
     root: Path,
-    previous: _Previous,
+    previous: Previous,
     chunking: dict[str, Any],
     report: BuildReport,
     *,
     progress: bool,
-) -> tuple[list[_Row], dict[str, Any]]:
+) -> tuple[list[Row], dict[str, Any]]:
     """Every record of the sources in ``paths``, in order, reusing the previous rows of files that
     did not change; and the manifest's ``files``. Unreadable files go to ``report.skipped``."""
     files, missing = discover(paths)
     for p, why in missing:
         report.skipped.append(Skip(str(p), why))
-    rows: list[_Row] = []
+    rows: list[Row] = []
     manifest_files: dict[str, Any] = {}
     for path in _progress(files, progress):
         source = _source_name(path, root)
@@ -413,15 +332,15 @@ def _collect(
             report.skipped.append(Skip(source, f"unexpected {type(err).__name__}: {err}"))
             continue
         report.warnings.extend(f"{source}: {w}" for w in result.warnings)
-        kept = {_content(row.record): row for row in previous.rows.get(source, ())}
+        kept = {content(row.record): row for row in previous.rows.get(source, ())}
         for record in result.records:
-            old = kept.get(_content(record))
+            old = kept.get(content(record))
             if old is None:
-                rows.append(_Row(record))
+                rows.append(Row(record))
                 continue
             # Same keys and answer: the same vectors. The old synthetic phrasings come along with
             # theirs; ``_extra_keys`` embeds the record again if this build's phrasings differ.
-            rows.append(_Row(dataclasses.replace(record, extra_keys=old.record.extra_keys), old.keys, old.answer, old.view))
+            rows.append(Row(dataclasses.replace(record, extra_keys=old.record.extra_keys), old.keys, old.answer, old.view))
             report.reused_records += 1
         manifest_files[source] = {
             "sha256": sha,
@@ -435,13 +354,7 @@ def _collect(
     return rows, manifest_files
 
 
-def _content(record: Record) -> tuple[str, tuple[str, ...], str]:
-    """What a record's vectors are made of: its keys and its answer (not its id, position or file
-    metadata, which an edit elsewhere in the file may shift)."""
-    return (record.kind, tuple(record.keys), record.answer or "")
-
-
-def _key_matrix(embedder: Embedder, rows: Sequence[_Row], progress: bool) -> np.ndarray:
+def _key_matrix(embedder: Embedder, rows: Sequence[Row], progress: bool) -> np.ndarray:
     """Every key's vector in key order: new records' keys embedded in one batched pass."""
     fresh = entries.embed_all(embedder, [k for row in rows if row.keys is None for k in row.record.all_keys], progress)
     cursor = 0
@@ -455,11 +368,11 @@ def _key_matrix(embedder: Embedder, rows: Sequence[_Row], progress: bool) -> np.
 
 def _write_generation(
     tmp: Path,
-    rows: Sequence[_Row],
+    rows: Sequence[Row],
     matrix: np.ndarray,
     embedder: Embedder,
     view: views.ViewLoader | None,
-    previous: _Previous,
+    previous: Previous,
     report: BuildReport,
     *,
     progress: bool,

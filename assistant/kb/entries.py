@@ -21,7 +21,7 @@ EMBED_BATCH = 256
 """Texts per embedder call during a build."""
 
 class Row(Protocol):
-    """A record of the new generation with what it reuses (``assistant.kb.build._Row``)."""
+    """A record of the new generation with what it reuses (``assistant.kb.reuse.Row``)."""
 
     record: Record
     answer: np.ndarray | None
