@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import assistant.kb.queue as queue_module
 from assistant.kb.queue import DAY_S, QueueStore, question_key, summarize
 from assistant.kb.queue_writer import QueueWriter
 from assistant.stages import QueueCandidate, QueueRecord, QueueRecorder
@@ -100,8 +101,10 @@ def test_writer_prunes_again_a_day_later(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("damage", ["directory", "garbage", "locked"])
 def test_a_broken_or_locked_file_is_logged_once_and_never_raises(
-    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # each record waits out sqlite's busy timeout on the lock; a short one keeps the test short
+    monkeypatch.setattr(queue_module, "BUSY_TIMEOUT_S", 0.05)
     path = tmp_path / "queue.sqlite"
     holder = None
     if damage == "directory":

@@ -152,6 +152,7 @@ needs_transformers = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_transformers
 def test_numpy_forward_equals_transformers_on_a_tiny_bert(tmp_path: Path) -> None:
     import torch

@@ -11,18 +11,28 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from assistant.config import LLM, Settings  # noqa: E402
-from assistant.engines import transformers_lm  # noqa: E402
-from assistant.engines.transformers_lm import TransformersModel  # noqa: E402
-from assistant.stages import GenerateError, LanguageModel, Message, ModelMissingError  # noqa: E402
+from assistant.config import LLM, Settings
+from assistant.engines import transformers_lm
+from assistant.engines.transformers_lm import TransformersModel
+from assistant.stages import GenerateError, LanguageModel, Message, ModelMissingError
 
 pytestmark = pytest.mark.slow
+
+torch: Any = None
+transformers: Any = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def heavy_imports() -> None:
+    """Imported when a test here runs, not at collection: torch and transformers take seconds to
+    import, and a run that deselects these slow tests should not pay for them."""
+    global torch, transformers
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
 
 CORPUS = [
     "The front desk opens at eight thirty and closes at six.",

@@ -5,6 +5,7 @@ VITS (any other Coqui model folder). Structure is asserted, not sound: the weigh
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,11 +14,19 @@ import soundfile as sf
 from assistant.config import Settings
 from assistant.stages import ModelMissingError, SynthesizeError, Voice
 
-pytest.importorskip("TTS", reason="coqui-tts is in the heavy extra")
-torch = pytest.importorskip("torch")
-pytest.importorskip("torchaudio", reason="coqui-tts XTTS needs torchaudio (installed --no-deps by the Makefile)")
-
 pytestmark = pytest.mark.slow
+
+torch: Any = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def heavy_imports() -> None:
+    """Imported when a test here runs, not at collection: torch and coqui-tts take seconds to import,
+    and a run that deselects these slow tests should not pay for them."""
+    global torch
+    pytest.importorskip("TTS", reason="coqui-tts is in the heavy extra")
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchaudio", reason="coqui-tts XTTS needs torchaudio (installed --no-deps by the Makefile)")
 
 
 def reference_clip(path: Path, seconds: float = 4.0, rate: int = 22_050) -> Path:

@@ -100,6 +100,7 @@ def test_split_vits_refuses_a_graph_without_a_decoder(tmp_path: Path) -> None:
     assert split_vits(tmp_path / "other.onnx") is None
 
 
+@pytest.mark.embedded
 def test_windowed_decoding_equals_whole_decoding(piper_ort: PiperSynthesizer) -> None:
     """The decoder windows joined give the same samples as one decoder run: same length, no clicks."""
     model = piper_ort.load(JOE)
@@ -167,6 +168,7 @@ def test_polyphase_upsampling_leaves_other_nodes(tmp_path: Path) -> None:
     assert [n.op_type for n in model.graph.node] == ["ConvTranspose"]
 
 
+@pytest.mark.embedded
 def test_polyphase_voice_decoder_is_exact(piper_ort: PiperSynthesizer) -> None:
     """joe's whole HiFi-GAN decoder with its three upsampling layers rewritten: the same audio (float32)."""
     import onnx
@@ -186,6 +188,7 @@ def test_polyphase_voice_decoder_is_exact(piper_ort: PiperSynthesizer) -> None:
 
 
 @needs_openvino
+@pytest.mark.embedded
 def test_openvino_decoder_matches_float32(piper_ort: PiperSynthesizer) -> None:
     """OpenVINO (bf16 where the CPU has it) on the same latent frames: close to ONNX Runtime's float32
     audio, and its windows join like one run (no click: the join is no worse than bf16's rounding)."""
@@ -204,6 +207,7 @@ def test_openvino_decoder_matches_float32(piper_ort: PiperSynthesizer) -> None:
 
 
 @needs_openvino
+@pytest.mark.embedded
 async def test_openvino_engine_speaks_and_names_its_decoder() -> None:
     engine = PiperSynthesizer(threads=2, decoder="openvino")
     pcm, chunks = await speak(engine, "Hello, and welcome to the front desk.")
@@ -213,6 +217,7 @@ async def test_openvino_engine_speaks_and_names_its_decoder() -> None:
     assert "openvino" not in PiperSynthesizer(decoder="onnxruntime").version
 
 
+@pytest.mark.embedded
 async def test_falls_back_to_onnxruntime_without_openvino(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -234,6 +239,7 @@ async def test_falls_back_to_onnxruntime_without_openvino(
     assert err.value.code == "tts-load-failed" and "pip install openvino" in str(err.value)
 
 
+@pytest.mark.embedded
 def test_auto_falls_back_when_openvino_cannot_compile(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -259,6 +265,7 @@ def test_bad_decoder_option_is_refused() -> None:
         PiperSynthesizer(precision="int8")
 
 
+@pytest.mark.embedded
 async def test_first_audio_comes_before_the_piece_is_decoded(piper: PiperSynthesizer) -> None:
     """A one-piece sentence: the first chunk comes after the first decoder window, not the whole piece."""
     text = "Your visitor badge is ready at the desk."
@@ -274,6 +281,7 @@ async def test_first_audio_comes_before_the_piece_is_decoded(piper: PiperSynthes
     assert len(pcm) / 2 / 22_050 > 5 * first_window_s  # the first chunk was a small part of the audio
 
 
+@pytest.mark.embedded
 async def test_piper_speaks_with_envelope(piper: PiperSynthesizer) -> None:
     pcm, chunks = await speak(piper, "Hello, and welcome to the front desk.")
     assert all(c.sample_rate_hz == 22_050 for c in chunks)
@@ -287,6 +295,7 @@ async def test_piper_speaks_with_envelope(piper: PiperSynthesizer) -> None:
     assert np.abs(pcm).max() > 3000
 
 
+@pytest.mark.embedded
 @pytest.mark.slow
 async def test_speed_changes_duration(piper: PiperSynthesizer) -> None:
     normal, _ = await speak(piper, "Please take a seat, someone will be with you shortly.")
@@ -296,6 +305,7 @@ async def test_speed_changes_duration(piper: PiperSynthesizer) -> None:
     assert len(fast) < 0.8 * len(normal)
 
 
+@pytest.mark.embedded
 @pytest.mark.slow
 async def test_long_sentence_streams_before_it_is_done(piper: PiperSynthesizer) -> None:
     text = (
