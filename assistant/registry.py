@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
     from assistant.kb.build import BuildReport, Synthesis
     from assistant.kb.calibration import Calibration
-    from assistant.kb.ingest import Record
     from assistant.kb.queue_writer import QueueWriter
+    from assistant.kb.records import Record
     from assistant.kb.search import IndexRetriever
     from assistant.kb.synthesis import QuestionCache, Synthetic
     from assistant.kb.views import ViewLoader

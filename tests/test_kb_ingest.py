@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from kb_support import minimal_pdf
 
-from assistant.kb.ingest import SkipFile, decode_bytes, discover, read_file
+from assistant.kb.ingest import discover, read_file
+from assistant.kb.records import SkipFile, decode_bytes
 
 CHUNK = {"chunk_chars": 200, "overlap_chars": 40}
 

@@ -10,9 +10,9 @@ import pytest
 
 from assistant.errors import RetrieveError
 from assistant.kb.audit import AuditLine, AuditLog, handled_since
-from assistant.kb.ingest import read_faq
 from assistant.kb.learned import LearnedFile
 from assistant.kb.queue import question_key
+from assistant.kb.tables import read_faq
 
 
 def test_a_new_entry_keeps_the_visitors_phrasings_and_ingest_reads_it(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from kb_support import HashEmbedder, TableEmbedder, settings_in
 
 from assistant.errors import GenerateError
 from assistant.kb import calibration, selfcal
-from assistant.kb.ingest import Record
+from assistant.kb.records import Record
 from assistant.kb.store import current_generation, read_manifest
 from assistant.kb.synthesis import QuestionCache, QuestionWriter, Synthetic, fingerprint, parse
 from assistant.registry import build_index, open_retriever

@@ -10,8 +10,8 @@ import pytest
 from kb_support import HashEmbedder
 
 from assistant.errors import AssistantError
-from assistant.kb.ingest import read_faq
 from assistant.kb.queue import QueueStore
+from assistant.kb.tables import read_faq
 from assistant.owner import OwnerDesk, Reloading, days_of
 from assistant.owner_wire import OwnerAddMessage, OwnerAnswerMessage, OwnerDismissMessage
 from assistant.stages import Passage, QueueCandidate, QueueRecord

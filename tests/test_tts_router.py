@@ -255,7 +255,7 @@ async def test_prerender_faq_from_the_index(setup) -> None:  # type: ignore[no-u
 
     from assistant.ahead import prerender_faq
     from assistant.kb import faq_answers
-    from assistant.kb.ingest import Record
+    from assistant.kb.records import Record
 
     settings, engines, _ = setup
     generation = settings.root / "index" / "gen-1"

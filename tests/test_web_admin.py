@@ -15,8 +15,8 @@ from fakes import settings_for_tests
 from kb_support import HashEmbedder
 from test_web import CHROMIUM, LANDSCAPE, ConsoleWatch, chromium, shot
 
-from assistant.kb.ingest import read_faq
 from assistant.kb.queue import QueueStore
+from assistant.kb.tables import read_faq
 from assistant.owner import OwnerDesk
 from assistant.stages import QueueCandidate, QueueRecord
 

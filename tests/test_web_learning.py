@@ -22,8 +22,8 @@ from test_web import CHROMIUM, LANDSCAPE, ConsoleWatch, SpeakingSynthesizer, chr
 
 from assistant import registry
 from assistant.daemon import Daemon
-from assistant.kb.ingest import read_faq
 from assistant.kb.queue import QueueStore
+from assistant.kb.tables import read_faq
 from assistant.owner import OwnerDesk
 from assistant.server.app import AssistantServer
 from assistant.stages import Engines

@@ -31,7 +31,8 @@ import numpy as np
 from assistant.errors import AssistantError, RetrieveError
 from assistant.kb import calibration, entries, views
 from assistant.kb.chunking import CHUNK_FORMAT
-from assistant.kb.ingest import Record, SkipFile, discover, read_file
+from assistant.kb.ingest import discover, read_file
+from assistant.kb.records import Record, SkipFile
 from assistant.kb.reuse import Previous, Row, content
 from assistant.kb.store import (
     FORMAT,

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from assistant.kb import classifier, views
-from assistant.kb.ingest import Record
+from assistant.kb.records import Record
 from assistant.stages import Embedder
 
 EMBED_BATCH = 256

@@ -6,7 +6,7 @@ owner's files go into a *twin* row here (same question and answer, id ``<entry>+
 phrasings as its alternates): a search that matches a phrasing returns that answer, and the owner's
 file stays as they wrote it. (The twin copies the answer as it was: an answer changed later in the
 owner's file should be changed here too, or the twin removed.) The file is the columns ``id,
-question, answer, alternates`` that ``assistant.kb.ingest`` reads, alternates as a JSON list.
+question, answer, alternates`` that ``assistant.kb.tables`` reads, alternates as a JSON list.
 
 Every write replaces the whole file atomically (a temporary file, then a rename); a file that no
 longer parses (edited by hand into something else) is refused, never overwritten.

@@ -17,7 +17,7 @@ import numpy as np
 from assistant.errors import RetrieveError
 from assistant.kb import classifier as classifier_module
 from assistant.kb import entries
-from assistant.kb.ingest import Record
+from assistant.kb.records import Record
 from assistant.kb.store import flat_view, read_manifest, read_records, read_vectors
 from assistant.stages import Embedder
 

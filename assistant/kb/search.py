@@ -21,8 +21,8 @@ import numpy as np
 from assistant.kb import calibration as cal
 from assistant.kb import views
 from assistant.kb.classifier import EntryClassifier
-from assistant.kb.ingest import Record
 from assistant.kb.lexical import LexicalIndex, novelty, tokenize
+from assistant.kb.records import Record
 from assistant.kb.store import flat_view, read_manifest, read_records, read_vectors
 from assistant.kb.synthesis import record_language
 from assistant.stages import Embedder, Passage, RetrieveError

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from assistant.errors import RetrieveError
-from assistant.kb.ingest import Record
+from assistant.kb.records import Record
 
 FORMAT = 2
 """2: the manifest's ``calibration`` is the index's own (fitted at build), read by search."""

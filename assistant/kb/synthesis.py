@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from assistant.errors import AssistantError
-from assistant.kb.ingest import Record
+from assistant.kb.records import Record
 from assistant.language import detect_language
 from assistant.stages import LanguageModel, Message, closing
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from assistant.errors import RetrieveError
-from assistant.kb.ingest import Record
+from assistant.kb.records import Record
 from assistant.kb.store import current_generation, read_manifest
 
 _NOT_TERMS = frozenset(
