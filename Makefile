@@ -90,7 +90,8 @@ lint: setup-dev
 	$(BIN)/lint-imports
 
 bench: setup-dev models-all
-	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+	# suite_time.py times the developers' test suite against a commit it must be given: not a product figure
+	for b in bench/*.py; do [ $$b = bench/suite_time.py ] || $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) index cache test-artifacts .pytest_cache .mypy_cache .ruff_cache

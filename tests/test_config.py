@@ -153,7 +153,7 @@ def test_every_setting_is_documented_in_assistant_toml(repo_root: Path) -> None:
         if section.name in ("root", "auto", "moved"):
             continue
         keys = {f.name for f in dataclasses.fields(section.type if isinstance(section.type, type) else getattr(Settings(), section.name))}
-        assert set(shipped.get(section.name, {})) == keys, f"[{section.name}] in assistant.toml differs from config.py"
+        assert set(shipped.get(section.name, {})) == keys, f"[{section.name}] in assistant.toml differs from assistant/config/sections.py"
 
 
 def test_doctor_says_which_answer_thresholds_apply_and_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,7 +40,7 @@ def test_shipped_voices_load() -> None:
     assert names["joe"].engine == "piper" and names["joe"].languages == ("en",)
     assert names["zh-default"].languages == ("zh",)
     assert names["zh-default"].options["fallback"] == "zh-espeak"
-    # The defaults in assistant/config.py name shipped voices.
+    # The defaults in assistant/config/sections.py name shipped voices.
     assert settings.tts.voice in names and settings.tts.voice_zh in names
 
 

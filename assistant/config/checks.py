@@ -73,13 +73,9 @@ def _range_problem(s: Settings, section: str, key: str, lo: float | None, hi: fl
 
 
 def validate(s: Settings, source: str) -> None:
-    """Check ranges again after a program changed settings (``run --port``); raises ConfigError
-    naming ``source`` (where the values came from)."""
-    check_all(s, source)
-
-
-def check_all(s: Settings, source: str) -> None:
-    """Cross-field and range checks the types alone cannot express."""
+    """The range and cross-field checks the types alone cannot express; raises ConfigError naming
+    ``source`` (where the values came from). ``load`` runs it, and a program that changed settings
+    afterwards (``run --port``) runs it again."""
     for (section, key), (lo, hi) in RANGES.items():
         problem = _range_problem(s, section, key, lo, hi)
         if problem:

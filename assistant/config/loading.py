@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from assistant.config.checks import check_all
+from assistant.config.checks import validate
 from assistant.config.sections import TUNED_KEYS, Settings
 from assistant.errors import ConfigError
 
@@ -148,7 +148,7 @@ def load(path: str | Path | None = None, *, environ: typing.Mapping[str, str] | 
         from_env = frozenset(overrides.get(name, {}))
         kwargs[name] = _build_section(name, hints[name], table, str(cfg_path), from_env)
     settings = Settings(**kwargs, root=root, auto=auto, moved=moved)
-    check_all(settings, str(cfg_path))
+    validate(settings, str(cfg_path))
     return settings
 
 
